@@ -1,0 +1,3 @@
+from lionflow.cli import main
+
+raise SystemExit(main())

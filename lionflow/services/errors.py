@@ -1,0 +1,200 @@
+"""Every error lionflow raises, under one root.
+
+::
+
+    LionflowError
+    ├── ConfigurationError (ValueError)      bad arguments, found before any request is sent
+    │   ├── UnknownProviderError             provider="..." names no registered provider
+    │   ├── MissingCredentials               no API key given and none in the environment
+    │   └── MissingDependency (ImportError)  the provider's SDK is not installed: names the extra
+    ├── ProviderError                        the provider failed; `.retryable`, `.response`
+    │   ├── AuthenticationError              401 / 403
+    │   ├── RateLimitError                   429; `.retry_after` in seconds when the provider says
+    │   ├── ProviderTimeout (TimeoutError)   `.phase`: connect, first_chunk, idle or total
+    │   ├── ProviderConnectionError          the connection could not be made or was lost
+    │   ├── ProviderHTTPError                any other HTTP status; `.status_code`
+    │   └── StreamInterrupted                an error arrived in the middle of a stream
+    ├── StreamError
+    │   ├── StreamConsumed                   a call's chunks were already iterated
+    │   └── StreamClosed                     the call was closed before it was iterated
+    └── FlowValidationError                  a workflow is wrong before anything runs
+
+Whenever a `ProviderError` ends a call, `.response` holds the `Response` assembled from what had
+arrived (``incomplete=True``), so nothing the provider sent is lost.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from lionflow.services.response import Response
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "FlowValidationError",
+    "LionflowError",
+    "MissingCredentials",
+    "MissingDependency",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderTimeout",
+    "RateLimitError",
+    "StreamClosed",
+    "StreamConsumed",
+    "StreamError",
+    "StreamInterrupted",
+    "TimeoutPhase",
+    "UnknownProviderError",
+]
+
+TimeoutPhase = Literal["connect", "first_chunk", "idle", "total"]
+
+# HTTP statuses worth a second try: the request may succeed unchanged a moment later.
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+class LionflowError(Exception):
+    """The root of every error lionflow raises."""
+
+
+class ConfigurationError(LionflowError, ValueError):
+    """An argument or setting is wrong; raised before any request is sent."""
+
+
+class UnknownProviderError(ConfigurationError):
+    """`provider=` names no registered provider."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown provider {name!r}; known providers: {', '.join(known)}")
+
+
+class MissingCredentials(ConfigurationError):
+    """The provider needs an API key and none was given or found in the environment."""
+
+
+class MissingDependency(LionflowError, ImportError):
+    """A provider's SDK is not installed. The message names the extra that installs it."""
+
+    def __init__(self, provider: str, package: str, extra: str | None) -> None:
+        self.provider = provider
+        self.package = package
+        self.extra = extra
+        hint = f'pip install "lionflow[{extra}]"' if extra else f"pip install {package}"
+        super().__init__(
+            f"provider {provider!r} needs the {package!r} package, which is not installed: {hint}"
+        )
+
+
+class ProviderError(LionflowError):
+    """The provider failed.
+
+    `retryable` says whether the same request may succeed if sent again. `response` is the partial
+    `Response` assembled from what had arrived when the error ended a call, or None.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, provider: str | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.response: Response | None = None
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials (HTTP 401 or 403). Check the API key."""
+
+
+class RateLimitError(ProviderError):
+    """The provider is rate limiting (HTTP 429). `retry_after` is its advised wait, in seconds."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str = "rate limited",
+        *,
+        provider: str | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=retryable)
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError, TimeoutError):
+    """A timeout ran out. `phase` says which one: connect, first_chunk, idle or total."""
+
+    def __init__(
+        self, phase: TimeoutPhase, seconds: float, *, provider: str | None = None, detail: str = ""
+    ) -> None:
+        what = {
+            "connect": "connecting to the provider",
+            "first_chunk": "waiting for the first chunk",
+            "idle": "waiting for the next chunk",
+            "total": "the whole call",
+        }[phase]
+        message = f"timed out after {seconds:g}s {what} ({phase} timeout)"
+        if detail:
+            message = f"{message}: {detail}"
+        # A connect or first-chunk timeout happens before anything reached the caller: worth a retry.
+        super().__init__(message, provider=provider, retryable=phase in ("connect", "first_chunk"))
+        self.phase: TimeoutPhase = phase
+        self.seconds = seconds
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection to the provider could not be made, or was lost."""
+
+    retryable = True
+
+
+class ProviderHTTPError(ProviderError):
+    """The provider answered with an HTTP error status. 5xx and overloaded are retryable."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str = "",
+        *,
+        provider: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(
+            f"HTTP {status_code}: {message}" if message else f"HTTP {status_code}",
+            provider=provider,
+            retryable=status_code in RETRYABLE_STATUS if retryable is None else retryable,
+        )
+        self.status_code = status_code
+
+
+class StreamInterrupted(ProviderError):
+    """An error arrived in the middle of a stream.
+
+    `.response` is the partial `Response` (``incomplete=True``) with everything received before the
+    error. `retryable` is set by the provider adapter from the error's kind; lionflow only retries when
+    no chunk had reached the caller yet.
+    """
+
+
+class StreamError(LionflowError):
+    """A model call was used in a way its state does not allow."""
+
+
+class StreamConsumed(StreamError):
+    """The call's chunks were already iterated; a call streams once. Use `.response` for the result."""
+
+
+class StreamClosed(StreamError):
+    """The call was closed before its chunks were read."""
+
+
+class FlowValidationError(LionflowError, ValueError):
+    """A workflow is invalid (cycle, unknown dependency or model); raised before anything runs."""

@@ -1,0 +1,186 @@
+"""`iModel`: one service over every provider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import anyio
+
+from lionflow.services.call import ModelCall
+from lionflow.services.errors import ConfigurationError
+from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
+from lionflow.services.providers import provider_class
+from lionflow.services.providers.base import ModelRequest, Provider
+
+__all__ = ["ChatMessageLike", "iModel"]
+
+
+@runtime_checkable
+class _HasChatMsg(Protocol):
+    @property
+    def chat_msg(self) -> dict[str, Any]: ...
+
+
+ChatMessageLike = Mapping[str, Any] | _HasChatMsg
+"""A provider chat dict (``{"role": "user", "content": "hi"}``) or a lionflow `Message`."""
+
+
+def _chat_messages(messages: str | Iterable[ChatMessageLike]) -> list[dict[str, Any]]:
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    result: list[dict[str, Any]] = []
+    for position, message in enumerate(messages):
+        if isinstance(message, Mapping):
+            if "role" not in message:
+                raise ConfigurationError(f"messages[{position}] has no 'role': {dict(message)!r}")
+            result.append(dict(message))
+        elif isinstance(message, _HasChatMsg):
+            result.append(message.chat_msg)
+        else:
+            raise ConfigurationError(
+                f"messages[{position}] is a {type(message).__name__}; "
+                "expected a chat dict like {'role': 'user', 'content': '...'} or a lionflow Message"
+            )
+    if not result:
+        raise ConfigurationError("messages is empty; a model call needs at least one message")
+    return result
+
+
+def _check_params(params: Mapping[str, Any]) -> None:
+    temperature = params.get("temperature")
+    if temperature is not None and (not isinstance(temperature, int | float) or temperature < 0):
+        raise ConfigurationError(f"temperature must be a number >= 0, not {temperature!r}")
+    max_tokens = params.get("max_tokens")
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        raise ConfigurationError(f"max_tokens must be a positive integer, not {max_tokens!r}")
+    top_p = params.get("top_p")
+    if top_p is not None and (not isinstance(top_p, int | float) or not 0 <= top_p <= 1):
+        raise ConfigurationError(f"top_p must be a number between 0 and 1, not {top_p!r}")
+
+
+class iModel:
+    """One model behind one provider, with streaming, retries, timeouts and limits built in.
+
+    ::
+
+        model = iModel(provider="openai", model="gpt-4o-mini", temperature=0.7, name="gpt")
+        async for chunk in model.invoke(messages=[{"role": "user", "content": "hi"}]):
+            print(chunk, end="", flush=True)
+        response = await model.invoke(messages=[...])
+
+    `provider` picks the adapter (see `lionflow.services.providers.provider_names()`). `stream`
+    chooses the provider-side mode only: every call can be awaited or iterated. Generation
+    parameters given here (`temperature`, `max_tokens`, `top_p`, `stop`, `seed`, and any other
+    keyword, such as `tools`) are defaults for every call; `invoke(**params)` overrides them.
+    Keywords the adapter knows as its own options (`ScriptedModel`'s ``responses=``, say) configure
+    the adapter instead.
+
+    `timeout` is seconds (connect, first chunk and idle gap alike) or a `Timeout`. Retryable errors
+    are retried up to `max_retries` times with exponential backoff and jitter, only before the first
+    chunk reached the caller. `max_concurrent` bounds the calls in flight on this model, and
+    `requests_per_minute` the requests started in any 60-second window.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        model: str | None = None,
+        *,
+        name: str | None = None,
+        stream: bool = True,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        max_retries: int = 2,
+        retry_initial_delay: float = 0.5,
+        retry_max_delay: float = 20.0,
+        timeout: float | Timeout | None = None,
+        max_concurrent: int | None = None,
+        requests_per_minute: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        adapter_cls = provider_class(provider)
+        model = model or getattr(adapter_cls, "default_model", None)
+        if not model:
+            raise ConfigurationError(f"provider {provider!r} needs model=, the model id to call")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ConfigurationError(f"max_concurrent must be >= 1, not {max_concurrent}")
+
+        options = {key: kwargs.pop(key) for key in list(kwargs) if key in adapter_cls.option_names}
+        explicit = {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "top_p": top_p,
+            "stop": stop,
+            "seed": seed,
+        }
+        self.params: dict[str, Any] = {k: v for k, v in explicit.items() if v is not None} | kwargs
+        _check_params(self.params)
+
+        self.provider = provider
+        self.model = model
+        self.name = name or model
+        self.streaming = stream  # the `stream=` flag; `stream()` is the context-manager call
+        self.timeout = Timeout.of(timeout)
+        self.retry = RetryPolicy(
+            max_retries=max_retries, initial_delay=retry_initial_delay, max_delay=retry_max_delay
+        )
+        self.max_concurrent = max_concurrent
+        self.requests_per_minute = requests_per_minute
+        self._semaphore = None if max_concurrent is None else anyio.Semaphore(max_concurrent)
+        self._rate_limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
+        self.adapter: Provider = adapter_cls(
+            model=model, api_key=api_key, base_url=base_url, endpoint=endpoint, **options
+        )
+
+    def __repr__(self) -> str:
+        return f"iModel(provider={self.provider!r}, model={self.model!r}, name={self.name!r})"
+
+    def request(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelRequest:
+        """The `ModelRequest` that `invoke()` would send; useful to inspect what a provider receives."""
+        merged = self.params | params
+        _check_params(merged)
+        return ModelRequest(
+            model=self.model, messages=_chat_messages(messages), params=merged, stream=self.streaming
+        )
+
+    def invoke(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelCall:
+        """Call the model. Await the result for a `Response`, or iterate it for `Chunk`s.
+
+        `messages` is a list of chat dicts or `Message`s (a plain string is one user message);
+        `params` override this model's default generation parameters for this call.
+        """
+        return ModelCall(self, self.request(messages, **params))
+
+    def stream(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelCall:
+        """The context-manager form of `invoke()`: the stream is closed when the block ends.
+
+        ::
+
+            async with model.stream(messages=msgs) as call:
+                async for chunk in call:
+                    ...
+            response = call.response
+        """
+        return self.invoke(messages, **params)
+
+    async def aclose(self) -> None:
+        """Release the provider client's resources (connection pools)."""
+        await self.adapter.aclose()
+
+    async def __aenter__(self) -> iModel:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,21 @@
+"""Messages and their typed contents."""
+
+from lionflow.session.messages.content import (
+    AssistantResponseContent,
+    InstructionContent,
+    MessageContent,
+    Role,
+    SystemContent,
+)
+from lionflow.session.messages.message import Message
+from lionflow.session.messages.utils import prepare_messages_for_chat
+
+__all__ = [
+    "AssistantResponseContent",
+    "InstructionContent",
+    "Message",
+    "MessageContent",
+    "Role",
+    "SystemContent",
+    "prepare_messages_for_chat",
+]

@@ -1,0 +1,242 @@
+"""Retries, timeouts and limits, as a caller experiences them."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from lionflow import (
+    AuthenticationError,
+    ProviderHTTPError,
+    ProviderTimeout,
+    RateLimitError,
+    StreamInterrupted,
+    Timeout,
+)
+from lionflow.services.policy import RateLimiter, RetryPolicy
+from lionflow.testing import ScriptedModel
+
+pytestmark = pytest.mark.anyio
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+FAST_RETRY = {"retry_initial_delay": 0.001, "retry_max_delay": 0.002}
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+
+async def test_a_retryable_error_before_the_first_chunk_is_retried() -> None:
+    model = ScriptedModel(
+        responses=["recovered"], fail_on_open=[ProviderHTTPError(503, "overloaded")], **FAST_RETRY
+    )
+    call = model.invoke(messages=MESSAGES)
+    response = await call
+    assert response.text == "recovered"
+    assert call.attempts == 2
+    assert len(model.requests) == 2
+
+
+async def test_a_stream_failing_before_any_chunk_is_retried_until_retries_run_out() -> None:
+    model = ScriptedModel(responses=["x", "y", "z"], fail_after=0, max_retries=2, **FAST_RETRY)
+    call = model.invoke(messages=MESSAGES)
+    with pytest.raises(StreamInterrupted):
+        await call
+    assert call.attempts == 3
+    assert len(model.requests) == 3
+
+
+async def test_no_retry_after_a_chunk_reached_the_caller() -> None:
+    model = ScriptedModel(responses=["abcdefghij"], chunk_size=2, fail_after=3, max_retries=5, **FAST_RETRY)
+    call = model.invoke(messages=MESSAGES)
+    seen: list[str] = []
+    with pytest.raises(StreamInterrupted) as caught:
+        async for chunk in call:
+            seen.append(chunk.data)
+    assert seen == ["ab", "cd", "ef"]  # nothing replayed
+    assert len(model.requests) == 1
+    partial = caught.value.response
+    assert partial is not None
+    assert partial.incomplete
+    assert partial.text == "abcdef"
+    assert partial.finish_reason == "error"
+    assert "scripted failure" in (partial.error or "")
+    assert call.response == partial
+    assert model.open_streams == 0
+
+
+async def test_an_error_that_is_not_retryable_is_raised_at_once() -> None:
+    model = ScriptedModel(responses=["never"], fail_on_open=[AuthenticationError("bad key")], **FAST_RETRY)
+    with pytest.raises(AuthenticationError, match="bad key"):
+        await model.invoke(messages=MESSAGES)
+    assert len(model.requests) == 1
+
+
+async def test_max_retries_zero_disables_retries() -> None:
+    model = ScriptedModel(responses=["x"], fail_on_open=[ProviderHTTPError(500)], max_retries=0)
+    with pytest.raises(ProviderHTTPError) as caught:
+        await model.invoke(messages=MESSAGES)
+    assert caught.value.status_code == 500
+    assert caught.value.retryable
+    assert len(model.requests) == 1
+
+
+async def test_retry_after_from_a_rate_limit_is_honoured() -> None:
+    model = ScriptedModel(
+        responses=["ok"], fail_on_open=[RateLimitError("slow down", retry_after=0.25)], **FAST_RETRY
+    )
+    started = time.monotonic()
+    assert (await model.invoke(messages=MESSAGES)).text == "ok"
+    assert time.monotonic() - started >= 0.25
+
+
+async def test_a_retry_after_beyond_the_ceiling_is_raised_not_waited() -> None:
+    model = ScriptedModel(
+        responses=["ok"], fail_on_open=[RateLimitError("come back tomorrow", retry_after=86400)]
+    )
+    with anyio.fail_after(2), pytest.raises(RateLimitError) as caught:
+        await model.invoke(messages=MESSAGES)
+    assert caught.value.retry_after == 86400
+    assert len(model.requests) == 1
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_ceiling() -> None:
+    policy = RetryPolicy(max_retries=10, initial_delay=1.0, max_delay=5.0)
+    error = ProviderHTTPError(503)
+    for attempt, ceiling in enumerate([1.0, 2.0, 4.0, 5.0, 5.0]):
+        delays = {policy.delay(attempt, error) for _ in range(50)}
+        assert all(d is not None and ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1  # jittered
+
+
+# -- timeouts --------------------------------------------------------------------------------------
+
+
+async def test_idle_timeout_when_chunks_stall() -> None:
+    model = ScriptedModel(
+        responses=["abcdefgh"],
+        chunk_size=2,
+        delay=lambda i: 5.0 if i == 3 else 0.0,
+        timeout=Timeout(idle=0.1),
+    )
+    call = model.invoke(messages=MESSAGES)
+    seen = []
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout) as caught:
+        async for chunk in call:
+            seen.append(chunk.data)
+    assert time.monotonic() - started < 2
+    assert caught.value.phase == "idle"
+    assert "idle timeout" in str(caught.value)
+    assert seen == ["ab", "cd", "ef"]
+    assert len(model.requests) == 1  # content was seen: no retry
+    assert caught.value.response is not None
+    assert caught.value.response.text == "abcdef"
+    assert caught.value.response.incomplete
+    assert model.open_streams == 0
+
+
+async def test_first_chunk_timeout_is_retried_then_raised() -> None:
+    model = ScriptedModel(
+        responses=["a", "b"],
+        delay=lambda i: 5.0 if i == 0 else 0.0,
+        timeout=Timeout(first_chunk=0.05),
+        max_retries=1,
+        **FAST_RETRY,
+    )
+    with pytest.raises(ProviderTimeout) as caught:
+        await model.invoke(messages=MESSAGES)
+    assert caught.value.phase == "first_chunk"
+    assert len(model.requests) == 2
+    assert model.open_streams == 0
+
+
+async def test_connect_timeout() -> None:
+    model = ScriptedModel(responses=["a"], connect_delay=5.0, timeout=Timeout(connect=0.05), max_retries=0)
+    with pytest.raises(ProviderTimeout) as caught:
+        await model.invoke(messages=MESSAGES)
+    assert caught.value.phase == "connect"
+
+
+async def test_total_timeout_bounds_a_steady_stream() -> None:
+    model = ScriptedModel(
+        responses=["x" * 100], chunk_size=1, delay=0.01, timeout=Timeout(idle=1.0, total=0.2)
+    )
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout) as caught:
+        await model.invoke(messages=MESSAGES)
+    assert caught.value.phase == "total"
+    assert time.monotonic() - started < 1.0
+    assert caught.value.response is not None
+    assert 5 < len(caught.value.response.text) < 100
+
+
+async def test_a_plain_number_timeout_applies_to_each_wait_not_the_whole_call() -> None:
+    # 30 chunks 10 ms apart take 0.3 s in all, far over 0.1 s, yet no single wait does.
+    model = ScriptedModel(responses=["x" * 30], chunk_size=1, delay=0.01, timeout=0.1)
+    assert len((await model.invoke(messages=MESSAGES)).text) == 30
+
+
+# -- limits ----------------------------------------------------------------------------------------
+
+
+async def _run_parallel(model: ScriptedModel, calls: int) -> list[str]:
+    results: list[str] = []
+
+    async def one() -> None:
+        results.append((await model.invoke(messages=MESSAGES)).text)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(calls):
+            group.start_soon(one)
+    return results
+
+
+async def test_the_concurrency_limit_holds() -> None:
+    limited = ScriptedModel(responses=lambda _: "abcdef", chunk_size=1, delay=0.005, max_concurrent=2)
+    assert await _run_parallel(limited, 6) == ["abcdef"] * 6
+    assert limited.max_open_streams == 2
+    # the same load without a limit runs all six at once
+    unlimited = ScriptedModel(responses=lambda _: "abcdef", chunk_size=1, delay=0.005)
+    await _run_parallel(unlimited, 6)
+    assert unlimited.max_open_streams == 6
+
+
+async def test_a_failed_call_frees_its_concurrency_slot() -> None:
+    model = ScriptedModel(responses=lambda _: "abc", fail_after=1, max_concurrent=1, max_retries=0)
+    for _ in range(3):
+        with pytest.raises(StreamInterrupted):
+            await model.invoke(messages=MESSAGES)
+    assert model.open_streams == 0
+    with anyio.fail_after(1):  # a leaked slot would block here
+        with pytest.raises(StreamInterrupted):
+            await model.invoke(messages=MESSAGES)
+
+
+async def test_requests_per_minute_holds_back_the_request_over_the_limit() -> None:
+    model = ScriptedModel(responses=lambda _: "ok", requests_per_minute=2)
+    finished: list[str] = []
+
+    async def one() -> None:
+        finished.append((await model.invoke(messages=MESSAGES)).text)
+
+    with anyio.move_on_after(0.3):
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(one)
+    # two requests went out at once; the third waits for the minute's window
+    assert finished == ["ok", "ok"]
+    assert len(model.requests) == 2
+
+
+async def test_rate_limiter_spaces_requests_by_the_window() -> None:
+    limiter = RateLimiter(2, per=0.2)
+    starts = []
+    origin = time.monotonic()
+    for _ in range(5):
+        await limiter.acquire()
+        starts.append(time.monotonic() - origin)
+    assert starts[1] < 0.05
+    assert 0.19 <= starts[2] < 0.35
+    assert 0.39 <= starts[4] < 0.6
