@@ -135,12 +135,22 @@ async def _drive(model: iModel, request: ModelRequest, state: _CallState) -> Asy
                 await anyio.sleep(wait)
                 attempt += 1
 
-        while chunk is not None:
-            assembler.add(chunk)
-            if first_chunk_at is None:
-                first_chunk_at = time.perf_counter() - started
-            yield chunk
-            chunk = await _next_chunk(stream, timeout.idle, "idle", deadline, provider)
+        if chunk is not None:
+            first_chunk_at = time.perf_counter() - started
+        if timeout.idle is None and deadline.at is None:
+            # No timeout to watch: read the stream directly, the cheapest path per chunk.
+            while chunk is not None:
+                assembler.add(chunk)
+                yield chunk
+                try:
+                    chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    chunk = None
+        else:
+            while chunk is not None:
+                assembler.add(chunk)
+                yield chunk
+                chunk = await _next_chunk(stream, timeout.idle, "idle", deadline, provider)
 
         if not assembler.saw_finish:
             # The adapter contract promises a finish chunk; keep the promise to the caller regardless.
@@ -200,7 +210,7 @@ class ModelCall:
         self.request = request
         self._state = _CallState()
         self._gen: AsyncGenerator[Chunk, None] | None = None
-        self._status: Literal["new", "streaming", "done", "closed"] = "new"
+        self._status: Literal["new", "streaming", "closed"] = "new"
 
     @property
     def response(self) -> Response | None:
@@ -225,14 +235,11 @@ class ModelCall:
         self._start()
         return self
 
-    async def __anext__(self) -> Chunk:
+    def __anext__(self) -> Awaitable[Chunk]:
+        # The driver's own awaitable, not a coroutine around it: this runs once per chunk.
         gen = self._gen if self._status == "streaming" else self._start()
         assert gen is not None
-        try:
-            return await gen.__anext__()
-        except BaseException:
-            self._status = "done"
-            raise
+        return gen.__anext__()
 
     def __await__(self) -> Generator[object, None, Response]:
         return self._collect().__await__()
@@ -240,25 +247,25 @@ class ModelCall:
     async def _collect(self) -> Response:
         if self._status == "new":
             self._start()
-        if self._status == "streaming":
-            assert self._gen is not None
-            try:
-                async for _ in self._gen:
-                    pass
-            finally:
-                self._status = "done"
         if self._status == "closed":
-            raise StreamClosed("this call was closed before it finished")
+            raise StreamClosed("this call was closed before it was read; call invoke() again")
+        assert self._gen is not None
+        async for _ in self._gen:  # the rest of the chunks; nothing when the stream already ended
+            pass
         if self._state.error is not None:
             raise self._state.error
         assert self._state.response is not None
         return self._state.response
 
     async def aclose(self) -> None:
-        """Stop the call and close the provider stream. Safe to call more than once."""
+        """Stop the call and close the provider stream. Safe to call more than once.
+
+        Afterwards `response` holds what had arrived (``incomplete=True`` if the stream had not
+        ended), and awaiting the call returns it.
+        """
         if self._gen is not None:
             await self._gen.aclose()
-        if self._status in ("new", "streaming"):
+        elif self._status == "new":
             self._status = "closed"
 
     async def __aenter__(self) -> ModelCall:

@@ -6,7 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["FINISH_REASONS", "Chunk", "ChunkType", "FinishReason", "Usage"]
+__all__ = ["FINISH_REASONS", "Chunk", "ChunkType", "FinishReason", "Usage", "delta_chunk"]
 
 ChunkType = Literal["text", "reasoning", "refusal", "tool_call", "usage", "finish"]
 
@@ -34,7 +34,13 @@ FINISH_REASONS: tuple[FinishReason, ...] = (
 
 
 class Usage(BaseModel):
-    """Token counts of one call. `total_tokens` defaults to input plus output."""
+    """Token counts of one call, with one meaning across providers.
+
+    `input_tokens` counts the whole prompt, cached tokens included (`cached_tokens` is the part read
+    from a prompt cache). `output_tokens` counts everything generated, reasoning included
+    (`reasoning_tokens` is that part). `total_tokens` is as the provider reports it, by default
+    input plus output.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -90,3 +96,38 @@ class Chunk(BaseModel):
     def is_content(self) -> bool:
         """True for chunks that carry a delta (text, reasoning, refusal, tool-call arguments)."""
         return self.type in ("text", "reasoning", "refusal", "tool_call")
+
+
+_new = object.__new__
+_set = object.__setattr__
+_DELTA_FIELDS_SET = frozenset({"type", "data", "index", "metadata", "raw_response"})
+
+
+def delta_chunk(kind: ChunkType, data: str, index: int, metadata: dict[str, Any], raw_response: Any) -> Chunk:
+    """A text, reasoning or refusal `Chunk`, built without validation, for adapters' per-delta path.
+
+    Validation is most of what building a Chunk costs, and a stream builds one per token; an adapter
+    that already holds a valid kind, a `str` delta and an `int` index skips it here. The result is
+    equal to ``Chunk(type=kind, data=data, index=index, metadata=metadata, raw_response=...)`` in
+    every way (frozen, serializable, equal); `metadata` is copied as validation would.
+    """
+    chunk = _new(Chunk)
+    _set(
+        chunk,
+        "__dict__",
+        {
+            "type": kind,
+            "data": data,
+            "index": index,
+            "tool_call_id": None,
+            "tool_name": None,
+            "usage": None,
+            "finish_reason": None,
+            "metadata": dict(metadata),
+            "raw_response": raw_response,
+        },
+    )
+    _set(chunk, "__pydantic_fields_set__", set(_DELTA_FIELDS_SET))
+    _set(chunk, "__pydantic_extra__", None)
+    _set(chunk, "__pydantic_private__", None)
+    return chunk

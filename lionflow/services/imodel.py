@@ -108,7 +108,7 @@ class iModel:
         requests_per_minute: int | None = None,
         **kwargs: Any,
     ) -> None:
-        adapter_cls = provider_class(provider)
+        adapter_cls = provider_class(provider).for_endpoint(endpoint)
         model = model or getattr(adapter_cls, "default_model", None)
         if not model:
             raise ConfigurationError(f"provider {provider!r} needs model=, the model id to call")

@@ -17,6 +17,7 @@ class ToolCall(BaseModel):
 
     When the arguments are not a JSON object (a cut-off stream, a model error), `arguments` is empty,
     `raw_arguments` keeps the text as received and `arguments_error` says what was wrong.
+    `metadata` keeps provider facts a later turn must send back (Gemini's ``thought_signature``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -27,6 +28,7 @@ class ToolCall(BaseModel):
     raw_arguments: str = ""
     index: int = 0
     arguments_error: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class Response(BaseModel):
@@ -58,13 +60,18 @@ class Response(BaseModel):
         return self.text
 
 
-class _ToolCallParts:
-    __slots__ = ("id", "index", "name", "parts")
+# Chunk metadata every chunk of a stream repeats; what remains on a tool call's chunks is its own.
+_STREAM_KEYS = frozenset({"provider", "model", "response_id"})
 
-    def __init__(self, tool_call_id: str, name: str, index: int) -> None:
+
+class _ToolCallParts:
+    __slots__ = ("id", "index", "metadata", "name", "parts")
+
+    def __init__(self, tool_call_id: str, name: str, index: int, metadata: dict[str, Any]) -> None:
         self.id = tool_call_id
         self.name = name
         self.index = index
+        self.metadata = {k: v for k, v in metadata.items() if k not in _STREAM_KEYS}
         self.parts: list[str] = []
 
     def build(self) -> ToolCall:
@@ -88,6 +95,7 @@ class _ToolCallParts:
             raw_arguments=raw,
             index=self.index,
             arguments_error=error,
+            metadata=self.metadata,
         )
 
 
@@ -121,7 +129,9 @@ class ResponseAssembler:
             key = chunk.tool_call_id or f"index-{chunk.index}"
             parts = self._tool_calls.get(key)
             if parts is None:
-                parts = self._tool_calls[key] = _ToolCallParts(key, chunk.tool_name or "", chunk.index)
+                parts = self._tool_calls[key] = _ToolCallParts(
+                    key, chunk.tool_name or "", chunk.index, chunk.metadata
+                )
             elif not parts.name and chunk.tool_name:
                 parts.name = chunk.tool_name
             parts.parts.append(chunk.data)

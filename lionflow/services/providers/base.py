@@ -52,8 +52,9 @@ class ChunkStream:
     def __aiter__(self) -> ChunkStream:
         return self
 
-    async def __anext__(self) -> Chunk:
-        return await self._chunks.__anext__()
+    def __anext__(self) -> Awaitable[Chunk]:
+        # The inner awaitable itself, not a coroutine around it: this runs once per chunk.
+        return self._chunks.__anext__()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -100,6 +101,15 @@ class Provider(ABC):
         self.api_key = api_key
         self.base_url = base_url
         self.endpoint = endpoint
+
+    @classmethod
+    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
+        """The adapter class serving `endpoint` (``iModel(endpoint=...)``); this one by default.
+
+        A provider with several APIs (OpenAI: Chat Completions and Responses) returns the class of
+        the one asked for, and raises `ConfigurationError` for an endpoint it does not have.
+        """
+        return cls
 
     @abstractmethod
     async def open(self, request: ModelRequest) -> ChunkStream:
