@@ -88,4 +88,13 @@ def provider_class(name: str) -> type[Provider]:
     return cls
 
 
+_ADAPTERS = "lionflow.services.providers"
+for _name, _target, _requires, _extra in [
+    ("openai", "openai_chat:OpenAIChatProvider", ["openai"], "openai"),
+    ("anthropic", "anthropic_messages:AnthropicProvider", ["anthropic"], "anthropic"),
+    ("groq", "groq_chat:GroqProvider", ["groq"], "groq"),
+    ("gemini", "gemini_genai:GeminiProvider", ["google.genai"], "gemini"),
+    ("transformers", "transformers_local:TransformersProvider", ["transformers", "torch"], "transformers"),
+]:
+    register_provider(_name, f"{_ADAPTERS}.{_target}", requires=_requires, extra=_extra)
 register_provider("scripted", "lionflow.testing:ScriptedProvider")

@@ -1,0 +1,227 @@
+"""What every adapter needs and no SDK provides: credentials, HTTP error mapping, tool normalization.
+
+The one chat-message format lionflow accepts is OpenAI's chat format: dicts with ``role`` (system,
+user, assistant, tool), ``content`` (a string or a list of ``{"type": "text", "text": ...}``
+parts), assistant ``tool_calls`` (``[{"id", "type": "function", "function": {"name", "arguments"}}]``
+with arguments as a JSON string or an object) and tool results (``{"role": "tool",
+"tool_call_id": ..., "content": ...}``). Adapters of other providers convert from it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from lionflow.services.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    MissingCredentials,
+    ProviderError,
+    ProviderHTTPError,
+    RateLimitError,
+    StreamInterrupted,
+)
+
+__all__ = [
+    "ToolChoice",
+    "ToolSpec",
+    "content_text",
+    "interrupted",
+    "parse_arguments",
+    "resolve_api_key",
+    "retry_after_seconds",
+    "split_system",
+    "status_error",
+    "tool_choice",
+    "tool_specs",
+]
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+
+def resolve_api_key(
+    api_key: str | None, env_vars: Sequence[str], provider: str, *, required: bool = True
+) -> str | None:
+    """`api_key`, else the first of `env_vars` that is set.
+
+    Raises `MissingCredentials` naming the variables when none is found and `required` (adapters
+    pass ``required=False`` when the user pointed `base_url` at a server that may need no key).
+    """
+    if api_key:
+        return api_key
+    for name in env_vars:
+        value = os.environ.get(name)
+        if value:
+            return value
+    if required:
+        names = " or ".join(env_vars)
+        raise MissingCredentials(
+            f"provider {provider!r} needs an API key: set {names} in the environment, or pass api_key="
+        )
+    return None
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if present."""
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return None if parsed is None else max(parsed.timestamp() - time.time(), 0.0)
+
+
+def status_error(
+    status: int, message: str, *, provider: str, headers: Mapping[str, str] | None = None
+) -> ProviderError:
+    """The lionflow error for an HTTP error status: 401/403, 429, or any other."""
+    if status in (401, 403):
+        return AuthenticationError(f"HTTP {status}: {message}", provider=provider)
+    if status == 429:
+        return RateLimitError(
+            f"HTTP 429: {message}", provider=provider, retry_after=retry_after_seconds(headers)
+        )
+    return ProviderHTTPError(status, message, provider=provider)
+
+
+def interrupted(error: ProviderError) -> StreamInterrupted:
+    """`error`, raised during iteration, as the StreamInterrupted it is (same message, retryability)."""
+    if isinstance(error, StreamInterrupted):
+        return error
+    result = StreamInterrupted(error.message, provider=error.provider, retryable=error.retryable)
+    result.__cause__ = error.__cause__ or error
+    return result
+
+
+# -- messages --------------------------------------------------------------------------------------
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a content list."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") in ("text", "input_text", "output_text"):
+                texts.append(str(part.get("text", "")))
+            else:
+                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+                raise ConfigurationError(f"message content part of type {kind!r} is not supported here")
+        return "".join(texts)
+    return str(content)
+
+
+def split_system(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[Mapping[str, Any]]]:
+    """The system prompt (system and developer messages joined) and the other messages."""
+    system: list[str] = []
+    rest: list[Mapping[str, Any]] = []
+    for message in messages:
+        if message.get("role") in ("system", "developer"):
+            system.append(content_text(message.get("content")))
+        else:
+            rest.append(message)
+    return ("\n\n".join(system) if system else None), rest
+
+
+def parse_arguments(arguments: Any) -> dict[str, Any]:
+    """Tool-call arguments as an object, from a JSON string or a mapping."""
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, Mapping):
+        return dict(arguments)
+    try:
+        value = json.loads(arguments)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"tool-call arguments are not valid JSON: {arguments!r}") from exc
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"tool-call arguments must be a JSON object, not {arguments!r}")
+    return value
+
+
+# -- tools -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool in provider-neutral form; `parameters` is a JSON schema of an object."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+def _tool_spec(tool: Any) -> ToolSpec:
+    if isinstance(tool, type) and issubclass(tool, BaseModel):
+        return ToolSpec(tool.__name__, (tool.__doc__ or "").strip(), tool.model_json_schema())
+    if not isinstance(tool, Mapping):
+        raise ConfigurationError(f"a tool must be a dict or a pydantic model class, not {tool!r}")
+    if tool.get("type") == "function" and isinstance(tool.get("function"), Mapping):
+        tool = tool["function"]  # OpenAI chat form
+    name = tool.get("name")
+    if not name:
+        raise ConfigurationError(f"a tool needs a 'name': {dict(tool)!r}")
+    parameters = tool.get("parameters", tool.get("input_schema")) or {"type": "object", "properties": {}}
+    return ToolSpec(str(name), str(tool.get("description") or ""), dict(parameters))
+
+
+def tool_specs(tools: Iterable[Any] | None) -> list[ToolSpec]:
+    """Tools given in OpenAI form, flat ``{name, description, parameters}`` form, Anthropic form
+    (``input_schema``) or as pydantic model classes, normalized."""
+    return [_tool_spec(tool) for tool in tools or ()]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """``auto``, ``none``, ``required`` (some tool), or ``tool`` with the one `name` to call."""
+
+    mode: Literal["auto", "none", "required", "tool"]
+    name: str | None = None
+
+
+def tool_choice(choice: Any) -> ToolChoice | None:
+    """Normalize ``"auto" | "none" | "required" | "any" | {"type": "function", "function": {"name"}}
+    | {"name": ...} | "<tool name>"``."""
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        if choice in ("auto", "none", "required"):
+            return ToolChoice(choice)  # type: ignore[arg-type]
+        if choice == "any":
+            return ToolChoice("required")
+        return ToolChoice("tool", choice)
+    if isinstance(choice, Mapping):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else choice.get("name")
+        if name:
+            return ToolChoice("tool", str(name))
+        if choice.get("type") in ("auto", "none", "required", "any"):
+            return tool_choice(choice["type"])
+    raise ConfigurationError(
+        f"tool_choice {choice!r} is not understood; use auto, none, required or a tool name"
+    )

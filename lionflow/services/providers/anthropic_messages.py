@@ -1,0 +1,409 @@
+"""The Anthropic Messages API adapter (``provider="anthropic"``), over the official ``anthropic`` SDK."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, ClassVar
+
+import anthropic
+import httpx2
+from anthropic.resources.messages import AsyncMessages
+from anthropic.types import (
+    InputJSONDelta,
+    Message,
+    MessageDeltaUsage,
+    RawContentBlockDeltaEvent,
+    RawContentBlockStartEvent,
+    RawContentBlockStopEvent,
+    RawMessageDeltaEvent,
+    RawMessageStartEvent,
+    TextBlock,
+    TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
+    ToolUseBlock,
+)
+from anthropic.types import Usage as AnthropicUsage
+
+from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
+from lionflow.services.errors import (
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+)
+from lionflow.services.providers._common import (
+    content_text,
+    interrupted,
+    parse_arguments,
+    resolve_api_key,
+    split_system,
+    status_error,
+    tool_choice,
+    tool_specs,
+)
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider"]
+
+DEFAULT_MAX_TOKENS = 4096
+"""Sent when the call gives no ``max_tokens``: the Messages API requires one."""
+
+_ENV_VARS = ["ANTHROPIC_API_KEY"]
+
+# Keyword arguments `messages.create()` takes; any other parameter travels in `extra_body`, so that
+# wire parameters this SDK version does not list (temperature, top_p, top_k in SDK 2.x) still arrive.
+_SDK_ARGUMENTS = frozenset(inspect.signature(AsyncMessages.create).parameters) - {"self"}
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "refusal",
+}
+
+# A mid-stream `event: error` arrives on an HTTP 200 response; its `error.type` says what the status
+# would have been, which decides the lionflow error and whether a retry may help.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "conflict_error": 409,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def _provider_error(error: Exception) -> ProviderError:
+    """The lionflow error for an SDK (or, mid-stream, an httpx2) exception; the caller chains it."""
+    if isinstance(error, anthropic.APIStatusError):
+        message = error.api_message or error.message
+        if error.type:
+            message = f"{error.type}: {message}"
+        status = error.status_code
+        if status < 400:  # an `event: error` inside a 200 stream
+            status = _ERROR_TYPE_STATUS.get(str(error.type), 500 if error.type is None else 400)
+            message = f"error event mid-stream: {message}"
+        return status_error(status, message, provider="anthropic", headers=error.response.headers)
+    if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return ProviderConnectionError(f"the request to Anthropic timed out: {error}", provider="anthropic")
+    if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
+        return ProviderConnectionError(f"connection to Anthropic failed: {error}", provider="anthropic")
+    return ProviderError(f"Anthropic SDK error: {error}", provider="anthropic")
+
+
+# -- request ---------------------------------------------------------------------------------------
+
+
+def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    name = function.get("name") or call.get("name")
+    if not name or not call.get("id"):
+        raise ConfigurationError(
+            f"an assistant tool call needs an 'id' and a function 'name': {dict(call)!r}"
+        )
+    arguments = function.get("arguments", call.get("arguments"))
+    return {"type": "tool_use", "id": call["id"], "name": name, "input": parse_arguments(arguments)}
+
+
+def convert_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """OpenAI-style chat dicts as Anthropic's ``(system, messages)``.
+
+    System and developer messages become `system`; assistant tool calls become ``tool_use`` blocks;
+    tool results become ``tool_result`` blocks of a user message. Consecutive messages of the same
+    role are merged, since the API wants user and assistant turns to alternate.
+    """
+    system, rest = split_system(messages)
+    converted: list[dict[str, Any]] = []
+    for message in rest:
+        role = message.get("role")
+        blocks: list[dict[str, Any]] = []
+        if role in ("tool", "function"):
+            role = "user"
+            tool_use_id = message.get("tool_call_id")
+            if not tool_use_id:
+                raise ConfigurationError(f"a tool result needs its 'tool_call_id': {dict(message)!r}")
+            result = content_text(message.get("content"))
+            blocks.append({"type": "tool_result", "tool_use_id": tool_use_id, "content": result})
+        elif role in ("user", "assistant"):
+            text = content_text(message.get("content"))
+            calls = (message.get("tool_calls") or []) if role == "assistant" else []
+            # The API rejects empty text blocks; a tool-calling turn often has no text.
+            if text or not calls:
+                blocks.append({"type": "text", "text": text})
+            blocks += [_tool_use(call) for call in calls]
+        else:
+            raise ConfigurationError(f"message role {role!r} is not supported by Anthropic")
+        if converted and converted[-1]["role"] == role:
+            converted[-1]["content"].extend(blocks)
+        else:
+            converted.append({"role": role, "content": blocks})
+    return system, converted
+
+
+def _tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for tool in tools:
+        # Anthropic's server tools ({"type": "web_search_20250305", ...}) are sent as given.
+        if isinstance(tool, Mapping) and tool.get("type") not in (None, "function", "custom"):
+            result.append(dict(tool))
+            continue
+        (spec,) = tool_specs([tool])
+        entry: dict[str, Any] = {"name": spec.name, "input_schema": spec.parameters}
+        if spec.description:
+            entry["description"] = spec.description
+        result.append(entry)
+    return result
+
+
+def _tool_choice(value: Any) -> dict[str, Any] | None:
+    choice = tool_choice(value)
+    if choice is None:
+        return None
+    if choice.mode == "tool":
+        return {"type": "tool", "name": choice.name}
+    return {"type": "any" if choice.mode == "required" else choice.mode}
+
+
+def request_arguments(request: ModelRequest) -> dict[str, Any]:
+    """The keyword arguments of ``messages.create()`` for `request` (without ``stream``)."""
+    # `request.stream` alone decides the mode; a stray `stream` parameter must not override it.
+    params = {key: value for key, value in request.params.items() if value is not None and key != "stream"}
+    if "seed" in params:
+        raise ConfigurationError("Anthropic's Messages API has no 'seed' parameter; remove seed=")
+    system, messages = convert_messages(request.messages)
+    arguments: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "max_tokens": params.pop("max_tokens", DEFAULT_MAX_TOKENS),
+    }
+    if system is not None:
+        arguments["system"] = system
+    stop = params.pop("stop", None)
+    if stop:
+        arguments["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = params.pop("tools", None)
+    if tools:
+        arguments["tools"] = _tools(tools)
+    choice = _tool_choice(params.pop("tool_choice", None))
+    if choice is not None:
+        arguments["tool_choice"] = choice
+    extra_body = dict(params.pop("extra_body", None) or {})
+    for key, value in params.items():
+        if key in _SDK_ARGUMENTS:
+            arguments[key] = value
+        else:
+            extra_body[key] = value
+    if extra_body:
+        arguments["extra_body"] = extra_body
+    return arguments
+
+
+# -- response --------------------------------------------------------------------------------------
+
+
+# Tuples, not `A | B`: a union written in isinstance() builds a new object on every call, and these
+# checks run once per streamed event.
+_BLOCK_EVENTS = (RawContentBlockDeltaEvent, RawContentBlockStartEvent)
+_TEXT_PARTS = (TextBlock, TextDelta)
+_THINKING_PARTS = (ThinkingBlock, ThinkingDelta)
+
+
+def _content(part: Any) -> tuple[ChunkType, str] | None:
+    """The chunk kind and text of a text or thinking block or delta; None for anything else or empty."""
+    if isinstance(part, _TEXT_PARTS):
+        return ("text", part.text) if part.text else None
+    if isinstance(part, _THINKING_PARTS):
+        return ("reasoning", part.thinking) if part.thinking else None
+    return None
+
+
+def _closing(
+    meta: dict[str, Any],
+    counts: list[MessageDeltaUsage | AnthropicUsage],
+    stop: RawMessageDeltaEvent | Message,
+) -> list[Chunk]:
+    """The usage chunk (from `counts`, latest first: message_delta's totals are cumulative and
+    overwrite message_start's) and the finish chunk (from `stop`, a message_delta or the Message)."""
+
+    def pick(name: str) -> int:
+        return next((int(value) for u in counts if (value := getattr(u, name, None)) is not None), 0)
+
+    chunks: list[Chunk] = []
+    if counts:
+        details = next((u.output_tokens_details for u in counts if u.output_tokens_details is not None), None)
+        cached, creation = pick("cache_read_input_tokens"), pick("cache_creation_input_tokens")
+        # Anthropic's input_tokens leaves out cache reads and writes; lionflow's counts the whole prompt.
+        usage = Usage(
+            input_tokens=pick("input_tokens") + cached + creation,
+            output_tokens=pick("output_tokens"),
+            reasoning_tokens=details.thinking_tokens if details is not None else 0,
+            cached_tokens=cached,
+        )
+        usage_meta = (meta | {"cache_creation_input_tokens": creation}) if creation else meta
+        chunks.append(Chunk(type="usage", usage=usage, metadata=usage_meta, raw_response=stop))
+    ending = stop.delta if isinstance(stop, RawMessageDeltaEvent) else stop
+    finish_meta = meta | {"stop_reason": ending.stop_reason}
+    if ending.stop_sequence is not None:
+        finish_meta["stop_sequence"] = ending.stop_sequence
+    if ending.stop_details is not None:
+        finish_meta["stop_details"] = ending.stop_details.model_dump(exclude_none=True)
+    reason = _STOP_REASONS.get(ending.stop_reason or "", "stop")
+    chunks.append(Chunk(type="finish", finish_reason=reason, metadata=finish_meta, raw_response=stop))
+    return chunks
+
+
+class AnthropicProvider(Provider):
+    """Claude through the Messages API: ``AsyncAnthropic().messages.create(stream=True, ...)``.
+
+    The raw event stream is mapped here (not the SDK's ``.stream()`` helper). The key comes from
+    ``api_key=`` or ``ANTHROPIC_API_KEY``; with a ``base_url`` and no key, a placeholder is sent.
+    ``endpoint`` may be None or ``"messages"``.
+
+    Provider-specific choices:
+
+    - ``max_tokens`` is required by Anthropic: it defaults to ``DEFAULT_MAX_TOKENS`` (4096).
+    - ``stop`` becomes ``stop_sequences``; ``seed`` does not exist here and raises ConfigurationError;
+      parameters this SDK's ``create()`` does not list (temperature, top_p, top_k, ...) are sent in
+      ``extra_body``, so they still reach the API unchanged.
+    - Usage: ``input_tokens`` is the whole prompt: Anthropic's ``input_tokens`` plus prompt-cache reads
+      and writes (Anthropic counts those apart); ``cached_tokens`` is ``cache_read_input_tokens``, and
+      the usage chunk's metadata keeps ``cache_creation_input_tokens``. ``reasoning_tokens`` is
+      ``output_tokens_details.thinking_tokens`` when reported.
+    - ``stop_reason``: end_turn, stop_sequence and pause_turn -> ``stop``; max_tokens and
+      model_context_window_exceeded -> ``length``; tool_use -> ``tool_calls``; refusal -> ``refusal``.
+      The finish chunk's metadata has ``stop_reason``, ``stop_sequence`` and ``stop_details``.
+    - Thinking blocks stream as ``reasoning``; redacted thinking, signatures, citations and server
+      tool blocks (``server_tool_use``: run by Anthropic, not by the caller) make no chunks.
+    - A stream that ends before ``message_delta`` brought a ``stop_reason`` raises StreamInterrupted.
+    """
+
+    name: ClassVar[str] = "anthropic"
+    option_names: ClassVar[frozenset[str]] = frozenset({"default_headers"})
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.for_endpoint(endpoint)
+        key = resolve_api_key(api_key, _ENV_VARS, self.name, required=base_url is None)
+        super().__init__(model=model, api_key=key, base_url=base_url, endpoint=endpoint)
+        # An explicit key also stops the SDK from looking for credential files and profiles.
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key or "no-key",
+            base_url=base_url,
+            max_retries=0,
+            default_headers=default_headers,
+        )
+
+    @classmethod
+    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
+        if endpoint not in (None, "messages"):
+            raise ConfigurationError(
+                f"provider 'anthropic' has only the 'messages' endpoint, not {endpoint!r}"
+            )
+        return cls
+
+    async def open(self, request: ModelRequest) -> ChunkStream:
+        arguments = request_arguments(request)
+        try:
+            if not request.stream:
+                message = await self._client.messages.create(**arguments)
+                return ChunkStream(self._whole(message))
+            events = await self._client.messages.create(**arguments, stream=True)
+        except anthropic.AnthropicError as error:
+            raise _provider_error(error) from error
+        except ValueError as error:  # the SDK refuses a non-streaming call it expects to be too long
+            raise ConfigurationError(str(error)) from error
+        return ChunkStream(self._events(events), close=events.close)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def _events(self, events: anthropic.AsyncStream[Any]) -> AsyncIterator[Chunk]:
+        meta: dict[str, Any] = {"provider": self.name, "model": self.model}
+        tool_blocks: dict[int, tuple[str, str]] = {}  # content block index -> (tool_use id, name)
+        silent_tools: set[int] = set()  # tool_use blocks that made no chunk yet
+        start_usage: AnthropicUsage | None = None
+        final: RawMessageDeltaEvent | None = None
+        try:
+            async for event in events:
+                if type(event) is RawContentBlockDeltaEvent and type(event.delta) is TextDelta:
+                    # nearly every event: a text delta
+                    if event.delta.text:
+                        yield delta_chunk("text", event.delta.text, event.index, meta, event)
+                elif isinstance(event, _BLOCK_EVENTS):
+                    index = event.index
+                    part = (
+                        event.delta if isinstance(event, RawContentBlockDeltaEvent) else event.content_block
+                    )
+                    if content := _content(part):
+                        yield delta_chunk(content[0], content[1], index, meta, event)
+                    elif isinstance(part, InputJSONDelta) and part.partial_json and index in tool_blocks:
+                        silent_tools.discard(index)
+                        yield _tool_chunk(part.partial_json, index, tool_blocks[index], meta, event)
+                    elif isinstance(part, ToolUseBlock):
+                        tool_blocks[index] = (part.id, part.name)
+                        silent_tools.add(index)
+                        if part.input:  # normally {}, with the input streamed in deltas
+                            silent_tools.discard(index)
+                            yield _tool_chunk(json.dumps(part.input), index, tool_blocks[index], meta, event)
+                elif isinstance(event, RawContentBlockStopEvent):
+                    if event.index in silent_tools:
+                        # A call without arguments streams no delta; it must still reach the Response.
+                        silent_tools.discard(event.index)
+                        yield _tool_chunk("{}", event.index, tool_blocks[event.index], meta, event)
+                elif isinstance(event, RawMessageStartEvent):
+                    message = event.message
+                    meta = {"provider": self.name, "model": message.model, "response_id": message.id}
+                    start_usage = message.usage
+                elif isinstance(event, RawMessageDeltaEvent):
+                    final = event
+        except (anthropic.AnthropicError, httpx2.TransportError) as error:
+            raise interrupted(_provider_error(error)) from error
+        if final is None or final.delta.stop_reason is None:
+            # Every complete message ends with a message_delta carrying the stop_reason.
+            lost = ProviderConnectionError(
+                "the stream ended before Anthropic sent a stop_reason", provider=self.name
+            )
+            raise interrupted(lost)
+        counts = [final.usage] + ([start_usage] if start_usage is not None else [])
+        for chunk in _closing(meta, counts, final):
+            yield chunk
+
+    async def _whole(self, message: Message) -> AsyncIterator[Chunk]:
+        meta: dict[str, Any] = {"provider": self.name, "model": message.model, "response_id": message.id}
+        for index, block in enumerate(message.content):
+            if content := _content(block):
+                yield Chunk(
+                    type=content[0], data=content[1], index=index, metadata=meta, raw_response=message
+                )
+            elif isinstance(block, ToolUseBlock):
+                yield _tool_chunk(json.dumps(block.input), index, (block.id, block.name), meta, message)
+        for chunk in _closing(meta, [message.usage], message):
+            yield chunk
+
+
+def _tool_chunk(data: str, index: int, tool: tuple[str, str], meta: dict[str, Any], raw: Any) -> Chunk:
+    return Chunk(
+        type="tool_call",
+        data=data,
+        index=index,
+        tool_call_id=tool[0],
+        tool_name=tool[1],
+        metadata=meta,
+        raw_response=raw,
+    )

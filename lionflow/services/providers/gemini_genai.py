@@ -1,0 +1,337 @@
+"""The Google Gemini adapter (``provider="gemini"``), over the official ``google-genai`` SDK."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
+from typing import Any, ClassVar
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage
+from lionflow.services.errors import ConfigurationError, ProviderConnectionError, ProviderError
+from lionflow.services.providers._common import interrupted, resolve_api_key, status_error
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers.gemini_genai_request import convert_messages, generate_config
+
+__all__ = ["GeminiProvider"]
+
+# The SDK's own order: GOOGLE_API_KEY wins when both are set.
+_ENV_VARS = ["GOOGLE_API_KEY", "GEMINI_API_KEY"]
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    **dict.fromkeys(
+        [
+            "SAFETY",
+            "RECITATION",
+            "BLOCKLIST",
+            "PROHIBITED_CONTENT",
+            "SPII",
+            "IMAGE_SAFETY",
+            "IMAGE_PROHIBITED_CONTENT",
+            "IMAGE_RECITATION",
+            "MODEL_ARMOR",
+        ],
+        "content_filter",
+    ),
+}
+
+# Exceptions the SDK lets through: its own API errors, unparseable bodies, and the HTTP library's.
+_SDK_ERRORS = (genai_errors.APIError, genai_errors.UnknownApiResponseError, httpx2.HTTPError)
+
+# The HTTP responses opened by the stream being iterated now (see `_Stream`), for the response hook.
+_OPENED: ContextVar[list[httpx2.Response] | None] = ContextVar("lionflow_gemini_opened", default=None)
+
+
+async def _record_response(response: httpx2.Response) -> None:
+    opened = _OPENED.get()
+    if opened is not None:
+        opened.append(response)
+
+
+def _provider_error(error: Exception) -> ProviderError:
+    """The lionflow error for an SDK or httpx2 exception; the caller chains it."""
+    if isinstance(error, genai_errors.APIError):
+        message = f"{error.status}: {error.message}" if error.status else str(error.message or error)
+        headers = getattr(error.response, "headers", None)
+        # Mid-stream the SDK takes `code` from the error payload; without a usable one, call it a 500.
+        code = error.code if isinstance(error.code, int) and error.code >= 400 else 500
+        return status_error(code, message, provider="gemini", headers=headers)
+    if isinstance(error, httpx2.TimeoutException):
+        return ProviderConnectionError(f"the request to Gemini timed out: {error!r}", provider="gemini")
+    if isinstance(error, httpx2.TransportError):
+        return ProviderConnectionError(f"connection to Gemini failed: {error!r}", provider="gemini")
+    return ProviderError(f"Gemini SDK error: {error}", provider="gemini")
+
+
+# -- response --------------------------------------------------------------------------------------
+
+
+def _usage(counts: types.GenerateContentResponseUsageMetadata) -> Usage:
+    # Gemini counts thoughts apart from candidates; lionflow's output_tokens includes reasoning.
+    return Usage(
+        input_tokens=counts.prompt_token_count or 0,
+        output_tokens=(counts.candidates_token_count or 0) + (counts.thoughts_token_count or 0),
+        total_tokens=counts.total_token_count or 0,
+        reasoning_tokens=counts.thoughts_token_count or 0,
+        cached_tokens=counts.cached_content_token_count or 0,
+    )
+
+
+class _Mapper:
+    """Turns the GenerateContentResponses of one call into chunks, remembering what ends it."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.meta: dict[str, Any] | None = None
+        self.calls = 0  # function calls seen: the index of the next one
+        self.counts: types.GenerateContentResponseUsageMetadata | None = None
+        self.finish: types.FinishReason | None = None
+        self.blocked: types.BlockedReason | None = None
+        self.last: types.GenerateContentResponse | None = None
+
+    def feed(self, event: types.GenerateContentResponse) -> list[Chunk]:
+        self.last = event
+        if self.meta is None:
+            self.meta = {"provider": self.provider, "model": event.model_version or self.model}
+            if event.response_id:
+                self.meta["response_id"] = event.response_id
+        if event.usage_metadata is not None:  # running totals: the latest is the whole call's
+            self.counts = event.usage_metadata
+        if event.prompt_feedback is not None and event.prompt_feedback.block_reason is not None:
+            self.blocked = event.prompt_feedback.block_reason
+        if not event.candidates:
+            return []
+        candidate = event.candidates[0]
+        if candidate.finish_reason is not None:
+            self.finish = candidate.finish_reason
+        parts = candidate.content.parts if candidate.content is not None else None
+        return [chunk for part in parts or () if (chunk := self._part(part, event)) is not None]
+
+    def _part(self, part: types.Part, event: types.GenerateContentResponse) -> Chunk | None:
+        meta = self.meta or {}
+        call = part.function_call
+        if call is not None:  # Gemini sends each call whole, never in fragments
+            index = self.calls
+            self.calls += 1
+            if part.thought_signature:
+                signature = base64.b64encode(part.thought_signature).decode("ascii")
+                meta = meta | {"thought_signature": signature}
+            return Chunk(
+                type="tool_call",
+                data=json.dumps(call.args or {}, ensure_ascii=False),
+                index=index,
+                tool_call_id=call.id or f"call_{index}",
+                tool_name=call.name or "",
+                metadata=meta,
+                raw_response=event,
+            )
+        if part.text:
+            kind: ChunkType = "reasoning" if part.thought else "text"
+            return Chunk(type=kind, data=part.text, metadata=meta, raw_response=event)
+        return None
+
+    @property
+    def ended(self) -> bool:
+        return self.finish is not None or self.blocked is not None
+
+    def closing(self) -> list[Chunk]:
+        """The usage chunk (the last running totals) and the finish chunk."""
+        meta = self.meta or {"provider": self.provider, "model": self.model}
+        chunks: list[Chunk] = []
+        if self.counts is not None:
+            chunks.append(
+                Chunk(type="usage", usage=_usage(self.counts), metadata=meta, raw_response=self.last)
+            )
+        reason: FinishReason
+        if self.finish is not None:
+            native = self.finish.name
+            reason = _FINISH_REASONS.get(native, "stop")
+            if reason == "stop" and native == "STOP" and self.calls:
+                reason = "tool_calls"
+            finish_meta = meta | {"finishReason": native}
+        else:  # no candidate at all: the prompt itself was blocked
+            reason = "content_filter"
+            finish_meta = meta | {"blockReason": self.blocked.name if self.blocked is not None else None}
+        chunks.append(
+            Chunk(type="finish", finish_reason=reason, metadata=finish_meta, raw_response=self.last)
+        )
+        return chunks
+
+
+class _Stream:
+    """One streamGenerateContent call: the SDK's async iterator and the HTTP response beneath it.
+
+    The SDK stacks several async generators over the httpx2 response, and closing the outermost
+    one (the object it returns) leaves the inner ones, and the socket, open until garbage
+    collection. So the response is captured when it opens (`_record_response`, an httpx2 event
+    hook on the client this adapter owns) and closed directly.
+    """
+
+    def __init__(self, events: AsyncIterator[types.GenerateContentResponse], *, resumable: bool) -> None:
+        self._events = events
+        self._resumable = resumable
+        self.opened: list[httpx2.Response] = []
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> types.GenerateContentResponse:
+        # The SDK sends the request on the first step, in this task: the hook sees this list.
+        token = _OPENED.set(self.opened)
+        try:
+            return await self._events.__anext__()
+        finally:
+            _OPENED.reset(token)
+
+    async def aclose(self) -> None:
+        for response in self.opened:
+            await response.aclose()  # the server sees the disconnect now
+        if self.opened and not self._resumable:
+            # Let the SDK's generators finish here rather than in finalizers: reading the closed
+            # response fails at once. (With automatic continuation this could start a new request.)
+            with contextlib.suppress(Exception):
+                async for _ in self._events:
+                    pass
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _single(response: types.GenerateContentResponse) -> AsyncIterator[types.GenerateContentResponse]:
+    yield response
+
+
+class GeminiProvider(Provider):
+    """Gemini through ``genai.Client().aio.models.generate_content_stream(model=, contents=, config=)``
+    (``generate_content`` when ``stream=False``).
+
+    The key comes from ``api_key=``, ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY`` (in that order, as the
+    SDK has it); with a ``base_url`` and no key, a placeholder is sent. Options: ``api_version``
+    (default ``"v1beta"``; the SDK's own default is ``v1``) and ``default_headers``.
+
+    Provider-specific choices:
+
+    - No default ``max_tokens`` (Gemini needs none). ``max_tokens`` -> ``max_output_tokens``,
+      ``stop`` -> ``stop_sequences``; ``tools`` become one ``Tool`` of function declarations with
+      the JSON schema as ``parameters_json_schema`` (``types.Tool`` objects, such as google_search,
+      pass as given); ``tool_choice`` -> ``function_calling_config`` mode AUTO / NONE / ANY (with
+      ``allowed_function_names`` for one named tool). Any other parameter must be a field of
+      ``GenerateContentConfig`` (``thinking_config``, ``top_k``, ...) or raises ConfigurationError.
+    - The SDK's automatic function calling and automatic continuation are turned off unless passed.
+    - Parts with ``thought=True`` stream as ``reasoning``. Function calls arrive whole: one
+      ``tool_call`` chunk each, with Gemini's id or ``call_<n>``, and the Gemini 3 thought signature
+      in the chunk's metadata (``thought_signature``, base64); assistant tool calls sent back may
+      carry it as ``extra_content.google.thought_signature``.
+    - Usage repeats running totals on every response; the last one is reported: promptTokenCount ->
+      input, candidatesTokenCount -> output (thoughts not included), thoughtsTokenCount -> reasoning,
+      cachedContentTokenCount -> cached, totalTokenCount as sent.
+    - ``finishReason``: STOP -> ``stop`` (``tool_calls`` when a function was called), MAX_TOKENS ->
+      ``length``, the safety family (SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII,
+      IMAGE_*) -> ``content_filter``, anything else -> ``stop``; the finish chunk's metadata keeps
+      ``finishReason``. A blocked prompt (no candidates) -> ``content_filter`` with ``blockReason``.
+    - A stream that ends before a ``finishReason`` raises StreamInterrupted.
+    """
+
+    name: ClassVar[str] = "gemini"
+    option_names: ClassVar[frozenset[str]] = frozenset({"api_version", "default_headers"})
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        api_version: str = "v1beta",
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.for_endpoint(endpoint)
+        key = resolve_api_key(api_key, _ENV_VARS, self.name, required=base_url is None)
+        super().__init__(model=model, api_key=key, base_url=base_url, endpoint=endpoint)
+        # Our own HTTP client, so that the response hook sees every response (the SDK would pick
+        # aiohttp when installed) and lionflow's timeouts are the only ones (timeout=None).
+        self._http = httpx2.AsyncClient(
+            timeout=None, follow_redirects=True, event_hooks={"response": [_record_response]}
+        )
+        options = types.HttpOptions(
+            base_url=base_url,
+            api_version=api_version,
+            headers=dict(default_headers) if default_headers else None,
+            retry_options=types.HttpRetryOptions(attempts=1),  # lionflow retries itself
+            httpx_async_client=self._http,
+        )
+        # vertexai=False: the Gemini API whatever GOOGLE_GENAI_USE_VERTEXAI says. The Client lives as
+        # long as this provider: dropping it mid-stream would let its finalizer close transports.
+        self._client = genai.Client(api_key=key or "no-key", vertexai=False, http_options=options)
+
+    @classmethod
+    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
+        if endpoint not in (None, "generate_content"):
+            raise ConfigurationError(
+                f"provider 'gemini' has only the 'generate_content' endpoint, not {endpoint!r}"
+            )
+        return cls
+
+    async def open(self, request: ModelRequest) -> ChunkStream:
+        system, contents = convert_messages(request.messages)
+        if not contents:
+            raise ConfigurationError(
+                "Gemini needs at least one user or assistant message besides the system prompt"
+            )
+        config = generate_config(request.params, system)
+        models = self._client.aio.models
+        try:
+            if not request.stream:
+                response = await models.generate_content(
+                    model=request.model, contents=contents, config=config
+                )
+                return ChunkStream(self._events(_single(response), request))
+            # This only builds the SDK's generator: the request goes out on the first step.
+            events = await models.generate_content_stream(
+                model=request.model, contents=contents, config=config
+            )
+        except _SDK_ERRORS as error:
+            raise _provider_error(error) from error
+        stream = _Stream(events, resumable=bool(config.automatic_continuation))
+        return ChunkStream(self._events(stream, request), close=stream.aclose)
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+        await self._http.aclose()  # the SDK leaves a client it was given to its owner
+        self._client.close()
+
+    async def _events(
+        self, events: AsyncIterator[types.GenerateContentResponse], request: ModelRequest
+    ) -> AsyncIterator[Chunk]:
+        mapper = _Mapper(self.name, request.model)
+        received = False
+        while True:
+            try:
+                event = await events.__anext__()
+            except StopAsyncIteration:
+                break
+            except _SDK_ERRORS as error:
+                # Before the first response the request failed (HTTP status, connection); after it,
+                # the stream was cut or carried an error payload.
+                failure = _provider_error(error)
+                raise (interrupted(failure) if received else failure) from error
+            received = True
+            for chunk in mapper.feed(event):
+                yield chunk
+        if not mapper.ended:
+            lost = ProviderConnectionError(
+                "the stream ended before Gemini sent a finishReason", provider=self.name
+            )
+            raise interrupted(lost)
+        for chunk in mapper.closing():
+            yield chunk

@@ -1,0 +1,183 @@
+"""The request side of the Gemini adapter: chat messages and parameters as google-genai types."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pydantic
+from google.genai import types
+
+from lionflow.services.errors import ConfigurationError
+from lionflow.services.providers._common import (
+    content_text,
+    parse_arguments,
+    split_system,
+    tool_choice,
+    tool_specs,
+)
+
+__all__ = ["convert_messages", "generate_config"]
+
+_CONFIG_FIELDS = frozenset(types.GenerateContentConfig.model_fields)
+
+# Tool-call ids the adapter makes up (``call_<n>``) when Gemini sends none: they are not sent back.
+_SYNTHETIC_ID = re.compile(r"call_\d+")
+
+
+def _signature(call: Mapping[str, Any]) -> bytes | None:
+    """The thought signature Gemini 3 needs back with its function calls, carried the way Google's
+    OpenAI-compatible API does: ``extra_content.google.thought_signature`` (base64)."""
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, Mapping) else None
+    value = google.get("thought_signature") if isinstance(google, Mapping) else None
+    if not value:
+        return None
+    try:
+        return base64.b64decode(value)
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"thought_signature is not base64: {value!r}") from exc
+
+
+def _function_call(call: Mapping[str, Any]) -> tuple[str, types.Part]:
+    function = call.get("function") or {}
+    name = function.get("name") or call.get("name")
+    if not name:
+        raise ConfigurationError(f"an assistant tool call needs a function 'name': {dict(call)!r}")
+    call_id = call.get("id")
+    native_id = call_id if call_id and not _SYNTHETIC_ID.fullmatch(str(call_id)) else None
+    arguments = parse_arguments(function.get("arguments", call.get("arguments")))
+    part = types.Part(
+        function_call=types.FunctionCall(name=name, args=arguments, id=native_id),
+        thought_signature=_signature(call),
+    )
+    return str(name), part
+
+
+def _function_response(message: Mapping[str, Any], names: Mapping[str, str]) -> types.Part:
+    call_id = message.get("tool_call_id")
+    name = names.get(str(call_id)) or message.get("name")
+    if not name:
+        raise ConfigurationError(
+            f"a tool result needs the 'tool_call_id' of an earlier assistant tool call: {dict(message)!r}"
+        )
+    content = message.get("content")
+    response: dict[str, Any] | None = dict(content) if isinstance(content, Mapping) else None
+    if response is None:
+        text = content_text(content)
+        with contextlib.suppress(ValueError):
+            value = json.loads(text)
+            response = value if isinstance(value, dict) else None
+        if response is None:
+            response = {"result": text}
+    native_id = call_id if call_id and not _SYNTHETIC_ID.fullmatch(str(call_id)) else None
+    return types.Part(function_response=types.FunctionResponse(name=name, response=response, id=native_id))
+
+
+def convert_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[types.Content]]:
+    """OpenAI-style chat dicts as Gemini's ``(system_instruction, contents)``.
+
+    System and developer messages become the system instruction; assistant messages become
+    ``model`` contents with text and ``function_call`` parts; tool results become ``user`` contents
+    with ``function_response`` parts, named after the assistant tool call they answer. Consecutive
+    contents of the same role are merged.
+    """
+    system, rest = split_system(messages)
+    contents: list[types.Content] = []
+    names: dict[str, str] = {}  # tool_call id -> function name, the latest assistant call wins
+    for message in rest:
+        role = message.get("role")
+        parts: list[types.Part] = []
+        if role in ("tool", "function"):
+            role = "user"
+            parts.append(_function_response(message, names))
+        elif role in ("user", "assistant"):
+            text = content_text(message.get("content"))
+            if text:  # Gemini rejects empty text parts
+                parts.append(types.Part(text=text))
+            for call in (message.get("tool_calls") or []) if role == "assistant" else []:
+                name, part = _function_call(call)
+                if call.get("id"):
+                    names[str(call["id"])] = name
+                parts.append(part)
+            role = "model" if role == "assistant" else "user"
+        else:
+            raise ConfigurationError(f"message role {role!r} is not supported by Gemini")
+        if not parts:
+            continue
+        if contents and contents[-1].role == role and contents[-1].parts is not None:
+            contents[-1].parts.extend(parts)
+        else:
+            contents.append(types.Content(role=role, parts=parts))
+    return system, contents
+
+
+def _tools(tools: Iterable[Any]) -> list[types.Tool]:
+    declarations: list[types.FunctionDeclaration] = []
+    native: list[types.Tool] = []
+    for tool in tools:
+        if isinstance(tool, types.Tool):  # Gemini's own tools (google_search, code_execution) as given
+            native.append(tool)
+            continue
+        (spec,) = tool_specs([tool])
+        # parameters_json_schema takes JSON Schema as is; `parameters` wants Gemini's Schema subset.
+        declarations.append(
+            types.FunctionDeclaration(
+                name=spec.name, description=spec.description or None, parameters_json_schema=spec.parameters
+            )
+        )
+    return ([types.Tool(function_declarations=declarations)] if declarations else []) + native
+
+
+def _tool_config(value: Any) -> types.ToolConfig | None:
+    choice = tool_choice(value)
+    if choice is None:
+        return None
+    mode = {"auto": "AUTO", "none": "NONE"}.get(choice.mode, "ANY")
+    names = [choice.name] if choice.mode == "tool" and choice.name else None
+    return types.ToolConfig(
+        function_calling_config=types.FunctionCallingConfig(
+            mode=types.FunctionCallingConfigMode(mode), allowed_function_names=names
+        )
+    )
+
+
+def generate_config(params: Mapping[str, Any], system: str | None) -> types.GenerateContentConfig:
+    """The ``GenerateContentConfig`` for a call's parameters and system instruction.
+
+    lionflow's names are mapped (max_tokens, stop, tools, tool_choice); every other key must be a
+    field of ``GenerateContentConfig`` (``thinking_config``, ``top_k``, ``safety_settings``, ...).
+    """
+    params = {key: value for key, value in params.items() if value is not None}
+    fields: dict[str, Any] = {} if system is None else {"system_instruction": system}
+    if "max_tokens" in params:
+        fields["max_output_tokens"] = params.pop("max_tokens")
+    stop = params.pop("stop", None)
+    if stop:
+        fields["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = params.pop("tools", None)
+    if tools:
+        fields["tools"] = _tools(tools)
+    config = _tool_config(params.pop("tool_choice", None))
+    if config is not None:
+        fields["tool_config"] = config
+    for key, value in params.items():
+        if key not in _CONFIG_FIELDS:
+            raise ConfigurationError(
+                f"parameter {key!r} is not a Gemini GenerateContentConfig field; "
+                "Gemini takes no other request arguments"
+            )
+        fields[key] = value
+    # lionflow runs tools and retries itself: the SDK's function-calling loop and its automatic
+    # continuation (extra requests inside one call) stay off unless asked for.
+    fields.setdefault("automatic_function_calling", types.AutomaticFunctionCallingConfig(disable=True))
+    fields.setdefault("automatic_continuation", False)
+    try:
+        return types.GenerateContentConfig(**fields)
+    except pydantic.ValidationError as exc:
+        raise ConfigurationError(f"invalid Gemini parameters: {exc}") from exc

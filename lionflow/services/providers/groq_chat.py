@@ -1,0 +1,124 @@
+"""Provider ``"groq"``: Groq's chat completions, an OpenAI-compatible wire format.
+
+The chunk mapping is shared with the OpenAI adapter (`openai_chat_mapping`); what differs is where
+Groq reports usage (``x_groq.usage`` on the last chunk), its error events, and its SDK.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import groq
+import httpx
+from groq.resources.chat.completions import AsyncCompletions
+
+from lionflow.services.chunk import Chunk
+from lionflow.services.errors import ProviderConnectionError, ProviderError, StreamInterrupted
+from lionflow.services.providers._common import resolve_api_key
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers.openai_chat_mapping import ChatChunkMapper, map_chunks, sdk_error
+from lionflow.services.providers.openai_chat_messages import chat_messages, chat_params
+
+__all__ = ["GroqProvider"]
+
+_SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
+_NO_KEY = "no-key"  # the SDK refuses to build a client without a key; a proxy may need none
+
+
+class _GroqChunkMapper(ChatChunkMapper):
+    def event_usage(self, event: Any) -> Any:
+        # Groq reports streamed usage in x_groq on the last chunk (newer responses repeat it at the
+        # top level, and a whole completion has only the top-level one).
+        usage = getattr(event, "usage", None)
+        if usage is None:
+            usage = getattr(getattr(event, "x_groq", None), "usage", None)
+        return usage
+
+    def chunks(self, event: Any) -> list[Chunk]:
+        chunks = super().chunks(event)
+        error = getattr(getattr(event, "x_groq", None), "error", None)
+        if error:
+            # Groq's way of saying that it stopped the stream early; what came so far is kept by
+            # the caller's partial Response.
+            raise StreamInterrupted(f"groq stopped the stream: {error}", provider=self.provider)
+        return chunks
+
+
+async def _whole(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+class GroqProvider(Provider):
+    """Adapter over ``AsyncGroq().chat.completions.create(stream=True)`` (or the non-streaming call
+    with ``stream=False``).
+
+    The API key comes from ``api_key=`` or ``GROQ_API_KEY`` (optional when `base_url` or
+    ``GROQ_BASE_URL`` points elsewhere). Client option: ``default_headers``. ``max_tokens`` is sent
+    as ``max_completion_tokens`` (Groq's current name); there is no default limit. ``developer``
+    messages are sent as ``system`` (Groq has no developer role). Reasoning models' ``reasoning``
+    deltas become reasoning chunks; tool calls arrive whole, one chunk each. An ``event: error`` in
+    the stream raises `StreamInterrupted`, retryable only when the error is transient (never for
+    ``tool_use_failed``, where the model's own tool call was invalid).
+    """
+
+    name: ClassVar[str] = "groq"
+    option_names: ClassVar[frozenset[str]] = frozenset({"default_headers"})
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
+        server = base_url or os.environ.get("GROQ_BASE_URL")
+        key = resolve_api_key(api_key, ["GROQ_API_KEY"], self.name, required=server is None)
+        self._client = groq.AsyncGroq(
+            api_key=key or _NO_KEY,
+            base_url=base_url,
+            default_headers=default_headers,
+            max_retries=0,  # lionflow retries itself, only before the first chunk
+        )
+
+    def _arguments(self, request: ModelRequest) -> dict[str, Any]:
+        arguments = chat_params(
+            request.params, max_tokens_field="max_completion_tokens", sdk_params=_SDK_PARAMS
+        )
+        arguments["model"] = request.model
+        arguments["messages"] = chat_messages(request.messages, developer_role="system")
+        return arguments
+
+    def _error(self, exc: BaseException) -> ProviderError:
+        mapped = sdk_error(exc, provider=self.name, sdk=groq)
+        if mapped is not None:
+            return mapped
+        # Unlike openai's, the groq SDK lets httpx errors escape while a stream is read.
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderConnectionError(f"the stream from groq timed out: {exc!r}", provider=self.name)
+        return ProviderConnectionError(f"the connection to groq was lost: {exc!r}", provider=self.name)
+
+    async def open(self, request: ModelRequest) -> ChunkStream:
+        arguments = self._arguments(request)
+        completions = self._client.chat.completions
+        mapper = _GroqChunkMapper(self.name)
+        try:
+            if not request.stream:
+                completion = await completions.create(**arguments, stream=False)
+                return ChunkStream(_whole(mapper.completion_chunks(completion)))
+            stream = await completions.create(**arguments, stream=True)
+        except groq.APIError as exc:
+            raise self._error(exc) from exc
+        chunks = map_chunks(
+            stream, mapper, errors=(groq.APIError, httpx.TransportError), map_error=self._error
+        )
+        return ChunkStream(chunks, close=stream.close)
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,130 @@
+"""Provider ``"openai"``: the OpenAI Chat Completions API, and any server that speaks it.
+
+DeepSeek, OpenRouter, vLLM, Ollama and other OpenAI-compatible servers work through
+``iModel(provider="openai", base_url=...)``; the fields they add (``reasoning_content``,
+``reasoning``) are read too. ``endpoint="responses"`` selects the Responses API adapter instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import openai
+from openai.resources.chat.completions import AsyncCompletions
+
+from lionflow.services.chunk import Chunk
+from lionflow.services.errors import ConfigurationError, ProviderError
+from lionflow.services.providers._common import resolve_api_key
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers.openai_chat_mapping import ChatChunkMapper, map_chunks, sdk_error
+from lionflow.services.providers.openai_chat_messages import chat_messages, chat_params
+
+__all__ = ["OpenAIChatProvider"]
+
+_CHAT_ENDPOINTS = frozenset({"chat", "chat/completions", "chat_completions"})
+_SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
+# Without an API key the SDK refuses to build a client; a local server often needs none.
+_NO_KEY = "no-key"
+
+
+async def _whole(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+class OpenAIChatProvider(Provider):
+    """Adapter over ``AsyncOpenAI().chat.completions.create(stream=True,
+    stream_options={"include_usage": True})`` (or the non-streaming call with ``stream=False``).
+
+    The API key comes from ``api_key=`` or ``OPENAI_API_KEY``; it is optional when `base_url` (or
+    ``OPENAI_BASE_URL``, read by the SDK) points at a compatible server. Client options:
+    ``organization``, ``project``, ``default_headers``.
+
+    ``max_tokens`` is sent as ``max_completion_tokens`` to OpenAI itself (its reasoning models
+    reject ``max_tokens``) and as ``max_tokens`` to other servers, which may know only that name.
+    There is no default token limit. Parameters the SDK method does not know go in the request body
+    unchanged (``extra_body``), for compatible servers' own options. A refusal (``delta.refusal``)
+    ends with ``finish_reason="refusal"``; the native value stays in ``metadata["finish_reason"]``.
+    """
+
+    name: ClassVar[str] = "openai"
+    option_names: ClassVar[frozenset[str]] = frozenset({"organization", "project", "default_headers"})
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
+        server = base_url or os.environ.get("OPENAI_BASE_URL")
+        key = resolve_api_key(api_key, ["OPENAI_API_KEY"], self.name, required=server is None)
+        self._client = openai.AsyncOpenAI(
+            api_key=key or _NO_KEY,
+            base_url=base_url,
+            organization=organization,
+            project=project,
+            default_headers=default_headers,
+            max_retries=0,  # lionflow retries itself, only before the first chunk
+        )
+        self._max_tokens_field = (
+            "max_completion_tokens" if server is None or "api.openai.com" in server else "max_tokens"
+        )
+
+    @classmethod
+    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
+        """Chat Completions (the default: ``None``, ``"chat"``, ``"chat/completions"``) or
+        ``"responses"`` (the Responses API adapter)."""
+        name = None if endpoint is None else endpoint.strip("/").lower()
+        if name is None or name in _CHAT_ENDPOINTS:
+            return OpenAIChatProvider
+        if name == "responses":
+            from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
+
+            return OpenAIResponsesProvider
+        raise ConfigurationError(
+            f"provider 'openai' has no endpoint {endpoint!r}; use 'chat' (Chat Completions, the default) "
+            "or 'responses'"
+        )
+
+    def _arguments(self, request: ModelRequest) -> dict[str, Any]:
+        arguments = chat_params(
+            request.params, max_tokens_field=self._max_tokens_field, sdk_params=_SDK_PARAMS
+        )
+        arguments["model"] = request.model
+        arguments["messages"] = chat_messages(request.messages)
+        stream_options = arguments.pop("stream_options", None) or {}
+        if request.stream:
+            # Without include_usage OpenAI reports no usage at all for a streamed call.
+            arguments["stream_options"] = {"include_usage": True, **stream_options}
+        return arguments
+
+    def _error(self, exc: BaseException) -> ProviderError:
+        mapped = sdk_error(exc, provider=self.name, sdk=openai)
+        assert mapped is not None, exc  # only called with openai.APIError
+        return mapped
+
+    async def open(self, request: ModelRequest) -> ChunkStream:
+        arguments = self._arguments(request)
+        completions = self._client.chat.completions
+        mapper = ChatChunkMapper(self.name)
+        try:
+            if not request.stream:
+                completion = await completions.create(**arguments, stream=False)
+                return ChunkStream(_whole(mapper.completion_chunks(completion)))
+            stream = await completions.create(**arguments, stream=True)
+        except openai.APIError as exc:
+            raise self._error(exc) from exc
+        chunks = map_chunks(stream, mapper, errors=(openai.APIError,), map_error=self._error)
+        return ChunkStream(chunks, close=stream.close)
+
+    async def aclose(self) -> None:
+        await self._client.close()

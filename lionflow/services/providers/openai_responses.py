@@ -1,0 +1,431 @@
+"""The OpenAI Responses API (``POST /v1/responses``) as a lionflow provider adapter.
+
+Reached by ``iModel(provider="openai", endpoint="responses")``. The Responses API streams typed,
+named events (``response.output_text.delta``, ``response.function_call_arguments.delta``, ...)
+keyed by ``output_index``, and reports usage and the final status only in its terminal event
+(``response.completed`` / ``response.incomplete`` / ``response.failed``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import openai
+from openai import AsyncOpenAI
+
+from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage
+from lionflow.services.errors import (
+    ConfigurationError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimitError,
+    StreamInterrupted,
+)
+from lionflow.services.providers._common import (
+    content_text,
+    interrupted,
+    resolve_api_key,
+    split_system,
+    status_error,
+    tool_choice,
+    tool_specs,
+)
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+
+__all__ = ["OpenAIResponsesProvider", "responses_input"]
+
+_ENV_VARS = ("OPENAI_API_KEY",)
+# The SDK refuses to construct without a key; a server at a custom base_url may need none.
+_PLACEHOLDER_KEY = "no-key"
+# Error codes of `error` events and failed responses that may succeed when the request is sent again.
+_RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "too_many_requests", "insufficient_capacity"})
+_TRANSIENT_CODES = frozenset(
+    {"server_error", "internal_error", "overloaded", "service_unavailable", "timeout", "vector_store_timeout"}
+)
+
+
+# -- messages and parameters in ---------------------------------------------------------------------
+
+
+def _arguments_json(arguments: Any) -> str:
+    if arguments is None or arguments == "":
+        return "{}"
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _tool_output(content: Any) -> str:
+    # Tool results are strings on the wire; a structured result is sent as its JSON.
+    if isinstance(content, Mapping):
+        return json.dumps(content)
+    return content_text(content)
+
+
+def responses_input(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """lionflow's chat dicts as the Responses API's ``instructions`` and ``input`` items."""
+    instructions, rest = split_system(messages)
+    items: list[dict[str, Any]] = []
+    for position, message in enumerate(rest):
+        role = message.get("role")
+        if role in ("user", "assistant"):
+            text = content_text(message.get("content"))
+            if text or role == "user":
+                items.append({"type": "message", "role": role, "content": text})
+            calls = message.get("tool_calls") if role == "assistant" else None
+            for call in calls or ():
+                function = call.get("function") or {}
+                if not call.get("id") or not function.get("name"):
+                    raise ConfigurationError(
+                        f"messages[{position}]: a tool call needs an 'id' and a function 'name'"
+                    )
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": call["id"],
+                        "name": function["name"],
+                        "arguments": _arguments_json(function.get("arguments")),
+                    }
+                )
+        elif role == "tool":
+            if not message.get("tool_call_id"):
+                raise ConfigurationError(f"messages[{position}]: a tool result needs 'tool_call_id'")
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": message["tool_call_id"],
+                    "output": _tool_output(message.get("content")),
+                }
+            )
+        else:
+            raise ConfigurationError(
+                f"messages[{position}]: role {role!r} is not supported by the Responses API"
+            )
+    return instructions, items
+
+
+def _tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for tool in tools:
+        if isinstance(tool, Mapping) and tool.get("type") not in (None, "function"):
+            result.append(dict(tool))  # a built-in tool (web_search, file_search, ...): sent as given
+            continue
+        (spec,) = tool_specs([tool])
+        source = tool.get("function", tool) if isinstance(tool, Mapping) else {}
+        # The Responses API makes function tools strict by default, which rejects ordinary schemas
+        # (pydantic's lack additionalProperties=false); strict only when the tool asks for it.
+        strict = bool(source.get("strict", False)) if isinstance(source, Mapping) else False
+        result.append(
+            {
+                "type": "function",
+                "name": spec.name,
+                "description": spec.description,
+                "parameters": spec.parameters,
+                "strict": strict,
+            }
+        )
+    return result
+
+
+@functools.cache
+def _create_parameters() -> frozenset[str]:
+    from openai.resources.responses import AsyncResponses
+
+    return frozenset(inspect.signature(AsyncResponses.create).parameters) - {"self"}
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def _failure(code: str | None, message: str | None, provider: str) -> ProviderError:
+    """The error for a failure the API reports inside a 200 answer (an `error` event, a failed response)."""
+    text = f"{code}: {message or 'the response failed'}" if code else message or "the response failed"
+    if code in _RATE_LIMIT_CODES:
+        return RateLimitError(text, provider=provider)
+    return ProviderError(text, provider=provider, retryable=code in _TRANSIENT_CODES)
+
+
+def _map_error(error: openai.APIError, provider: str) -> ProviderError:
+    if isinstance(error, openai.APITimeoutError):
+        return ProviderConnectionError(f"the request timed out: {error.message}", provider=provider)
+    if isinstance(error, openai.APIConnectionError):
+        return ProviderConnectionError(f"connection failed: {error.message}", provider=provider)
+    if isinstance(error, openai.APIStatusError):
+        body = error.body
+        message = body.get("message") if isinstance(body, Mapping) else None
+        return status_error(
+            error.status_code,
+            message if isinstance(message, str) else error.message,
+            provider=provider,
+            headers=error.response.headers,
+        )
+    # The SDK raises a bare APIError for an `error` event whose fields are nested under "error".
+    return _failure(error.code, error.message, provider)
+
+
+# -- events out ------------------------------------------------------------------------------------
+
+
+def _usage(usage: Any) -> Usage | None:
+    if usage is None:
+        return None
+    # Compatible servers may leave out the details objects; the SDK does not validate events.
+    cached = getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)
+    reasoning = getattr(getattr(usage, "output_tokens_details", None), "reasoning_tokens", None)
+    return Usage(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        total_tokens=usage.total_tokens or 0,
+        cached_tokens=cached or 0,
+        reasoning_tokens=reasoning or 0,
+    )
+
+
+@dataclass
+class _Call:
+    call_id: str
+    name: str
+    streamed: bool = False  # argument fragments were emitted; the whole `arguments` must not repeat them
+
+
+class _Mapper:
+    """The state of one stream (or one whole response) while its events become Chunks."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.meta: dict[str, Any] = {"provider": provider, "model": model}
+        self.calls: dict[int, _Call] = {}  # by output_index
+        self.summary_parts: set[tuple[int, int]] = set()
+        self.finished = False
+
+    def describe(self, response: Any) -> None:
+        self.meta = {"provider": self.provider, "model": response.model, "response_id": response.id}
+
+    def chunk(self, kind: ChunkType, data: str, index: int, raw: Any) -> Chunk:
+        return Chunk(type=kind, data=data, index=index, metadata=self.meta, raw_response=raw)
+
+    def tool_chunk(self, call: _Call, data: str, index: int, raw: Any) -> Chunk:
+        return Chunk(
+            type="tool_call",
+            data=data,
+            index=index,
+            tool_call_id=call.call_id,
+            tool_name=call.name,
+            metadata=self.meta,
+            raw_response=raw,
+        )
+
+    def whole_call(self, item: Any, index: int, raw: Any) -> Iterator[Chunk]:
+        """A function call whose arguments arrived only whole (no delta events), as one chunk."""
+        call = self.calls.setdefault(index, _Call(item.call_id, item.name))
+        if not call.streamed:
+            call.streamed = True
+            yield self.tool_chunk(call, item.arguments or "", index, raw)
+
+    def handle(self, event: Any) -> Iterator[Chunk]:
+        kind = getattr(event, "type", None)
+        if kind in ("response.created", "response.in_progress"):
+            self.describe(event.response)
+        elif kind == "response.output_text.delta" and event.delta:
+            yield self.chunk("text", event.delta, event.output_index, event)
+        elif kind == "response.refusal.delta" and event.delta:
+            yield self.chunk("refusal", event.delta, event.output_index, event)
+        elif kind == "response.reasoning_text.delta" and event.delta:
+            yield self.chunk("reasoning", event.delta, event.output_index, event)
+        elif kind == "response.reasoning_summary_text.delta" and event.delta:
+            part = (event.output_index, event.summary_index)
+            # Summary parts are separate paragraphs; without a break they would run together.
+            joiner = "\n\n" if part not in self.summary_parts and event.summary_index > 0 else ""
+            self.summary_parts.add(part)
+            yield self.chunk("reasoning", joiner + event.delta, event.output_index, event)
+        elif kind == "response.output_item.added" and event.item.type == "function_call":
+            self.calls[event.output_index] = _Call(event.item.call_id, event.item.name)
+        elif kind == "response.function_call_arguments.delta" and event.delta:
+            call = self.calls.get(event.output_index)
+            if call is not None:  # else unnamed: the whole arguments come with output_item.done
+                call.streamed = True
+                yield self.tool_chunk(call, event.delta, event.output_index, event)
+        elif kind == "response.output_item.done" and event.item.type == "function_call":
+            # Also the whole arguments of a call that streamed none (`.arguments.done` repeats them).
+            yield from self.whole_call(event.item, event.output_index, event)
+        elif kind in ("response.completed", "response.incomplete"):
+            yield from self.finish(event.response, event)
+        elif kind == "response.failed":
+            error = event.response.error
+            raise interrupted(
+                _failure(getattr(error, "code", None), getattr(error, "message", None), self.provider)
+            )
+        elif kind == "error":
+            raise interrupted(
+                _failure(getattr(event, "code", None), getattr(event, "message", None), self.provider)
+            )
+
+    def finish(self, response: Any, raw: Any) -> Iterator[Chunk]:
+        """The usage chunk (when reported), then the one finish chunk."""
+        self.describe(response)
+        self.finished = True
+        usage = _usage(response.usage)
+        if usage is not None:
+            yield Chunk(type="usage", usage=usage, metadata=self.meta, raw_response=raw)
+        status = response.status
+        native: dict[str, Any] = {"status": status}
+        reason: FinishReason
+        if status == "incomplete":
+            cause = getattr(response.incomplete_details, "reason", None)
+            native["incomplete_reason"] = cause
+            # Every other cause (max_output_tokens, max_messages) is a limit cutting the answer short.
+            reason = "content_filter" if cause == "content_filter" else "length"
+        else:
+            made_call = self.calls or any(
+                getattr(item, "type", None) == "function_call" for item in response.output
+            )
+            reason = "tool_calls" if made_call else "stop"
+        yield Chunk(type="finish", finish_reason=reason, metadata=self.meta | native, raw_response=raw)
+
+    def whole(self, response: Any) -> list[Chunk]:
+        """A non-streamed Response as the chunk sequence a stream of it would give, one chunk per part."""
+        self.describe(response)
+        chunks: list[Chunk] = []
+        for index, item in enumerate(response.output):
+            kind = getattr(item, "type", None)
+            if kind == "message":
+                for part in item.content:
+                    if part.type == "output_text" and part.text:
+                        chunks.append(self.chunk("text", part.text, index, response))
+                    elif part.type == "refusal" and part.refusal:
+                        chunks.append(self.chunk("refusal", part.refusal, index, response))
+            elif kind == "reasoning":
+                texts = [part.text for part in item.summary] + [part.text for part in item.content or ()]
+                if any(texts):
+                    chunks.append(
+                        self.chunk("reasoning", "\n\n".join(t for t in texts if t), index, response)
+                    )
+            elif kind == "function_call":
+                chunks.extend(self.whole_call(item, index, response))
+        return chunks + list(self.finish(response, response))
+
+
+async def _listed(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+# -- the adapter -----------------------------------------------------------------------------------
+
+
+class OpenAIResponsesProvider(Provider):
+    """OpenAI's Responses API: ``AsyncOpenAI().responses.create(stream=True, ...)``.
+
+    Use ``iModel(provider="openai", endpoint="responses", model=...)``; the key comes from
+    ``api_key=`` or ``OPENAI_API_KEY``. System and developer messages become ``instructions``; the
+    rest become ``input`` items (messages, ``function_call`` and ``function_call_output``).
+    ``max_tokens`` is sent as ``max_output_tokens`` (no default: the model's own limit applies);
+    ``stop`` and ``seed`` do not exist in this API and raise `ConfigurationError`; function tools are
+    sent with ``strict: false`` unless a tool sets ``strict``. Other keywords (``reasoning={"effort":
+    "low"}``, ``include=[...]``, ``store=False``) pass through; ones the SDK does not know go in the
+    request body as given. Reasoning summaries stream as ``reasoning`` chunks when the request asks for
+    them (``reasoning={"summary": "auto"}``). The finish chunk's metadata holds the response
+    ``status`` and, when incomplete, the ``incomplete_reason``.
+    """
+
+    name: ClassVar[str] = "openai"
+    option_names: ClassVar[frozenset[str]] = frozenset({"organization", "project", "default_headers"})
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
+        key = resolve_api_key(api_key, _ENV_VARS, self.name, required=base_url is None)
+        self._client = AsyncOpenAI(
+            api_key=key or _PLACEHOLDER_KEY,
+            base_url=base_url,
+            organization=organization,
+            project=project,
+            default_headers=default_headers,
+            max_retries=0,  # lionflow retries itself
+        )
+
+    def request_kwargs(self, request: ModelRequest) -> dict[str, Any]:
+        """The keyword arguments of ``responses.create`` for `request` (stream flag excluded)."""
+        params = dict(request.params)
+        for key in ("stop", "seed"):
+            if params.pop(key, None) is not None:
+                raise ConfigurationError(
+                    f"the OpenAI Responses API does not accept {key!r}; remove it, or use the Chat "
+                    "Completions endpoint (iModel(provider='openai') without endpoint='responses')"
+                )
+        instructions, items = responses_input(request.messages)
+        given = params.pop("instructions", None)
+        if given:
+            instructions = f"{given}\n\n{instructions}" if instructions else str(given)
+        kwargs: dict[str, Any] = {"model": request.model, "input": items}
+        if instructions:
+            kwargs["instructions"] = instructions
+        max_tokens = params.pop("max_tokens", None)
+        if max_tokens is not None:
+            if params.get("max_output_tokens") is not None:
+                raise ConfigurationError("give max_tokens or max_output_tokens, not both")
+            kwargs["max_output_tokens"] = max_tokens
+        tools = params.pop("tools", None)
+        if tools:
+            kwargs["tools"] = _tools(tools)
+        choice = tool_choice(params.pop("tool_choice", None))
+        if choice is not None:
+            kwargs["tool_choice"] = (
+                {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode
+            )
+        params.pop("stream", None)  # the mode is request.stream
+        extra: dict[str, Any] = {}
+        known = _create_parameters()
+        for key, value in params.items():
+            (kwargs if key in known else extra)[key] = value
+        if extra:
+            kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), **extra}
+        return kwargs
+
+    async def open(self, request: ModelRequest) -> ChunkStream:
+        kwargs = self.request_kwargs(request)
+        create: Any = self._client.responses.create
+        try:
+            result = await create(stream=request.stream, **kwargs)
+        except openai.APIError as error:
+            raise _map_error(error, self.name) from error
+        mapper = _Mapper(self.name, request.model)
+        if not request.stream:
+            if result.status == "failed":
+                failed = result.error
+                raise _failure(getattr(failed, "code", None), getattr(failed, "message", None), self.name)
+            return ChunkStream(_listed(mapper.whole(result)))
+        return ChunkStream(self._events(result, mapper), close=result.close)
+
+    async def _events(self, stream: Any, mapper: _Mapper) -> AsyncIterator[Chunk]:
+        try:
+            async for event in stream:
+                # After the terminal event the body is read to its end only so that the connection
+                # can go back to the pool; nothing more belongs to the answer.
+                if not mapper.finished:
+                    for chunk in mapper.handle(event):
+                        yield chunk
+        except openai.APIError as error:
+            if mapper.finished:
+                return  # the answer is complete; a failure while draining the body loses nothing
+            raise interrupted(_map_error(error, self.name)) from error
+        if not mapper.finished:
+            # Every Responses stream ends with a terminal event; without one the answer was cut off.
+            raise StreamInterrupted(
+                "the stream ended before the response completed", provider=self.name, retryable=True
+            )
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,730 @@
+"""The Anthropic Messages adapter, through the real `anthropic` SDK against a loopback HTTP server."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anthropic
+import anyio
+import anyio.lowlevel
+import httpx2
+import pytest
+from anthropic.types import RawContentBlockDeltaEvent
+from pydantic import BaseModel
+
+from lionflow import (
+    AuthenticationError,
+    Chunk,
+    ConfigurationError,
+    MissingCredentials,
+    ProviderConnectionError,
+    ProviderHTTPError,
+    RateLimitError,
+    StreamInterrupted,
+    Usage,
+    iModel,
+)
+from lionflow.services.providers.anthropic_messages import DEFAULT_MAX_TOKENS
+from tests.helpers import no_task_left
+from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "claude-sonnet-4-6"
+HI = [{"role": "user", "content": "hi"}]
+
+
+# -- wire bodies -----------------------------------------------------------------------------------
+
+
+def message_start(input_tokens: int = 10, **usage: Any) -> dict[str, Any]:
+    return {
+        "type": "message_start",
+        "message": {
+            "id": "msg_01abc",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-6-20260101",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1, **usage},
+        },
+    }
+
+
+def block_start(index: int, block: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def delta(index: int, **payload: Any) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": payload}
+
+
+def block_stop(index: int) -> dict[str, Any]:
+    return {"type": "content_block_stop", "index": index}
+
+
+def text_block(index: int, *pieces: str) -> list[dict[str, Any]]:
+    return [
+        block_start(index, {"type": "text", "text": ""}),
+        *(delta(index, type="text_delta", text=piece) for piece in pieces),
+        block_stop(index),
+    ]
+
+
+def tool_block(index: int, call_id: str, name: str, *fragments: str) -> list[dict[str, Any]]:
+    return [
+        block_start(index, {"type": "tool_use", "id": call_id, "name": name, "input": {}}),
+        *(delta(index, type="input_json_delta", partial_json=fragment) for fragment in fragments),
+        block_stop(index),
+    ]
+
+
+def ending(stop_reason: str = "end_turn", output_tokens: int = 5, **extra: Any) -> list[dict[str, Any]]:
+    stop_sequence = extra.pop("stop_sequence", None)
+    stop_details = extra.pop("stop_details", None)
+    message_delta: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": stop_sequence}
+    if stop_details is not None:
+        message_delta["stop_details"] = stop_details
+    return [
+        {"type": "message_delta", "delta": message_delta, "usage": {"output_tokens": output_tokens, **extra}},
+        {"type": "message_stop"},
+    ]
+
+
+def body(*blocks: list[dict[str, Any]], start: dict[str, Any] | None = None, **end: Any) -> list[bytes]:
+    events = [start or message_start()]
+    for block in blocks:
+        events += block
+    return anthropic_sse(events + ending(**end))
+
+
+def make_model(server: LoopbackServer, **kwargs: Any) -> iModel:
+    options: dict[str, Any] = {"api_key": "test", "base_url": server.url, "max_retries": 0}
+    return iModel(provider="anthropic", model=MODEL, **(options | kwargs))
+
+
+async def collect(model: iModel, messages: Any = HI, **params: Any) -> tuple[list[Chunk], Any]:
+    call = model.invoke(messages=messages, **params)
+    chunks = [chunk async for chunk in call]
+    await model.aclose()
+    return chunks, call.response
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+async def test_text_streams_as_deltas_with_one_usage_and_one_finish_last(server: LoopbackServer) -> None:
+    events = [message_start(), *text_block(0, "Hel", "", "lo"), {"type": "ping"}, *ending(output_tokens=3)]
+    server.add(Reply(pieces=anthropic_sse(events)))
+    chunks, response = await collect(make_model(server))
+
+    assert [(c.type, c.data, c.index) for c in chunks] == [
+        ("text", "Hel", 0),
+        ("text", "lo", 0),
+        ("usage", "", 0),
+        ("finish", "", 0),
+    ]
+    assert response.text == "Hello"
+    assert response.finish_reason == "stop"
+    assert chunks[-1].metadata["stop_reason"] == "end_turn"
+    assert response.usage == Usage(input_tokens=10, output_tokens=3, total_tokens=13)
+    assert chunks[0].metadata == {
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-6-20260101",
+        "response_id": "msg_01abc",
+    }
+    assert isinstance(chunks[0].raw_response, RawContentBlockDeltaEvent)
+    received = server.requests[0]
+    assert received.path == "/v1/messages"
+    # this SDK sends the API key as a bearer token
+    assert received.headers["authorization"] == "Bearer test"
+    assert received.json["stream"] is True
+    assert received.json["model"] == MODEL
+    assert received.json["max_tokens"] == DEFAULT_MAX_TOKENS == 4096
+
+
+async def test_thinking_streams_as_reasoning_and_signatures_make_no_chunk(server: LoopbackServer) -> None:
+    thinking = [
+        block_start(0, {"type": "thinking", "thinking": "", "signature": ""}),
+        delta(0, type="thinking_delta", thinking="Let me "),
+        delta(0, type="thinking_delta", thinking="think."),
+        delta(0, type="signature_delta", signature="EqQBCkYIBxgCKkA="),
+        block_stop(0),
+    ]
+    redacted = [block_start(1, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}), block_stop(1)]
+    server.add(Reply(pieces=body(thinking, redacted, text_block(2, "Answer."))))
+    chunks, response = await collect(make_model(server, thinking={"type": "enabled", "budget_tokens": 1024}))
+
+    assert [(c.type, c.data, c.index) for c in chunks if c.is_content] == [
+        ("reasoning", "Let me ", 0),
+        ("reasoning", "think.", 0),
+        ("text", "Answer.", 2),
+    ]
+    assert response.reasoning == "Let me think."
+    assert response.text == "Answer."
+    assert server.requests[0].json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+async def test_parallel_tool_calls_carry_id_and_name_on_every_fragment(server: LoopbackServer) -> None:
+    server.add(
+        Reply(
+            pieces=body(
+                text_block(0, "Checking both."),
+                tool_block(1, "toolu_A", "get_weather", "", '{"city": ', '"Paris"}'),
+                tool_block(2, "toolu_B", "get_time", '{"tz": "Europe', '/Berlin"}'),
+                stop_reason="tool_use",
+            )
+        )
+    )
+    chunks, response = await collect(make_model(server))
+
+    tool_chunks = [c for c in chunks if c.type == "tool_call"]
+    assert [(c.index, c.tool_call_id, c.tool_name, c.data) for c in tool_chunks] == [
+        (1, "toolu_A", "get_weather", '{"city": '),
+        (1, "toolu_A", "get_weather", '"Paris"}'),
+        (2, "toolu_B", "get_time", '{"tz": "Europe'),
+        (2, "toolu_B", "get_time", '/Berlin"}'),
+    ]
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+        ("toolu_A", "get_weather", {"city": "Paris"}),
+        ("toolu_B", "get_time", {"tz": "Europe/Berlin"}),
+    ]
+    assert response.text == "Checking both."
+    assert response.finish_reason == "tool_calls"
+    assert chunks[-1].metadata["stop_reason"] == "tool_use"
+
+
+async def test_a_tool_call_without_arguments_is_not_lost(server: LoopbackServer) -> None:
+    server.add(Reply(pieces=body(tool_block(0, "toolu_N", "list_files"), stop_reason="tool_use")))
+    chunks, response = await collect(make_model(server))
+
+    assert [(c.type, c.data, c.tool_call_id, c.tool_name) for c in chunks if c.is_content] == [
+        ("tool_call", "{}", "toolu_N", "list_files")
+    ]
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("toolu_N", "list_files", {})]
+
+
+@pytest.mark.parametrize(
+    ("start_usage", "delta_usage", "expected", "cache_creation"),
+    [
+        pytest.param(
+            {"cache_read_input_tokens": 200, "cache_creation_input_tokens": 50},
+            {},
+            # the whole prompt: 10 uncached + 200 read from the cache + 50 written to it
+            Usage(input_tokens=260, output_tokens=7, total_tokens=267, cached_tokens=200),
+            50,
+            id="prompt-cache",
+        ),
+        pytest.param(
+            {"cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+            {
+                "input_tokens": 12,
+                "cache_read_input_tokens": 30,
+                "output_tokens_details": {"thinking_tokens": 4},
+            },
+            # input: 12 uncached + 30 read from the prompt cache
+            Usage(input_tokens=42, output_tokens=7, total_tokens=49, reasoning_tokens=4, cached_tokens=30),
+            None,
+            id="cumulative-message-delta",
+        ),
+    ],
+)
+async def test_usage_combines_message_start_and_message_delta(
+    server: LoopbackServer,
+    start_usage: dict[str, Any],
+    delta_usage: dict[str, Any],
+    expected: Usage,
+    cache_creation: int | None,
+) -> None:
+    server.add(
+        Reply(
+            pieces=body(
+                text_block(0, "ok"), start=message_start(10, **start_usage), output_tokens=7, **delta_usage
+            )
+        )
+    )
+    chunks, response = await collect(make_model(server))
+
+    usage_chunks = [c for c in chunks if c.type == "usage"]
+    assert len(usage_chunks) == 1
+    assert chunks[-2] is usage_chunks[0]
+    assert response.usage == expected
+    assert usage_chunks[0].metadata.get("cache_creation_input_tokens") == cache_creation
+
+
+async def test_refusal_ends_with_finish_reason_refusal_and_keeps_the_text(server: LoopbackServer) -> None:
+    details = {"type": "refusal", "category": "cyber", "explanation": "Refused due to policy."}
+    server.add(Reply(pieces=body(text_block(0, "I can"), stop_reason="refusal", stop_details=details)))
+    chunks, response = await collect(make_model(server))
+
+    assert response.finish_reason == "refusal"
+    assert response.text == "I can"
+    assert chunks[-1].metadata["stop_reason"] == "refusal"
+    assert chunks[-1].metadata["stop_details"] == details
+    assert response.metadata["stop_details"]["category"] == "cyber"
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "finish_reason"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("pause_turn", "stop"),
+        ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "refusal"),
+    ],
+)
+async def test_stop_reasons_are_normalized_with_the_native_value_kept(
+    server: LoopbackServer, stop_reason: str, finish_reason: str
+) -> None:
+    extra: dict[str, Any] = {"stop_sequence": "###"} if stop_reason == "stop_sequence" else {}
+    server.add(Reply(pieces=body(text_block(0, "x"), stop_reason=stop_reason, **extra)))
+    chunks, response = await collect(make_model(server))
+
+    assert [c.type for c in chunks].count("finish") == 1
+    assert chunks[-1].type == "finish"
+    assert response.finish_reason == finish_reason
+    assert chunks[-1].metadata["stop_reason"] == stop_reason
+    assert chunks[-1].metadata.get("stop_sequence") == extra.get("stop_sequence")
+
+
+async def test_unicode_survives_events_and_utf8_split_across_tcp_pieces(server: LoopbackServer) -> None:
+    pieces = ["Grüße, ", "日本語の", "テキスト ", "🦁🚀", " ñandú"]
+    server.add(Reply(pieces=split(body(text_block(0, *pieces)), 7)))
+    chunks, response = await collect(make_model(server))
+
+    assert [c.data for c in chunks if c.type == "text"] == pieces
+    assert response.text == "".join(pieces)
+    assert response.finish_reason == "stop"
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error_type", "retryable"),
+    [("overloaded_error", True), ("api_error", True), ("invalid_request_error", False)],
+)
+async def test_error_event_mid_stream_raises_stream_interrupted_with_the_partial_response(
+    server: LoopbackServer, error_type: str, retryable: bool
+) -> None:
+    events = [message_start(), block_start(0, {"type": "text", "text": ""})]
+    events += [delta(0, type="text_delta", text="Partial "), delta(0, type="text_delta", text="answer")]
+    events.append({"type": "error", "error": {"type": error_type, "message": "something broke"}})
+    server.add(Reply(pieces=anthropic_sse(events)))
+    model = make_model(server)
+    seen: list[str] = []
+
+    with pytest.raises(StreamInterrupted) as caught:
+        async for chunk in model.invoke(messages=HI):
+            seen.append(chunk.data)
+    await model.aclose()
+
+    error = caught.value
+    assert seen == ["Partial ", "answer"]
+    assert error.retryable is retryable
+    assert error_type in error.message
+    assert isinstance(error.__cause__, anthropic.APIStatusError)
+    assert error.response is not None
+    assert error.response.text == "Partial answer"
+    assert error.response.incomplete
+    assert error.response.finish_reason == "error"
+
+
+async def test_a_stream_cut_before_the_stop_reason_is_interrupted(server: LoopbackServer) -> None:
+    events = [
+        message_start(),
+        block_start(0, {"type": "text", "text": ""}),
+        delta(0, type="text_delta", text="Cut"),
+    ]
+    server.add(Reply(pieces=anthropic_sse(events)))
+
+    with pytest.raises(StreamInterrupted) as caught:
+        await make_model(server).invoke(messages=HI)
+
+    assert caught.value.retryable
+    assert caught.value.response is not None
+    assert caught.value.response.text == "Cut"
+    assert caught.value.response.incomplete
+
+
+class DropConnection(bytes):
+    """A body piece that makes the loopback server drop the connection instead of sending it."""
+
+    def __len__(self) -> int:
+        raise ConnectionResetError("the server went away")
+
+
+async def test_a_connection_lost_mid_stream_is_a_retryable_interruption(server: LoopbackServer) -> None:
+    events = [
+        message_start(),
+        block_start(0, {"type": "text", "text": ""}),
+        delta(0, type="text_delta", text="Cut"),
+    ]
+    server.add(Reply(pieces=[*anthropic_sse(events), DropConnection(b"x")]))
+
+    with pytest.raises(StreamInterrupted) as caught:
+        await make_model(server).invoke(messages=HI)
+
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, httpx2.TransportError)
+    assert caught.value.response is not None
+    assert caught.value.response.text == "Cut"
+
+
+async def test_http_401_is_an_authentication_error(server: LoopbackServer) -> None:
+    server.add(
+        Reply.json(401, {"type": "error", "error": {"type": "authentication_error", "message": "bad key"}})
+    )
+
+    with pytest.raises(AuthenticationError) as caught:
+        await make_model(server).invoke(messages=HI)
+
+    assert "bad key" in caught.value.message
+    assert isinstance(caught.value.__cause__, anthropic.AuthenticationError)
+
+
+async def test_http_429_is_a_rate_limit_error_with_retry_after(server: LoopbackServer) -> None:
+    payload = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+    server.add(Reply.json(429, payload, headers={"retry-after": "7"}))
+
+    with pytest.raises(RateLimitError) as caught:
+        await make_model(server).invoke(messages=HI)
+
+    assert caught.value.retry_after == 7
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, anthropic.RateLimitError)
+
+
+@pytest.mark.parametrize("status", [500, 503, 529])
+async def test_server_errors_are_retryable_http_errors(server: LoopbackServer, status: int) -> None:
+    server.add(
+        Reply.json(status, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+    )
+
+    with pytest.raises(ProviderHTTPError) as caught:
+        await make_model(server).invoke(messages=HI)
+
+    assert caught.value.status_code == status
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, anthropic.InternalServerError)
+
+
+async def test_a_503_is_retried_and_the_second_stream_succeeds(server: LoopbackServer) -> None:
+    server.add(
+        Reply.json(503, {"type": "error", "error": {"type": "api_error", "message": "unavailable"}}),
+        Reply(pieces=body(text_block(0, "second time lucky"))),
+    )
+    model = make_model(server, max_retries=1, retry_initial_delay=0.001)
+    response = await model.invoke(messages=HI)
+
+    assert response.text == "second time lucky"
+    assert len(server.requests) == 2
+
+
+async def test_connection_refused_is_a_connection_error() -> None:
+    model = iModel(
+        provider="anthropic",
+        model=MODEL,
+        api_key="test",
+        base_url=f"http://127.0.0.1:{closed_port()}",
+        max_retries=0,
+    )
+    with pytest.raises(ProviderConnectionError) as caught:
+        await model.invoke(messages=HI)
+
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, anthropic.APIConnectionError)
+
+
+# -- what the provider receives --------------------------------------------------------------------
+
+
+async def test_messages_are_converted_to_anthropic_turns(server: LoopbackServer) -> None:
+    server.add(Reply(pieces=body(text_block(0, "done"))))
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "toolu_2",
+                    "type": "function",
+                    "function": {"name": "clock", "arguments": {"tz": "CET"}},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18°C"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": [{"type": "text", "text": "14:00"}]},
+        {"role": "user", "content": "Thanks."},
+        {"role": "assistant", "content": "You're welcome."},
+        {"role": "user", "content": "One more"},
+        {"role": "user", "content": "question."},
+    ]
+    await collect(make_model(server), messages)
+
+    sent = server.requests[0].json
+    assert sent["system"] == "Be brief.\n\nUse metric units."
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather and time in Paris?"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "clock", "input": {"tz": "CET"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18°C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "14:00"},
+                {"type": "text", "text": "Thanks."},
+            ],
+        },
+        {"role": "assistant", "content": [{"type": "text", "text": "You're welcome."}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "One more"}, {"type": "text", "text": "question."}],
+        },
+    ]
+
+
+class Lookup(BaseModel):
+    """Look a word up in the dictionary."""
+
+    word: str
+
+
+async def test_parameters_are_mapped_to_anthropic_names(server: LoopbackServer) -> None:
+    server.add(Reply(pieces=body(text_block(0, "ok"))))
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Current weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    web_search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+    model = make_model(server, temperature=0.3, top_p=0.9, max_tokens=321, stop="###")
+    await collect(
+        model,
+        tools=[weather, Lookup, web_search],
+        tool_choice="required",
+        top_k=5,
+        metadata={"user_id": "u-1"},
+    )
+
+    sent = server.requests[0].json
+    assert sent["temperature"] == 0.3
+    assert sent["top_p"] == 0.9
+    assert sent["max_tokens"] == 321
+    assert sent["stop_sequences"] == ["###"]
+    assert sent["tools"] == [
+        {
+            "name": "weather",
+            "description": "Current weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+        {
+            "name": "Lookup",
+            "description": "Look a word up in the dictionary.",
+            "input_schema": Lookup.model_json_schema(),
+        },
+        web_search,
+    ]
+    assert sent["tool_choice"] == {"type": "any"}
+    assert sent["top_k"] == 5  # an unknown keyword passes through
+    assert sent["metadata"] == {"user_id": "u-1"}
+    assert "stop" not in sent
+    assert "seed" not in sent
+
+
+@pytest.mark.parametrize(
+    ("choice", "wire"),
+    [
+        ("auto", {"type": "auto"}),
+        ("none", {"type": "none"}),
+        ("any", {"type": "any"}),
+        ("weather", {"type": "tool", "name": "weather"}),
+        ({"type": "function", "function": {"name": "weather"}}, {"type": "tool", "name": "weather"}),
+    ],
+)
+async def test_tool_choice_forms(server: LoopbackServer, choice: Any, wire: dict[str, Any]) -> None:
+    server.add(Reply(pieces=body(text_block(0, "ok"))))
+    await collect(
+        make_model(server), tools=[{"name": "weather", "parameters": {}}], tool_choice=choice, stop=["a", "b"]
+    )
+
+    assert server.requests[0].json["tool_choice"] == wire
+    assert server.requests[0].json["stop_sequences"] == ["a", "b"]
+
+
+async def test_seed_is_refused_before_any_request(server: LoopbackServer) -> None:
+    model = make_model(server, seed=42)
+    with pytest.raises(ConfigurationError, match="seed"):
+        await model.invoke(messages=HI)
+
+    assert server.requests == []
+
+
+async def test_endpoint_messages_is_accepted_and_any_other_refused(server: LoopbackServer) -> None:
+    server.add(Reply(pieces=body(text_block(0, "ok"))))
+    response = await make_model(server, endpoint="messages").invoke(messages=HI)
+    assert response.text == "ok"
+
+    with pytest.raises(ConfigurationError, match="messages"):
+        make_model(server, endpoint="chat/completions")
+
+
+async def test_default_headers_option_reaches_the_server(server: LoopbackServer) -> None:
+    server.add(Reply(pieces=body(text_block(0, "ok"))))
+    await collect(make_model(server, default_headers={"anthropic-beta": "fancy-2026"}))
+
+    assert server.requests[0].headers["anthropic-beta"] == "fancy-2026"
+    assert "default_headers" not in server.requests[0].json
+
+
+# -- non-streaming ---------------------------------------------------------------------------------
+
+
+async def test_non_streaming_gives_the_same_response(server: LoopbackServer) -> None:
+    message = {
+        "id": "msg_01abc",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-6-20260101",
+        "content": [
+            {"type": "thinking", "thinking": "Weather first.", "signature": "sig"},
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_A", "name": "get_weather", "input": {"city": "Paris"}},
+        ],
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 9, "cache_read_input_tokens": 3},
+    }
+    server.add(
+        Reply.json(200, message),
+        Reply(
+            pieces=body(
+                [
+                    block_start(0, {"type": "thinking", "thinking": "", "signature": ""}),
+                    delta(0, type="thinking_delta", thinking="Weather first."),
+                    block_stop(0),
+                ],
+                text_block(1, "Check", "ing."),
+                tool_block(2, "toolu_A", "get_weather", '{"city":', ' "Paris"}'),
+                start=message_start(10, cache_read_input_tokens=3),
+                stop_reason="tool_use",
+                output_tokens=9,
+            )
+        ),
+    )
+    whole_chunks, whole = await collect(make_model(server, stream=False))
+    _, streamed = await collect(make_model(server))
+
+    assert server.requests[0].json.get("stream") in (None, False)
+    assert [c.type for c in whole_chunks] == ["reasoning", "text", "tool_call", "usage", "finish"]
+    for field in ("text", "reasoning", "usage", "finish_reason", "metadata"):
+        assert getattr(whole, field) == getattr(streamed, field), field
+    assert [(c.id, c.name, c.arguments) for c in whole.tool_calls] == [
+        ("toolu_A", "get_weather", {"city": "Paris"})
+    ]
+    assert [(c.id, c.name, c.arguments) for c in streamed.tool_calls] == [
+        ("toolu_A", "get_weather", {"city": "Paris"})
+    ]
+    assert whole.usage == Usage(input_tokens=13, output_tokens=9, cached_tokens=3)  # 10 + 3 cached
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+
+async def test_missing_key_names_the_variable_before_any_request(server: LoopbackServer) -> None:
+    with pytest.raises(MissingCredentials, match="ANTHROPIC_API_KEY"):
+        iModel(provider="anthropic", model=MODEL)
+
+    assert server.requests == []
+
+
+async def test_the_key_is_read_from_the_environment(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "env-key")
+    iModel(provider="anthropic", model=MODEL)  # no MissingCredentials: the variable is enough
+    server.add(Reply(pieces=body(text_block(0, "ok"))))
+    await collect(iModel(provider="anthropic", model=MODEL, base_url=server.url, max_retries=0))
+
+    assert server.requests[0].headers["authorization"] == "Bearer env-key"
+
+
+async def test_a_base_url_needs_no_key(server: LoopbackServer) -> None:
+    server.add(Reply(pieces=body(text_block(0, "local"))))
+    _, response = await collect(iModel(provider="anthropic", model=MODEL, base_url=server.url, max_retries=0))
+
+    assert response.text == "local"
+
+
+# -- cancellation ----------------------------------------------------------------------------------
+
+
+def slow_reply() -> Reply:
+    pieces = body(text_block(0, *[f"word{i} " for i in range(40)]))
+    return Reply(pieces=pieces, delay=0.05)
+
+
+async def test_leaving_the_stream_block_early_closes_the_connection(server: LoopbackServer) -> None:
+    server.add(slow_reply())
+    model = make_model(server)
+    seen: list[Chunk] = []
+
+    async with model.stream(messages=HI) as call:
+        async for chunk in call:
+            seen.append(chunk)
+            if len(seen) == 2:
+                break
+
+    assert server.requests[-1].disconnected.wait(2)
+    assert call.response is not None
+    assert call.response.incomplete
+    assert call.response.finish_reason == "cancelled"
+    assert call.response.text == "word0 word1 "
+    await model.aclose()
+
+
+async def test_breaking_out_of_the_seed_form_closes_the_connection(server: LoopbackServer) -> None:
+    server.add(slow_reply())
+    model = make_model(server)
+    count = 0
+
+    async with no_task_left():
+        async for _chunk in model.invoke(messages=HI):
+            count += 1
+            if count == 2:
+                break
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+
+    received = server.requests[-1]
+    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
+    assert not received.completed.is_set()
+    await model.aclose()

@@ -1,0 +1,546 @@
+"""provider="groq": the real groq SDK against a loopback HTTP server."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import groq
+import httpx
+import pytest
+
+from lionflow import (
+    AuthenticationError,
+    Chunk,
+    MissingCredentials,
+    ProviderConnectionError,
+    ProviderHTTPError,
+    RateLimitError,
+    Response,
+    StreamInterrupted,
+    Usage,
+    iModel,
+)
+from tests.loopback import LoopbackServer, Reply, split, sse
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "openai/gpt-oss-120b"
+HI = [{"role": "user", "content": "hi"}]
+GROQ_USAGE = {
+    "queue_time": 0.005,
+    "prompt_tokens": 339,
+    "prompt_time": 0.017,
+    "completion_tokens": 58,
+    "completion_time": 0.125,
+    "total_tokens": 397,
+    "total_time": 0.142,
+    "completion_tokens_details": {"reasoning_tokens": 38},
+}
+EXPECTED_USAGE = Usage(input_tokens=339, output_tokens=58, total_tokens=397, reasoning_tokens=38)
+
+
+def event(
+    delta: dict[str, Any] | None = None,
+    *,
+    finish: str | None = None,
+    x_groq: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One Groq ``chat.completion.chunk``."""
+    body: dict[str, Any] = {
+        "id": "chatcmpl-groq-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": MODEL,
+        "system_fingerprint": "fp_1",
+        "choices": [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish}],
+    }
+    if x_groq is not None:
+        body["x_groq"] = x_groq
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def final(finish: str = "stop", *, top_level_usage: bool = False) -> dict[str, Any]:
+    """Groq's last chunk: the finish reason with usage in ``x_groq`` (and maybe at the top level)."""
+    return event(
+        finish=finish,
+        x_groq={"id": "req_1", "usage": GROQ_USAGE},
+        usage=GROQ_USAGE if top_level_usage else None,
+    )
+
+
+def text_stream(*texts: str, finish: str = "stop") -> list[dict[str, Any]]:
+    return [
+        event({"role": "assistant", "content": ""}, x_groq={"id": "req_1", "seed": 1}),
+        *(event({"content": text}) for text in texts),
+        final(finish),
+    ]
+
+
+def error_event(error: dict[str, Any]) -> bytes:
+    return f"event: error\ndata: {json.dumps({'error': error})}\n\n".encode()
+
+
+@pytest.fixture
+async def make(server: LoopbackServer) -> AsyncIterator[Callable[..., iModel]]:
+    models: list[iModel] = []
+
+    def factory(**kwargs: Any) -> iModel:
+        options: dict[str, Any] = {"api_key": "test", "base_url": server.url, "max_retries": 0}
+        model = iModel(provider="groq", model=MODEL, **(options | kwargs))
+        models.append(model)
+        return model
+
+    yield factory
+    for model in models:
+        await model.aclose()
+
+
+async def run(
+    model: iModel, messages: list[dict[str, Any]] = HI, **params: Any
+) -> tuple[list[Chunk], Response]:
+    async with model.stream(messages, **params) as call:
+        chunks = [chunk async for chunk in call]
+    assert call.response is not None
+    return chunks, call.response
+
+
+# -- streaming ---------------------------------------------------------------------------------------
+
+
+async def test_reasoning_then_text_then_usage_from_x_groq_then_finish(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(
+        Reply(
+            pieces=sse(
+                [
+                    event({"role": "assistant", "content": ""}, x_groq={"id": "req_1", "seed": 1}),
+                    event({"reasoning": "The user", "channel": "analysis"}),
+                    event({"reasoning": " says hi.", "channel": "analysis"}),
+                    event({"content": "Hello"}),
+                    event({"content": " there."}),
+                    final("stop"),
+                ]
+            )
+        )
+    )
+    chunks, response = await run(make())
+
+    assert [(c.type, c.data) for c in chunks] == [
+        ("reasoning", "The user"),
+        ("reasoning", " says hi."),
+        ("text", "Hello"),
+        ("text", " there."),
+        ("usage", ""),
+        ("finish", ""),
+    ]
+    assert response.reasoning == "The user says hi."
+    assert response.text == "Hello there."
+    assert response.usage == EXPECTED_USAGE
+    assert response.finish_reason == "stop"
+    assert chunks[-1].metadata == {
+        "provider": "groq",
+        "model": MODEL,
+        "response_id": "chatcmpl-groq-1",
+        "finish_reason": "stop",
+    }
+    assert server.requests[0].path == "/openai/v1/chat/completions"
+
+
+async def test_usage_both_in_x_groq_and_top_level_is_reported_once(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=sse([event({"content": "ok"}), final("stop", top_level_usage=True)])))
+    chunks, response = await run(make())
+
+    assert [c.type for c in chunks] == ["text", "usage", "finish"]
+    assert response.usage == EXPECTED_USAGE
+
+
+async def test_whole_parallel_tool_calls_become_one_chunk_each(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    calls = [
+        {
+            "id": "fc_a",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Lima"}'},
+            "index": 0,
+        },
+        {
+            "id": "fc_b",
+            "type": "function",
+            "function": {"name": "get_time", "arguments": '{"tz": "PET"}'},
+            "index": 1,
+        },
+    ]
+    server.add(
+        Reply(
+            pieces=sse(
+                [event({"reasoning": "Two calls."}), event({"tool_calls": calls}), final("tool_calls")]
+            )
+        )
+    )
+    chunks, response = await run(make())
+
+    assert [(c.index, c.tool_call_id, c.tool_name, c.data) for c in chunks if c.type == "tool_call"] == [
+        (0, "fc_a", "get_weather", '{"city": "Lima"}'),
+        (1, "fc_b", "get_time", '{"tz": "PET"}'),
+    ]
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+        ("fc_a", "get_weather", {"city": "Lima"}),
+        ("fc_b", "get_time", {"tz": "PET"}),
+    ]
+    assert response.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize(
+    ("native", "normalized"),
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("tool_calls", "tool_calls"),
+        ("content_filter", "content_filter"),
+    ],
+)
+async def test_finish_reasons_are_normalized_and_native_value_kept(
+    server: LoopbackServer, make: Callable[..., iModel], native: str, normalized: str
+) -> None:
+    server.add(Reply(pieces=sse(text_stream("x", finish=native))))
+    chunks, response = await run(make())
+
+    assert [c.type for c in chunks].count("finish") == 1
+    assert chunks[-1].finish_reason == normalized
+    assert response.finish_reason == normalized
+    assert chunks[-1].metadata["finish_reason"] == native
+
+
+async def test_unicode_survives_events_and_utf8_sequences_split_across_reads(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    text = "Añejo, Ελληνικά, 日本語 ✓ 🚀🌮 fin"
+    deltas = [text[i : i + 2] for i in range(0, len(text), 2)]
+    server.add(Reply(pieces=split(sse(text_stream(*deltas)), 7)))
+
+    chunks, response = await run(make())
+
+    assert response.text == text
+    assert [c.data for c in chunks if c.type == "text"] == deltas
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+async def test_tool_use_failed_error_event_interrupts_and_is_not_retryable(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    error = {
+        "message": "Tool call validation failed: parameters for tool lookup did not match schema",
+        "type": "invalid_request_error",
+        "code": "tool_use_failed",
+        "status_code": 400,
+    }
+    pieces = sse([event({"reasoning": "Call the"}), event({"reasoning": " tool."})], done=False)
+    server.add(Reply(pieces=[*pieces, error_event(error)]))
+    seen: list[str] = []
+
+    with pytest.raises(StreamInterrupted, match="tool_use_failed") as caught:
+        async for chunk in make(max_retries=2, retry_initial_delay=0.001).invoke(HI):
+            seen.append(chunk.data)
+
+    assert seen == ["Call the", " tool."]
+    assert not caught.value.retryable
+    assert isinstance(caught.value.__cause__, groq.APIError)
+    assert caught.value.response is not None
+    assert caught.value.response.reasoning == "Call the tool."
+    assert caught.value.response.incomplete
+    assert len(server.requests) == 1
+
+
+async def test_transient_error_event_is_a_retryable_interruption(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    pieces = sse([event({"content": "Hal"})], done=False)
+    server.add(
+        Reply(pieces=[*pieces, error_event({"message": "Service unavailable", "type": "server_error"})])
+    )
+
+    with pytest.raises(StreamInterrupted) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.retryable
+    assert caught.value.response is not None
+    assert caught.value.response.text == "Hal"
+
+
+async def test_x_groq_error_stops_the_stream(server: LoopbackServer, make: Callable[..., iModel]) -> None:
+    server.add(
+        Reply(
+            pieces=sse([event({"content": "Par"}), event(x_groq={"id": "req_1", "error": "over capacity"})])
+        )
+    )
+
+    with pytest.raises(StreamInterrupted, match="over capacity") as caught:
+        await make().invoke(HI)
+
+    assert caught.value.response is not None
+    assert caught.value.response.text == "Par"
+
+
+async def test_connection_dropped_mid_stream_is_a_retryable_interruption(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=sse([event({"content": "Half"})], done=False), abort=True))
+
+    with pytest.raises(StreamInterrupted) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+    assert caught.value.response is not None
+    assert caught.value.response.text == "Half"
+    assert caught.value.response.incomplete
+
+
+async def test_http_401_is_an_authentication_error(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply.json(401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error"}}))
+
+    with pytest.raises(AuthenticationError, match="Invalid API Key") as caught:
+        await make().invoke(HI)
+
+    assert isinstance(caught.value.__cause__, groq.AuthenticationError)
+
+
+async def test_http_429_is_a_rate_limit_error_with_retry_after(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply.json(429, {"error": {"message": "Rate limit reached"}}, headers={"retry-after": "3"}))
+
+    with pytest.raises(RateLimitError) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.retry_after == 3.0
+    assert isinstance(caught.value.__cause__, groq.RateLimitError)
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_server_errors_are_retryable_http_errors(
+    server: LoopbackServer, make: Callable[..., iModel], status: int
+) -> None:
+    server.add(Reply.json(status, {"error": {"message": "try later"}}))
+
+    with pytest.raises(ProviderHTTPError) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.status_code == status
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, groq.APIStatusError)
+
+
+async def test_a_503_is_retried_and_the_second_attempt_streams(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(
+        Reply.json(503, {"error": {"message": "over capacity"}}), Reply(pieces=sse(text_stream("fine")))
+    )
+
+    response = await make(max_retries=1, retry_initial_delay=0.001).invoke(HI)
+
+    assert response.text == "fine"
+    assert len(server.requests) == 2
+
+
+async def test_connection_refused_is_a_connection_error(make: Callable[..., iModel]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    with pytest.raises(ProviderConnectionError) as caught:
+        await make(base_url=f"http://127.0.0.1:{port}").invoke(HI)
+
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, groq.APIConnectionError)
+
+
+# -- what the server receives ---------------------------------------------------------------------
+
+
+async def test_request_carries_converted_messages_and_mapped_parameters(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=sse(text_stream("ok"))))
+    messages: list[dict[str, Any]] = [
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "fc_1", "function": {"name": "weather", "arguments": '{"city":"Nice"}'}}],
+        },
+        {"role": "tool", "tool_call_id": "fc_1", "content": [{"type": "text", "text": "22°C"}]},
+    ]
+    tool = {
+        "name": "weather",
+        "description": "Weather now",
+        "parameters": {"type": "object", "properties": {}},
+    }
+
+    await run(
+        make(temperature=0.3),
+        messages,
+        max_tokens=200,
+        stop=["END"],
+        seed=11,
+        tools=[tool],
+        tool_choice="auto",
+        reasoning_format="parsed",
+        my_server_flag=True,
+    )
+
+    body = server.requests[0].json
+    assert body["messages"] == [
+        {"role": "system", "content": "Answer in French."},  # Groq has no developer role
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "fc_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city":"Nice"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "fc_1", "content": "22°C"},
+    ]
+    assert body["model"] == MODEL
+    assert body["temperature"] == 0.3
+    assert body["max_completion_tokens"] == 200
+    assert "max_tokens" not in body
+    assert body["stop"] == ["END"]
+    assert body["seed"] == 11
+    assert body["tools"] == [{"type": "function", "function": tool}]
+    assert body["tool_choice"] == "auto"
+    assert body["reasoning_format"] == "parsed"  # a Groq SDK parameter lionflow does not name
+    assert body["my_server_flag"] is True  # unknown to the SDK: passed through in the body
+    assert body["stream"] is True
+    assert "stream_options" not in body  # Groq reports usage in x_groq without it
+
+
+# -- non-streaming ----------------------------------------------------------------------------------
+
+
+async def test_non_streaming_call_gives_the_same_response_as_streaming(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    call = {
+        "id": "fc_1",
+        "type": "function",
+        "function": {"name": "weather", "arguments": '{"city": "Rome"}'},
+    }
+    completion = {
+        "id": "chatcmpl-groq-2",
+        "object": "chat.completion",
+        "created": 1,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": "Looking.",
+                    "reasoning": "Need data.",
+                    "tool_calls": [call],
+                },
+            }
+        ],
+        "usage": GROQ_USAGE,
+    }
+    streamed = [
+        event({"reasoning": "Need data."}),
+        event({"content": "Looking."}),
+        event({"tool_calls": [call | {"index": 0}]}),
+        final("tool_calls"),
+    ]
+    server.add(Reply.json(200, completion), Reply(pieces=sse(streamed)))
+
+    chunks, whole = await run(make(stream=False))
+    _, stream = await run(make())
+
+    assert [c.type for c in chunks] == ["reasoning", "text", "tool_call", "usage", "finish"]
+    fields = {"text", "reasoning", "tool_calls", "usage", "finish_reason", "model", "incomplete"}
+    assert whole.model_dump(include=fields) == stream.model_dump(include=fields)
+    assert whole.usage == EXPECTED_USAGE
+    assert server.requests[0].json.get("stream") in (False, None)
+
+
+# -- credentials ------------------------------------------------------------------------------------
+
+
+async def test_missing_key_fails_at_construction_naming_the_variable(server: LoopbackServer) -> None:
+    with pytest.raises(MissingCredentials, match="GROQ_API_KEY"):
+        iModel(provider="groq", model=MODEL)
+    assert server.requests == []
+
+
+async def test_key_from_the_environment_is_sent(
+    server: LoopbackServer, make: Callable[..., iModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-from-env")
+    server.add(Reply(pieces=sse(text_stream("ok"))))
+
+    await run(make(api_key=None))
+
+    assert server.requests[0].headers["authorization"] == "Bearer gsk-from-env"
+
+
+# -- cancellation -----------------------------------------------------------------------------------
+
+
+async def test_leaving_the_stream_block_early_closes_the_connection(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=sse(text_stream(*[f"t{i} " for i in range(40)])), delay=0.05))
+
+    async with make().stream(HI) as call:
+        seen = 0
+        async for _ in call:
+            seen += 1
+            if seen == 2:
+                break
+
+    received = server.requests[-1]
+    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
+    assert call.response is not None
+    assert call.response.incomplete
+    assert call.response.text == "t0 t1 "
+
+
+async def test_breaking_out_of_the_seed_loop_closes_the_connection(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=sse(text_stream(*[f"t{i} " for i in range(40)])), delay=0.05))
+
+    seen = 0
+    async for _ in make().invoke(HI):
+        seen += 1
+        if seen == 2:
+            break
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+
+    received = server.requests[-1]
+    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
+    assert not received.completed.is_set()
