@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +14,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SDKS = ["openai", "anthropic", "groq", "google.genai", "transformers", "torch", "tokenizers", "xgrammar"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+        env=None if env is None else os.environ | env,
     )
 
 
-def test_import_works_with_no_provider_sdk_installed() -> None:
+def test_import_works_with_no_provider_sdk_installed_and_providers_name_their_extra() -> None:
     # A meta-path finder that refuses every SDK makes this interpreter one where none is installed.
     script = f"""
 import sys
@@ -36,6 +44,14 @@ from lionflow.testing import ScriptedModel
 import lionflow.operations, lionflow.structured, lionflow.cli
 loaded = sorted(m for m in sys.modules if any(m == s or m.startswith(s + ".") for s in {SDKS!r}))
 assert not loaded, loaded
+for provider, extra in [("openai", "openai"), ("anthropic", "anthropic"), ("groq", "groq"),
+                        ("gemini", "gemini"), ("transformers", "transformers")]:
+    try:
+        lionflow.iModel(provider=provider, model="m", api_key="k")
+    except lionflow.MissingDependency as error:
+        assert f'pip install "lionflow[{{extra}}]"' in str(error), error
+    else:
+        raise AssertionError(f"{{provider}} did not report its missing SDK")
 print("ok", lionflow.__version__)
 """
     result = _run("-c", script)
@@ -72,8 +88,39 @@ def test_cleanup_example_runs() -> None:
     assert "incomplete=True finish_reason=cancelled" in result.stdout
 
 
-def test_demo_streams_text_to_the_terminal() -> None:
-    result = _run("-m", "lionflow", "demo", "--delay", "0")
+def test_demo_falls_back_to_a_tiny_random_model_and_says_so(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    result = _run("-m", "lionflow", "demo", "--max-tokens", "12", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "ITS TEXT IS RANDOM" in result.stdout
+    assert "\nAssistant: " in result.stdout
+    assert "[transformers] " in result.stdout
+    assert "tokens in/out" in result.stdout
+    assert re.search(r"tokens in/out \d+/12\n", result.stdout)  # twelve tokens generated: real generation ran
+    assert (tmp_path / "lionflow/tiny-llama-v1/config.json").exists()
+
+
+def test_demo_loads_a_cached_hub_model(tmp_path: Path) -> None:
+    # A Hugging Face cache laid out as the Hub client writes it, holding the tiny model as a repo.
+    from lionflow.services.providers.tiny_model import build_tiny_model
+
+    repo = tmp_path / "hub" / "models--lionflow-tests--tiny-chat"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    build_tiny_model(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = _run(
+        "-m", "lionflow", "demo", "--model", "lionflow-tests/tiny-chat", "--max-tokens", "5", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "local model lionflow-tests/tiny-chat, from the Hugging Face cache" in result.stdout
+    assert "RANDOM" not in result.stdout
+    assert not (tmp_path / "cache" / "lionflow").exists()  # no fallback was built
+
+
+def test_scripted_demo_streams_text_to_the_terminal() -> None:
+    result = _run("-m", "lionflow", "demo", "--scripted", "--delay", "0")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[1].startswith("Assistant: A robot named ARU-7")
