@@ -24,9 +24,9 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lionflow tests benchmarks docs/examples
-	$(VENV)/bin/ruff format --check lionflow tests benchmarks docs/examples
-	$(VENV)/bin/mypy
+	$(PY) -m ruff check lionflow tests benchmarks docs/examples
+	$(PY) -m ruff format --check lionflow tests benchmarks docs/examples
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
