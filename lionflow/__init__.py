@@ -31,10 +31,15 @@ from lionflow.services import (
     register_provider,
 )
 from lionflow.session import (
+    ActionRequestContent,
+    ActionResponseContent,
     AssistantResponseContent,
+    Branch,
     InstructionContent,
     Message,
     Session,
+    SessionStore,
+    SQLiteStore,
     SystemContent,
     prepare_messages_for_chat,
 )
@@ -43,8 +48,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FINISH_REASONS",
+    "ActionRequestContent",
+    "ActionResponseContent",
     "AssistantResponseContent",
     "AuthenticationError",
+    "Branch",
     "Chunk",
     "ConfigurationError",
     "FinishReason",
@@ -62,7 +70,9 @@ __all__ = [
     "RateLimitError",
     "Response",
     "RetryPolicy",
+    "SQLiteStore",
     "Session",
+    "SessionStore",
     "StreamClosed",
     "StreamConsumed",
     "StreamError",

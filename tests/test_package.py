@@ -82,6 +82,21 @@ def test_seed_example_one_streams_the_reply() -> None:
     assert result.stdout.endswith("\n")
 
 
+def test_seed_example_two_records_the_turns() -> None:
+    result = _run(str(ROOT / "docs/examples/streaming_with_branch_context.py"))
+    assert result.returncode == 0, result.stderr
+    assert "User: Can you give me a practical example?\nAssistant: This is a scripted reply" in result.stdout
+    # communicate recorded turn 1 (two messages); the seed's manual block added the streamed reply
+    assert "[branch 'streaming-chat' holds 3 messages]" in result.stdout
+
+
+def test_persistent_chat_example_loads_what_it_wrote(tmp_path: Path) -> None:
+    result = _run(str(ROOT / "docs/examples/persistent_chat.py"), str(tmp_path / "chat.db"))
+    assert result.returncode == 0, result.stderr
+    assert ": 7 messages" in result.stdout
+    assert "assistant '(reply #3)'" in result.stdout
+
+
 def test_cleanup_example_runs() -> None:
     result = _run(str(ROOT / "docs/examples/guaranteed_cleanup.py"))
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,5 @@
-"""Operations on a session: communicate, the DAG Builder, flow and flow_stream.
+"""Operations on a session: communicate (one turn); the DAG Builder, flow and flow_stream follow."""
 
-Not built yet: these arrive with the session and workflow work (see the project's issues).
-"""
+from lionflow.operations.communicate import Turn, communicate
 
-__all__: list[str] = []
+__all__ = ["Turn", "communicate"]

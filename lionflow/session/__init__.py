@@ -1,6 +1,9 @@
-"""Conversation state: messages, sessions and the services registry."""
+"""Conversation state: messages, branches, sessions, the services registry and persistence."""
 
+from lionflow.session.branch import Branch
 from lionflow.session.messages import (
+    ActionRequestContent,
+    ActionResponseContent,
     AssistantResponseContent,
     InstructionContent,
     Message,
@@ -10,14 +13,20 @@ from lionflow.session.messages import (
 )
 from lionflow.session.services import ServiceRegistry
 from lionflow.session.session import Session
+from lionflow.session.stores import SessionStore, SQLiteStore
 
 __all__ = [
+    "ActionRequestContent",
+    "ActionResponseContent",
     "AssistantResponseContent",
+    "Branch",
     "InstructionContent",
     "Message",
     "MessageContent",
+    "SQLiteStore",
     "ServiceRegistry",
     "Session",
+    "SessionStore",
     "SystemContent",
     "prepare_messages_for_chat",
 ]

@@ -1,6 +1,8 @@
 """Messages and their typed contents."""
 
 from lionflow.session.messages.content import (
+    ActionRequestContent,
+    ActionResponseContent,
     AssistantResponseContent,
     InstructionContent,
     MessageContent,
@@ -11,6 +13,8 @@ from lionflow.session.messages.message import Message
 from lionflow.session.messages.utils import prepare_messages_for_chat
 
 __all__ = [
+    "ActionRequestContent",
+    "ActionResponseContent",
     "AssistantResponseContent",
     "InstructionContent",
     "Message",

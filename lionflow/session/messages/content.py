@@ -11,6 +11,8 @@ from lionflow.services.chunk import FinishReason, Usage
 from lionflow.services.response import Response, ToolCall
 
 __all__ = [
+    "ActionRequestContent",
+    "ActionResponseContent",
     "AssistantResponseContent",
     "InstructionContent",
     "MessageContent",
@@ -41,8 +43,8 @@ class SystemContent(BaseModel):
     def role(self) -> Role:
         return "system"
 
-    def chat_content(self) -> str:
-        return self.system
+    def chat_msg(self) -> dict[str, Any]:
+        return {"role": "system", "content": self.system}
 
 
 class InstructionContent(BaseModel):
@@ -69,13 +71,13 @@ class InstructionContent(BaseModel):
     def role(self) -> Role:
         return "user"
 
-    def chat_content(self) -> str:
+    def chat_msg(self) -> dict[str, Any]:
         parts = [self.instruction]
         if self.context is not None:
             parts.append(f"Context:\n{_render_context(self.context)}")
         if self.guidance:
             parts.append(f"Guidance:\n{self.guidance}")
-        return "\n\n".join(parts)
+        return {"role": "user", "content": "\n\n".join(parts)}
 
 
 class AssistantResponseContent(BaseModel):
@@ -113,8 +115,70 @@ class AssistantResponseContent(BaseModel):
             incomplete=response.incomplete,
         )
 
-    def chat_content(self) -> str:
-        return self.assistant_response
+    def chat_msg(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.assistant_response}
+        if self.tool_calls:
+            message["tool_calls"] = [_chat_tool_call(call) for call in self.tool_calls]
+        return message
 
 
-MessageContent = SystemContent | InstructionContent | AssistantResponseContent
+def _chat_tool_call(call: ToolCall) -> dict[str, Any]:
+    arguments = call.raw_arguments or json.dumps(call.arguments)
+    entry: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": arguments},
+    }
+    signature = call.metadata.get("thought_signature")
+    if signature:  # Gemini needs its thought signature back with the call (its OpenAI-compatible form)
+        entry["extra_content"] = {"google": {"thought_signature": signature}}
+    return entry
+
+
+class ActionRequestContent(BaseModel):
+    """A tool (function) call to make: `function` with `arguments`, under `call_id`."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["action_request"] = "action_request"
+    function: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    call_id: str
+
+    @property
+    def role(self) -> Role:
+        return "assistant"
+
+    def chat_msg(self) -> dict[str, Any]:
+        call = ToolCall(id=self.call_id, name=self.function, arguments=self.arguments)
+        return {"role": "assistant", "content": "", "tool_calls": [_chat_tool_call(call)]}
+
+
+class ActionResponseContent(BaseModel):
+    """The result of a tool call: `output` (any JSON-able value), or `error` when the call failed."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["action_response"] = "action_response"
+    call_id: str
+    function: str = ""
+    output: Any = None
+    error: str | None = None
+
+    @property
+    def role(self) -> Role:
+        return "tool"
+
+    def chat_msg(self) -> dict[str, Any]:
+        content = f"Error: {self.error}" if self.error is not None else _render_context(self.output)
+        message: dict[str, Any] = {"role": "tool", "tool_call_id": self.call_id, "content": content}
+        if self.function:
+            message["name"] = self.function
+        return message
+
+
+MessageContent = (
+    SystemContent
+    | InstructionContent
+    | AssistantResponseContent
+    | ActionRequestContent
+    | ActionResponseContent
+)

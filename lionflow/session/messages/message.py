@@ -42,4 +42,5 @@ class Message(BaseModel):
 
     @property
     def chat_msg(self) -> dict[str, Any]:
-        return {"role": self.role, "content": self.content.chat_content()}
+        """The provider chat dict of this message (OpenAI chat format, which every adapter takes)."""
+        return self.content.chat_msg()

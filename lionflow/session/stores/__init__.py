@@ -1,0 +1,14 @@
+"""Session persistence: the store interface and the embedded SQLite default."""
+
+from lionflow.session.stores.base import SessionInfo, SessionSnapshot, SessionStore, StoreWrite
+from lionflow.session.stores.sqlite import SCHEMA_VERSION, SQLiteStore, StoreClosed
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SQLiteStore",
+    "SessionInfo",
+    "SessionSnapshot",
+    "SessionStore",
+    "StoreClosed",
+    "StoreWrite",
+]

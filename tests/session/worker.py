@@ -1,0 +1,68 @@
+"""A separate process for the persistence tests: ``python -m tests.session.worker MODE DB [SESSION_ID]``.
+
+- ``write``: a three-turn conversation in DB; prints the session's export as JSON.
+- ``load``: loads SESSION_ID from DB in this fresh process; prints its export as JSON.
+- ``midstream``: three complete turns, then a slow streamed fourth; prints ``STREAMING <id>``
+  once the fourth is under way, and waits to be killed.
+- ``hammer``: turns back to back as fast as possible; prints ``STARTED <id>``, then waits to be killed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anyio
+
+from lionflow import Session, SQLiteStore
+from lionflow.operations import communicate
+from lionflow.testing import ScriptedModel, ScriptedReply
+
+
+def _model(**kwargs: object) -> ScriptedModel:
+    return ScriptedModel(
+        responses=lambda messages: ScriptedReply(
+            text=f"answer {len(messages) // 2}: " + "words " * 20, metadata={"turn": len(messages) // 2}
+        ),
+        reasoning="thinking it over",
+        name="scripted",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def _turns(session: Session, count: int) -> None:
+    branch = session.get_branch("chat")
+    for turn in range(count):
+        await communicate(session, branch, instruction=f"question {turn}", temperature=0.5)
+
+
+async def main(mode: str, path: str, session_id: str | None) -> None:
+    async with SQLiteStore(path) as store:
+        if mode == "load":
+            assert session_id is not None
+            print(json.dumps((await Session.load(store, session_id)).export()))
+            return
+        session = Session(store=store, metadata={"owner": "worker"})
+        session.create_branch(name="chat", system="Be brief.")
+        if mode == "write":
+            session.services.register(_model())
+            await _turns(session, 3)
+            await session.flush()
+            print(json.dumps(session.export()))
+        elif mode == "midstream":
+            session.services.register(_model())
+            await _turns(session, 3)
+            session.services.register(_model(chunk_size=2, delay=0.05), name="slow")
+            seen = 0
+            async for _chunk in communicate(session, "chat", instruction="question 3", imodel="slow"):
+                seen += 1
+                if seen == 3:
+                    print(f"STREAMING {session.id}", flush=True)
+        elif mode == "hammer":
+            session.services.register(_model())
+            print(f"STARTED {session.id}", flush=True)
+            await _turns(session, 1_000_000)
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
