@@ -12,7 +12,6 @@ import anyio
 
 from lionflow.services.errors import LionflowError, MissingDependency, ProviderError
 from lionflow.services.imodel import iModel
-from lionflow.session.messages import InstructionContent, Message
 from lionflow.testing import ScriptedModel
 
 __all__ = ["DEFAULT_LOCAL_MODEL", "main"]
@@ -67,46 +66,95 @@ async def _local_model(name: str, max_tokens: int) -> tuple[iModel, str, bool]:
     return model, note, random_text
 
 
+def _demo_models(delay: float) -> list[iModel]:
+    return [
+        ScriptedModel(responses=[reply], chunk_size=3, delay=delay * factor, name=name)
+        for name, reply, factor in (
+            ("brief", DEMO_REPLY.split(". ")[0] + ".", 1.0),
+            ("full", DEMO_REPLY, 0.6),
+        )
+    ]
+
+
 async def _demo(prompt: str, *, model_name: str, scripted: bool, delay: float, max_tokens: int) -> int:
+    """A parallel comparison flow: one prompt, two model settings, streamed side by side."""
+    from lionflow.operations import Builder, FlowEvent, flow_stream
+    from lionflow.session.session import Session
+
     random_text = False
+    models: list[iModel] = []
     if not scripted:
         try:
-            model, note, random_text = await _local_model(model_name, max_tokens)
+            local, note, random_text = await _local_model(model_name, max_tokens)
+            path = local.model
+            models = [
+                iModel(
+                    provider="transformers", model=path, device="cpu", max_tokens=max_tokens, name="greedy"
+                ),
+                iModel(
+                    provider="transformers",
+                    model=path,
+                    device="cpu",
+                    max_tokens=max_tokens,
+                    temperature=0.9,
+                    seed=7,
+                    name="sampled",
+                ),
+            ]
+            note += "; the two settings share the model and take turns on it"
         except MissingDependency:
-            print('[transformers is not installed (pip install "lionflow[transformers]"): scripted model]')
+            print('[transformers is not installed (pip install "lionflow[transformers]"): scripted models]')
             scripted = True
     if scripted:
-        model = ScriptedModel(responses=[DEMO_REPLY], chunk_size=3, delay=delay, name="demo")
-        note = "scripted model: a deterministic offline reply, no API key needed"
-    message = Message(content=InstructionContent(instruction=prompt))
+        models = _demo_models(delay)
+        note = "scripted models: deterministic offline replies, no API key needed"
+
+    session = Session()
+    builder = Builder(session=session)
+    for model in models:
+        session.services.register(model)
+        builder.communicate(prompt, imodel=model.name, branch=model.name)
+    names = {op.id: op.name for op in builder.operations}
     print(f"User: {prompt}")
-    print("Assistant: ", end="", flush=True)
-    async with model.stream(messages=[message]) as call:
-        async for chunk in call:
-            print(_printable(chunk.data) if random_text else chunk.data, end="", flush=True)
-    response = call.response
-    assert response is not None
-    usage = response.usage
-    print()
-    print(
-        f"\n[{response.provider}] {response.chunk_count} chunks, finish_reason={response.finish_reason}, "
-        f"first chunk after {response.time_to_first_chunk or 0:.3f}s, total {response.duration:.2f}s"
-        + (f", tokens in/out {usage.input_tokens}/{usage.output_tokens}" if usage else "")
-    )
-    print(f"({note})")
+    print(f"Streaming from {len(models)} operations at once: {', '.join(names.values())}")
+    current = None
+    async with flow_stream(builder) as stream:
+        async for operation_id, item in stream:
+            name = names[operation_id]
+            if isinstance(item, FlowEvent):
+                if item.kind == "completed":
+                    response = item.result
+                    usage = response.usage
+                    tokens = f", tokens in/out {usage.input_tokens}/{usage.output_tokens}" if usage else ""
+                    print(
+                        f"\n[{name}] done: {response.chunk_count} chunks, "
+                        f"finish_reason={response.finish_reason}, "
+                        f"first chunk after {response.time_to_first_chunk or 0:.3f}s, "
+                        f"total {response.duration:.2f}s{tokens}",
+                        end="",
+                    )
+                    current = None
+                continue
+            if item.type != "text":
+                continue
+            if name != current:
+                print(f"\n[{name}] ", end="")
+                current = name
+            print(_printable(item.data) if random_text else item.data, end="", flush=True)
+    print(f"\n\n({note})")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lionflow", description="lionflow command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="stream a reply from a local model to the terminal, offline")
+    demo = commands.add_parser("demo", help="a parallel comparison flow on a local model, streamed, offline")
     demo.add_argument("--prompt", default="Write a short story about a robot learning to paint")
     demo.add_argument(
         "--model", default=DEFAULT_LOCAL_MODEL, help="Hugging Face Hub id (cached) or local folder"
     )
     demo.add_argument("--max-tokens", type=int, default=60)
-    demo.add_argument("--scripted", action="store_true", help="use the deterministic scripted model instead")
+    demo.add_argument("--scripted", action="store_true", help="use deterministic scripted models instead")
     demo.add_argument("--delay", type=float, default=0.02, help="seconds between scripted chunks")
     args = parser.parse_args(argv)
     try:

@@ -34,13 +34,13 @@ cleanup with `open_streams` (streams open now) and `max_open_streams` (the most 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import anyio
 
-from lionflow.services.chunk import Chunk, FinishReason, Usage
+from lionflow.services.chunk import Chunk, FinishReason, Usage, delta_chunk
 from lionflow.services.errors import ConfigurationError, LionflowError, StreamInterrupted
 from lionflow.services.imodel import iModel
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
@@ -88,8 +88,8 @@ def _default_reply(messages: list[dict[str, Any]]) -> str:
     return f'This is a scripted reply to "{prompt}". It streams in small chunks, exactly like a real model.'
 
 
-def _pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
+def _pieces(text: str, size: int) -> Iterator[str]:
+    return (text[i : i + size] for i in range(0, len(text), size))
 
 
 def _words(text: str) -> int:
@@ -178,52 +178,47 @@ class ScriptedProvider(Provider):
     def _wait(self, position: int) -> float:
         return self.delay(position) if callable(self.delay) else self.delay
 
-    def _chunks(self, request: ModelRequest, reply: ScriptedReply) -> list[Chunk]:
+    def _chunks(self, request: ModelRequest, reply: ScriptedReply) -> Iterator[Chunk]:
+        """The reply's chunks, built one at a time as they are streamed: a long reply never sits in
+        memory as chunks, and the per-chunk cost is paid where a real provider pays it."""
         meta = {"provider": self.name, "model": request.model}
         size = self.chunk_size if request.stream else 1 << 62
-        chunks: list[Chunk] = []
         reasoning = reply.reasoning if reply.reasoning is not None else self.reasoning
         if reasoning:
-            chunks += [Chunk(type="reasoning", data=p, metadata=meta) for p in _pieces(reasoning, size)]
-        chunks += [Chunk(type="text", data=p, metadata=meta) for p in _pieces(reply.text, size)]
+            for piece in _pieces(reasoning, size):
+                yield delta_chunk("reasoning", piece, 0, meta, None)
+        for piece in _pieces(reply.text, size):
+            yield delta_chunk("text", piece, 0, meta, None)
         tool_calls = list(reply.tool_calls) if reply.tool_calls is not None else self.tool_calls
         arguments_text = ""
         for index, call in enumerate(tool_calls):
-            self._check_tool_call(call)
             arguments = call.get("arguments", {})
             raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
             arguments_text += raw
             call_id = str(call.get("id") or f"call_{len(self.requests)}_{index}")
-            chunks += [
-                Chunk(
+            for piece in _pieces(raw, size) if raw else [""]:
+                yield Chunk(
                     type="tool_call",
-                    data=p,
+                    data=piece,
                     index=index,
                     tool_call_id=call_id,
                     tool_name=call["name"],
                     metadata=meta,
                 )
-                for p in _pieces(raw, size) or [""]
-            ]
         if self.usage:
             prompt = " ".join(_text_of(m.get("content")) for m in request.messages)
             output = _words(reply.text) + _words(reasoning or "") + _words(arguments_text.replace(",", " "))
             usage = Usage(
                 input_tokens=_words(prompt), output_tokens=output, reasoning_tokens=_words(reasoning or "")
             )
-            chunks.append(Chunk(type="usage", usage=usage, metadata=meta))
+            yield Chunk(type="usage", usage=usage, metadata=meta)
         finish = reply.finish_reason or ("tool_calls" if tool_calls else "stop")
         native = {"tool_calls": "tool_calls", "length": "length"}.get(finish, "stop")
-        chunks.append(
-            Chunk(
-                type="finish",
-                finish_reason=finish,
-                metadata=meta | {"finish_reason": native} | reply.metadata,
-            )
+        yield Chunk(
+            type="finish", finish_reason=finish, metadata=meta | {"finish_reason": native} | reply.metadata
         )
-        return chunks
 
-    async def _emit(self, chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    async def _emit(self, chunks: Iterator[Chunk]) -> AsyncIterator[Chunk]:
         for position, chunk in enumerate(chunks):
             if self.fail_after is not None and position >= self.fail_after:
                 raise StreamInterrupted(
@@ -240,7 +235,10 @@ class ScriptedProvider(Provider):
             await anyio.sleep(self.connect_delay)
         if self.fail_on_open:
             raise self.fail_on_open.pop(0)
-        chunks = self._chunks(request, self._reply(request.messages))
+        reply = self._reply(request.messages)
+        for call in reply.tool_calls or ():
+            self._check_tool_call(call)
+        chunks = self._chunks(request, reply)
         self.open_streams += 1
         self.max_open_streams = max(self.max_open_streams, self.open_streams)
 

@@ -97,6 +97,35 @@ def test_persistent_chat_example_loads_what_it_wrote(tmp_path: Path) -> None:
     assert "assistant '(reply #3)'" in result.stdout
 
 
+def test_seed_example_four_streams_two_models_in_parallel() -> None:
+    result = _run(str(ROOT / "docs/examples/parallel_streaming.py"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # both started before either completed: the streams overlapped
+    assert out.index("[Claude] Starting...") < out.index("[GPT] Complete")
+    assert "GPT Response (111 chars)" in out
+    assert "Claude Response (111 chars)" in out
+
+
+def test_seed_example_five_streams_the_workflow() -> None:
+    result = _run(str(ROOT / "docs/examples/streaming_workflow.py"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.index("[research] ") < out.index("[article] ")  # the article waits for the research
+    assert '"Wri[article] te a' in out  # chunks stream as they come, each tagged
+    assert "Workflow complete!" in out
+
+
+def test_workflow_examples_run() -> None:
+    comparison = _run(str(ROOT / "docs/examples/model_comparison.py"))
+    assert comparison.returncode == 0, comparison.stderr
+    assert "judge -> Both agree that streaming is about latency." in comparison.stdout
+    article = _run(str(ROOT / "docs/examples/research_article.py"))
+    assert article.returncode == 0, article.stderr
+    assert "words:    12" in article.stdout
+    assert '"research": "Exercise: better sleep, steadier mood, a stronger heart."' in article.stdout
+
+
 def test_cleanup_example_runs() -> None:
     result = _run(str(ROOT / "docs/examples/guaranteed_cleanup.py"))
     assert result.returncode == 0, result.stderr
@@ -108,10 +137,10 @@ def test_demo_falls_back_to_a_tiny_random_model_and_says_so(tmp_path: Path) -> N
     result = _run("-m", "lionflow", "demo", "--max-tokens", "12", env=env)
     assert result.returncode == 0, result.stderr
     assert "ITS TEXT IS RANDOM" in result.stdout
-    assert "\nAssistant: " in result.stdout
-    assert "[transformers] " in result.stdout
-    assert "tokens in/out" in result.stdout
-    assert re.search(r"tokens in/out \d+/12\n", result.stdout)  # twelve tokens generated: real generation ran
+    assert "Streaming from 2 operations at once: greedy, sampled" in result.stdout
+    # both operations ran the real generation code: twelve tokens each
+    assert re.search(r"\[greedy\] done: .*tokens in/out \d+/12", result.stdout)
+    assert re.search(r"\[sampled\] done: .*tokens in/out \d+/12", result.stdout)
     assert (tmp_path / "lionflow/tiny-llama-v1/config.json").exists()
 
 
@@ -137,9 +166,9 @@ def test_demo_loads_a_cached_hub_model(tmp_path: Path) -> None:
 def test_scripted_demo_streams_text_to_the_terminal() -> None:
     result = _run("-m", "lionflow", "demo", "--scripted", "--delay", "0")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[1].startswith("Assistant: A robot named ARU-7")
-    assert "finish_reason=stop" in result.stdout
+    assert "[full] A robot named ARU-7" in result.stdout
+    assert re.search(r"\[brief\] done: .*finish_reason=stop", result.stdout)
+    assert re.search(r"\[full\] done: .*finish_reason=stop", result.stdout)
 
 
 def test_cli_reports_usage_errors() -> None:

@@ -1,5 +1,19 @@
-"""Operations on a session: communicate (one turn); the DAG Builder, flow and flow_stream follow."""
+"""Operations on a session: communicate (one turn), and workflows: Builder, flow, flow_stream."""
 
+from lionflow.operations.builder import Builder, Inputs, Operation
 from lionflow.operations.communicate import Turn, communicate
+from lionflow.operations.flow import FlowError, FlowEvent, FlowResults, FlowStream, flow, flow_stream
 
-__all__ = ["Turn", "communicate"]
+__all__ = [
+    "Builder",
+    "FlowError",
+    "FlowEvent",
+    "FlowResults",
+    "FlowStream",
+    "Inputs",
+    "Operation",
+    "Turn",
+    "communicate",
+    "flow",
+    "flow_stream",
+]

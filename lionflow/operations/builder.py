@@ -1,0 +1,219 @@
+"""`Builder`: a workflow as a DAG of operations, validated before anything runs."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lionflow.services.errors import FlowValidationError
+from lionflow.services.imodel import iModel
+from lionflow.session.branch import Branch
+from lionflow.session.session import Session
+
+__all__ = ["Builder", "Inputs", "Operation"]
+
+
+class Inputs(Mapping[str, Any]):
+    """What a step receives: its dependencies' results, by operation name or id (or Operation)."""
+
+    def __init__(self, results: dict[str, Any], names: dict[str, str]) -> None:
+        self._results = results  # by id
+        self._names = names  # name -> id
+
+    def _id(self, key: Any) -> str:
+        if isinstance(key, Operation):
+            return key.id
+        return str(self._names.get(key, key))
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._results[self._id(key)]
+
+    def __contains__(self, key: object) -> bool:
+        return self._id(key) in self._results
+
+    def __iter__(self) -> Any:
+        names = {op_id: name for name, op_id in self._names.items()}
+        return iter(names.get(op_id, op_id) for op_id in self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
+@dataclass(eq=False)
+class Operation:
+    """One step of a workflow. Use it as a dependency (``depends_on=[op]``, ``context_from=[op]``)
+    and as a key of `flow`'s results (``results[op.id]``).
+
+    `parameters` holds what the step was built with (for a communicate step: ``instruction``,
+    ``imodel``, ``branch``, ``context_from`` and generation parameters), as the seed reads it.
+    """
+
+    kind: Literal["communicate", "function"]
+    name: str
+    parameters: dict[str, Any]
+    depends_on: list[str] = field(default_factory=list)
+    context_from: list[str] = field(default_factory=list)
+    function: Callable[..., Awaitable[Any]] | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    session: Session | None = field(default=None, repr=False)
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"Operation({self.kind}, name={self.name!r}, depends_on={len(self.depends_on)})"
+
+
+def _ids(refs: Iterable[Operation | str] | None) -> list[str]:
+    result = []
+    for ref in refs or ():
+        if isinstance(ref, Operation):
+            result.append(ref.id)
+        elif isinstance(ref, str):
+            result.append(ref)
+        else:
+            raise FlowValidationError(f"a dependency must be an Operation or its id, not {ref!r}")
+    return result
+
+
+class Builder:
+    """Describe a workflow; `flow` or `flow_stream` runs it.
+
+    ::
+
+        builder = Builder(session=session)
+        research = builder.communicate(instruction="List 3 benefits of exercise", imodel="gpt",
+                                       branch="research")
+        article = builder.communicate(instruction="Write a short article using these benefits",
+                                      imodel="gpt", branch="article", context_from=[research])
+        tally = builder.add(count_words, depends_on=[article])      # your own async function
+        results = await flow(builder)                                # {operation_id: result}
+
+    An operation runs as soon as everything it depends on has finished. `context_from` also
+    depends on those operations and puts their results into the instruction's context.
+    """
+
+    def __init__(self, session: Session | None = None) -> None:
+        self.session = session if session is not None else Session()
+        self._operations: list[Operation] = []
+
+    @property
+    def operations(self) -> list[Operation]:
+        """The operations in the order they were added."""
+        return list(self._operations)
+
+    def _name(self, name: str | None, fallback: str) -> str:
+        name = name or fallback
+        if any(op.name == name for op in self._operations):
+            raise FlowValidationError(f"an operation named {name!r} already exists in this workflow")
+        return name
+
+    def communicate(
+        self,
+        instruction: str,
+        *,
+        imodel: iModel | str | None = None,
+        branch: Branch | str | None = None,
+        context_from: Iterable[Operation | str] | None = None,
+        depends_on: Iterable[Operation | str] | None = None,
+        name: str | None = None,
+        **params: Any,
+    ) -> Operation:
+        """A `communicate` turn; its result is the `Response`. See `communicate` for the arguments."""
+        if not isinstance(instruction, str) or not instruction:
+            raise FlowValidationError("a communicate operation needs a non-empty instruction")
+        upstream = _ids(context_from)
+        branch_name = branch.name if isinstance(branch, Branch) else branch
+        fallback = branch_name if isinstance(branch_name, str) and not self._taken(branch_name) else None
+        operation = Operation(
+            kind="communicate",
+            name=self._name(name, fallback or f"communicate-{len(self._operations) + 1}"),
+            parameters={
+                "instruction": instruction,
+                "imodel": imodel.name if isinstance(imodel, iModel) else imodel,
+                "branch": branch_name,
+                "context_from": upstream,
+                **params,
+            },
+            depends_on=list(dict.fromkeys([*_ids(depends_on), *upstream])),
+            context_from=upstream,
+            session=self.session,
+        )
+        if isinstance(imodel, iModel):
+            operation.parameters["_model"] = imodel
+        self._operations.append(operation)
+        return operation
+
+    def _taken(self, name: str) -> bool:
+        return any(op.name == name for op in self._operations)
+
+    def add(
+        self,
+        function: Callable[..., Awaitable[Any]],
+        *,
+        depends_on: Iterable[Operation | str] | None = None,
+        name: str | None = None,
+    ) -> Operation:
+        """A step running your own async function. If it takes an argument, it receives `Inputs`:
+        the results of its dependencies by operation name or id."""
+        if not inspect.iscoroutinefunction(function) and not callable(function):
+            raise FlowValidationError(f"add() needs an async function, not {function!r}")
+        operation = Operation(
+            kind="function",
+            name=self._name(name, getattr(function, "__name__", None) or f"step-{len(self._operations) + 1}"),
+            parameters={"function": getattr(function, "__qualname__", repr(function))},
+            depends_on=list(dict.fromkeys(_ids(depends_on))),
+            function=function,
+            session=self.session,
+        )
+        self._operations.append(operation)
+        return operation
+
+
+def validate(operations: list[Operation], session: Session) -> list[Operation]:
+    """Check a workflow before anything runs: unknown dependencies, cycles, unknown models.
+
+    Returns the operations in a dependency order. Raises `FlowValidationError` naming the culprit.
+    """
+    by_id = {op.id: op for op in operations}
+    if len(by_id) != len(operations):
+        raise FlowValidationError("the same operation appears twice in the workflow")
+    for op in operations:
+        for dependency in op.depends_on:
+            if dependency not in by_id:
+                raise FlowValidationError(
+                    f"operation {op.name!r} depends on {dependency!r}, which is not in this workflow"
+                )
+        if op.kind == "communicate" and "_model" not in op.parameters:
+            model = op.parameters.get("imodel")
+            if model is None and not len(session.services):
+                raise FlowValidationError(
+                    f"operation {op.name!r} names no model and the session has none registered"
+                )
+            if model is not None and model not in session.services:
+                known = ", ".join(session.services.names()) or "none"
+                raise FlowValidationError(
+                    f"operation {op.name!r} uses model {model!r}, which is not registered ({known})"
+                )
+    # Kahn's algorithm: what remains once nothing more can be ordered sits on a cycle.
+    waiting = {op.id: len(op.depends_on) for op in operations}
+    dependents: dict[str, list[str]] = {op.id: [] for op in operations}
+    for op in operations:
+        for dependency in op.depends_on:
+            dependents[dependency].append(op.id)
+    ready = [op_id for op_id, count in waiting.items() if count == 0]
+    ordered: list[Operation] = []
+    while ready:
+        op_id = ready.pop()
+        ordered.append(by_id[op_id])
+        for dependent in dependents[op_id]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    if len(ordered) != len(operations):
+        stuck = [op.name for op in operations if waiting[op.id] > 0]
+        raise FlowValidationError(f"the workflow has a cycle through: {', '.join(stuck)}")
+    return ordered
