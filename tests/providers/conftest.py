@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from lionflow import iModel
 from tests.loopback import LoopbackServer
+from tests.providers.helpers import ProviderCase
 
 PROVIDER_ENV = [
     "OPENAI_API_KEY",
@@ -30,3 +32,27 @@ def _no_provider_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def server() -> Iterator[LoopbackServer]:
     with LoopbackServer() as running:
         yield running
+
+
+@pytest.fixture
+def case(request: pytest.FixtureRequest) -> ProviderCase:
+    """The provider under test: the test module's ``CASE`` (test_common_behaviour parametrizes it)."""
+    found = getattr(request.module, "CASE", None)
+    assert isinstance(found, ProviderCase), f"{request.module.__name__} declares no CASE"
+    return found
+
+
+@pytest.fixture
+async def make(case: ProviderCase, server: LoopbackServer) -> AsyncIterator[Callable[..., iModel]]:
+    """``make(**kwargs)``: an iModel of the case's provider that calls the loopback server (see
+    `ProviderCase.loopback_model`). Every model made is closed when the test ends."""
+    models: list[iModel] = []
+
+    def factory(**kwargs: object) -> iModel:
+        model = case.loopback_model(server, **kwargs)
+        models.append(model)
+        return model
+
+    yield factory
+    for model in models:
+        await model.aclose()

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import socket
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
-import anyio
-import anyio.lowlevel
 import httpx2
 import pytest
 from anthropic.types import RawContentBlockDeltaEvent
 from pydantic import BaseModel
 
-from lionflow import (
-    AuthenticationError,
-    Chunk,
-    ConfigurationError,
-    MissingCredentials,
-    ProviderConnectionError,
-    ProviderHTTPError,
-    RateLimitError,
-    StreamInterrupted,
-    Usage,
-    iModel,
-)
+from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
 from lionflow.services.providers.anthropic_messages import DEFAULT_MAX_TOKENS
-from tests.helpers import no_task_left
-from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
+from tests.loopback import LoopbackServer, Reply, anthropic_sse
+from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "claude-sonnet-4-6"
-HI = [{"role": "user", "content": "hi"}]
 
 
 # -- wire bodies -----------------------------------------------------------------------------------
@@ -101,31 +87,48 @@ def body(*blocks: list[dict[str, Any]], start: dict[str, Any] | None = None, **e
     return anthropic_sse(events + ending(**end))
 
 
-def make_model(server: LoopbackServer, **kwargs: Any) -> iModel:
-    options: dict[str, Any] = {"api_key": "test", "base_url": server.url, "max_retries": 0}
-    return iModel(provider="anthropic", model=MODEL, **(options | kwargs))
+def cut_body(*pieces: str) -> list[bytes]:
+    """A text block's deltas, then nothing: no block stop, no message_delta with the stop_reason."""
+    return anthropic_sse([message_start(), *text_block(0, *pieces)[:-1]])
 
 
-async def collect(model: iModel, messages: Any = HI, **params: Any) -> tuple[list[Chunk], Any]:
-    call = model.invoke(messages=messages, **params)
-    chunks = [chunk async for chunk in call]
-    await model.aclose()
-    return chunks, call.response
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """The body of an HTTP error response."""
+    kinds = {401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}
+    kind = kinds.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+CASE = ProviderCase(
+    id="anthropic",
+    provider="anthropic",
+    model=MODEL,
+    endpoint_name="messages",
+    key_variables=("ANTHROPIC_API_KEY",),
+    base_url_variable="ANTHROPIC_BASE_URL",
+    text_body=lambda *pieces: body(text_block(0, *pieces)),
+    cut_body=cut_body,
+    cut_message="stop_reason",
+    error_body=error_body,
+    errors=SdkErrors(
+        authentication=anthropic.AuthenticationError,
+        rate_limit=anthropic.RateLimitError,
+        server=anthropic.InternalServerError,
+        connection=anthropic.APIConnectionError,
+        dropped=httpx2.TransportError,  # the SDK lets httpx2's errors through mid-stream
+    ),
+)
 
 
 # -- streaming -------------------------------------------------------------------------------------
 
 
-async def test_text_streams_as_deltas_with_one_usage_and_one_finish_last(server: LoopbackServer) -> None:
+async def test_text_streams_as_deltas_with_one_usage_and_one_finish_last(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     events = [message_start(), *text_block(0, "Hel", "", "lo"), {"type": "ping"}, *ending(output_tokens=3)]
     server.add(Reply(pieces=anthropic_sse(events)))
-    chunks, response = await collect(make_model(server))
+    chunks, response = await run(make())
 
     assert [(c.type, c.data, c.index) for c in chunks] == [
         ("text", "Hel", 0),
@@ -152,7 +155,9 @@ async def test_text_streams_as_deltas_with_one_usage_and_one_finish_last(server:
     assert received.json["max_tokens"] == DEFAULT_MAX_TOKENS == 4096
 
 
-async def test_thinking_streams_as_reasoning_and_signatures_make_no_chunk(server: LoopbackServer) -> None:
+async def test_thinking_streams_as_reasoning_and_signatures_make_no_chunk(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     thinking = [
         block_start(0, {"type": "thinking", "thinking": "", "signature": ""}),
         delta(0, type="thinking_delta", thinking="Let me "),
@@ -162,7 +167,7 @@ async def test_thinking_streams_as_reasoning_and_signatures_make_no_chunk(server
     ]
     redacted = [block_start(1, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}), block_stop(1)]
     server.add(Reply(pieces=body(thinking, redacted, text_block(2, "Answer."))))
-    chunks, response = await collect(make_model(server, thinking={"type": "enabled", "budget_tokens": 1024}))
+    chunks, response = await run(make(thinking={"type": "enabled", "budget_tokens": 1024}))
 
     assert [(c.type, c.data, c.index) for c in chunks if c.is_content] == [
         ("reasoning", "Let me ", 0),
@@ -174,7 +179,9 @@ async def test_thinking_streams_as_reasoning_and_signatures_make_no_chunk(server
     assert server.requests[0].json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
 
 
-async def test_parallel_tool_calls_carry_id_and_name_on_every_fragment(server: LoopbackServer) -> None:
+async def test_parallel_tool_calls_carry_id_and_name_on_every_fragment(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(
         Reply(
             pieces=body(
@@ -185,7 +192,7 @@ async def test_parallel_tool_calls_carry_id_and_name_on_every_fragment(server: L
             )
         )
     )
-    chunks, response = await collect(make_model(server))
+    chunks, response = await run(make())
 
     tool_chunks = [c for c in chunks if c.type == "tool_call"]
     assert [(c.index, c.tool_call_id, c.tool_name, c.data) for c in tool_chunks] == [
@@ -203,9 +210,11 @@ async def test_parallel_tool_calls_carry_id_and_name_on_every_fragment(server: L
     assert chunks[-1].metadata["stop_reason"] == "tool_use"
 
 
-async def test_a_tool_call_without_arguments_is_not_lost(server: LoopbackServer) -> None:
+async def test_a_tool_call_without_arguments_is_not_lost(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(tool_block(0, "toolu_N", "list_files"), stop_reason="tool_use")))
-    chunks, response = await collect(make_model(server))
+    chunks, response = await run(make())
 
     assert [(c.type, c.data, c.tool_call_id, c.tool_name) for c in chunks if c.is_content] == [
         ("tool_call", "{}", "toolu_N", "list_files")
@@ -240,6 +249,7 @@ async def test_a_tool_call_without_arguments_is_not_lost(server: LoopbackServer)
 )
 async def test_usage_combines_message_start_and_message_delta(
     server: LoopbackServer,
+    make: Callable[..., iModel],
     start_usage: dict[str, Any],
     delta_usage: dict[str, Any],
     expected: Usage,
@@ -252,7 +262,7 @@ async def test_usage_combines_message_start_and_message_delta(
             )
         )
     )
-    chunks, response = await collect(make_model(server))
+    chunks, response = await run(make())
 
     usage_chunks = [c for c in chunks if c.type == "usage"]
     assert len(usage_chunks) == 1
@@ -261,10 +271,12 @@ async def test_usage_combines_message_start_and_message_delta(
     assert usage_chunks[0].metadata.get("cache_creation_input_tokens") == cache_creation
 
 
-async def test_refusal_ends_with_finish_reason_refusal_and_keeps_the_text(server: LoopbackServer) -> None:
+async def test_refusal_ends_with_finish_reason_refusal_and_keeps_the_text(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     details = {"type": "refusal", "category": "cyber", "explanation": "Refused due to policy."}
     server.add(Reply(pieces=body(text_block(0, "I can"), stop_reason="refusal", stop_details=details)))
-    chunks, response = await collect(make_model(server))
+    chunks, response = await run(make())
 
     assert response.finish_reason == "refusal"
     assert response.text == "I can"
@@ -286,27 +298,17 @@ async def test_refusal_ends_with_finish_reason_refusal_and_keeps_the_text(server
     ],
 )
 async def test_stop_reasons_are_normalized_with_the_native_value_kept(
-    server: LoopbackServer, stop_reason: str, finish_reason: str
+    server: LoopbackServer, make: Callable[..., iModel], stop_reason: str, finish_reason: str
 ) -> None:
     extra: dict[str, Any] = {"stop_sequence": "###"} if stop_reason == "stop_sequence" else {}
     server.add(Reply(pieces=body(text_block(0, "x"), stop_reason=stop_reason, **extra)))
-    chunks, response = await collect(make_model(server))
+    chunks, response = await run(make())
 
     assert [c.type for c in chunks].count("finish") == 1
     assert chunks[-1].type == "finish"
     assert response.finish_reason == finish_reason
     assert chunks[-1].metadata["stop_reason"] == stop_reason
     assert chunks[-1].metadata.get("stop_sequence") == extra.get("stop_sequence")
-
-
-async def test_unicode_survives_events_and_utf8_split_across_tcp_pieces(server: LoopbackServer) -> None:
-    pieces = ["Grüße, ", "日本語の", "テキスト ", "🦁🚀", " ñandú"]
-    server.add(Reply(pieces=split(body(text_block(0, *pieces)), 7)))
-    chunks, response = await collect(make_model(server))
-
-    assert [c.data for c in chunks if c.type == "text"] == pieces
-    assert response.text == "".join(pieces)
-    assert response.finish_reason == "stop"
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -317,19 +319,18 @@ async def test_unicode_survives_events_and_utf8_split_across_tcp_pieces(server: 
     [("overloaded_error", True), ("api_error", True), ("invalid_request_error", False)],
 )
 async def test_error_event_mid_stream_raises_stream_interrupted_with_the_partial_response(
-    server: LoopbackServer, error_type: str, retryable: bool
+    server: LoopbackServer, make: Callable[..., iModel], error_type: str, retryable: bool
 ) -> None:
     events = [message_start(), block_start(0, {"type": "text", "text": ""})]
     events += [delta(0, type="text_delta", text="Partial "), delta(0, type="text_delta", text="answer")]
     events.append({"type": "error", "error": {"type": error_type, "message": "something broke"}})
     server.add(Reply(pieces=anthropic_sse(events)))
-    model = make_model(server)
+    model = make()
     seen: list[str] = []
 
     with pytest.raises(StreamInterrupted) as caught:
         async for chunk in model.invoke(messages=HI):
             seen.append(chunk.data)
-    await model.aclose()
 
     error = caught.value
     assert seen == ["Partial ", "answer"]
@@ -342,116 +343,12 @@ async def test_error_event_mid_stream_raises_stream_interrupted_with_the_partial
     assert error.response.finish_reason == "error"
 
 
-async def test_a_stream_cut_before_the_stop_reason_is_interrupted(server: LoopbackServer) -> None:
-    events = [
-        message_start(),
-        block_start(0, {"type": "text", "text": ""}),
-        delta(0, type="text_delta", text="Cut"),
-    ]
-    server.add(Reply(pieces=anthropic_sse(events)))
-
-    with pytest.raises(StreamInterrupted) as caught:
-        await make_model(server).invoke(messages=HI)
-
-    assert caught.value.retryable
-    assert caught.value.response is not None
-    assert caught.value.response.text == "Cut"
-    assert caught.value.response.incomplete
-
-
-class DropConnection(bytes):
-    """A body piece that makes the loopback server drop the connection instead of sending it."""
-
-    def __len__(self) -> int:
-        raise ConnectionResetError("the server went away")
-
-
-async def test_a_connection_lost_mid_stream_is_a_retryable_interruption(server: LoopbackServer) -> None:
-    events = [
-        message_start(),
-        block_start(0, {"type": "text", "text": ""}),
-        delta(0, type="text_delta", text="Cut"),
-    ]
-    server.add(Reply(pieces=[*anthropic_sse(events), DropConnection(b"x")]))
-
-    with pytest.raises(StreamInterrupted) as caught:
-        await make_model(server).invoke(messages=HI)
-
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, httpx2.TransportError)
-    assert caught.value.response is not None
-    assert caught.value.response.text == "Cut"
-
-
-async def test_http_401_is_an_authentication_error(server: LoopbackServer) -> None:
-    server.add(
-        Reply.json(401, {"type": "error", "error": {"type": "authentication_error", "message": "bad key"}})
-    )
-
-    with pytest.raises(AuthenticationError) as caught:
-        await make_model(server).invoke(messages=HI)
-
-    assert "bad key" in caught.value.message
-    assert isinstance(caught.value.__cause__, anthropic.AuthenticationError)
-
-
-async def test_http_429_is_a_rate_limit_error_with_retry_after(server: LoopbackServer) -> None:
-    payload = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
-    server.add(Reply.json(429, payload, headers={"retry-after": "7"}))
-
-    with pytest.raises(RateLimitError) as caught:
-        await make_model(server).invoke(messages=HI)
-
-    assert caught.value.retry_after == 7
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, anthropic.RateLimitError)
-
-
-@pytest.mark.parametrize("status", [500, 503, 529])
-async def test_server_errors_are_retryable_http_errors(server: LoopbackServer, status: int) -> None:
-    server.add(
-        Reply.json(status, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
-    )
-
-    with pytest.raises(ProviderHTTPError) as caught:
-        await make_model(server).invoke(messages=HI)
-
-    assert caught.value.status_code == status
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, anthropic.InternalServerError)
-
-
-async def test_a_503_is_retried_and_the_second_stream_succeeds(server: LoopbackServer) -> None:
-    server.add(
-        Reply.json(503, {"type": "error", "error": {"type": "api_error", "message": "unavailable"}}),
-        Reply(pieces=body(text_block(0, "second time lucky"))),
-    )
-    model = make_model(server, max_retries=1, retry_initial_delay=0.001)
-    response = await model.invoke(messages=HI)
-
-    assert response.text == "second time lucky"
-    assert len(server.requests) == 2
-
-
-async def test_connection_refused_is_a_connection_error() -> None:
-    model = iModel(
-        provider="anthropic",
-        model=MODEL,
-        api_key="test",
-        base_url=f"http://127.0.0.1:{closed_port()}",
-        max_retries=0,
-    )
-    with pytest.raises(ProviderConnectionError) as caught:
-        await model.invoke(messages=HI)
-
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, anthropic.APIConnectionError)
-
-
 # -- what the provider receives --------------------------------------------------------------------
 
 
-async def test_messages_are_converted_to_anthropic_turns(server: LoopbackServer) -> None:
+async def test_messages_are_converted_to_anthropic_turns(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(text_block(0, "done"))))
     messages = [
         {"role": "system", "content": "Be brief."},
@@ -480,7 +377,7 @@ async def test_messages_are_converted_to_anthropic_turns(server: LoopbackServer)
         {"role": "user", "content": "One more"},
         {"role": "user", "content": "question."},
     ]
-    await collect(make_model(server), messages)
+    await run(make(), messages)
 
     sent = server.requests[0].json
     assert sent["system"] == "Be brief.\n\nUse metric units."
@@ -515,7 +412,9 @@ class Lookup(BaseModel):
     word: str
 
 
-async def test_parameters_are_mapped_to_anthropic_names(server: LoopbackServer) -> None:
+async def test_parameters_are_mapped_to_anthropic_names(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(text_block(0, "ok"))))
     weather = {
         "type": "function",
@@ -526,8 +425,8 @@ async def test_parameters_are_mapped_to_anthropic_names(server: LoopbackServer) 
         },
     }
     web_search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
-    model = make_model(server, temperature=0.3, top_p=0.9, max_tokens=321, stop="###")
-    await collect(
+    model = make(temperature=0.3, top_p=0.9, max_tokens=321, stop="###")
+    await run(
         model,
         tools=[weather, Lookup, web_search],
         tool_choice="required",
@@ -570,36 +469,31 @@ async def test_parameters_are_mapped_to_anthropic_names(server: LoopbackServer) 
         ({"type": "function", "function": {"name": "weather"}}, {"type": "tool", "name": "weather"}),
     ],
 )
-async def test_tool_choice_forms(server: LoopbackServer, choice: Any, wire: dict[str, Any]) -> None:
+async def test_tool_choice_forms(
+    server: LoopbackServer, make: Callable[..., iModel], choice: Any, wire: dict[str, Any]
+) -> None:
     server.add(Reply(pieces=body(text_block(0, "ok"))))
-    await collect(
-        make_model(server), tools=[{"name": "weather", "parameters": {}}], tool_choice=choice, stop=["a", "b"]
-    )
+    await run(make(), tools=[{"name": "weather", "parameters": {}}], tool_choice=choice, stop=["a", "b"])
 
     assert server.requests[0].json["tool_choice"] == wire
     assert server.requests[0].json["stop_sequences"] == ["a", "b"]
 
 
-async def test_seed_is_refused_before_any_request(server: LoopbackServer) -> None:
-    model = make_model(server, seed=42)
+async def test_seed_is_refused_before_any_request(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    model = make(seed=42)
     with pytest.raises(ConfigurationError, match="seed"):
         await model.invoke(messages=HI)
 
     assert server.requests == []
 
 
-async def test_endpoint_messages_is_accepted_and_any_other_refused(server: LoopbackServer) -> None:
+async def test_default_headers_option_reaches_the_server(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(text_block(0, "ok"))))
-    response = await make_model(server, endpoint="messages").invoke(messages=HI)
-    assert response.text == "ok"
-
-    with pytest.raises(ConfigurationError, match="messages"):
-        make_model(server, endpoint="chat/completions")
-
-
-async def test_default_headers_option_reaches_the_server(server: LoopbackServer) -> None:
-    server.add(Reply(pieces=body(text_block(0, "ok"))))
-    await collect(make_model(server, default_headers={"anthropic-beta": "fancy-2026"}))
+    await run(make(default_headers={"anthropic-beta": "fancy-2026"}))
 
     assert server.requests[0].headers["anthropic-beta"] == "fancy-2026"
     assert "default_headers" not in server.requests[0].json
@@ -608,7 +502,9 @@ async def test_default_headers_option_reaches_the_server(server: LoopbackServer)
 # -- non-streaming ---------------------------------------------------------------------------------
 
 
-async def test_non_streaming_gives_the_same_response(server: LoopbackServer) -> None:
+async def test_non_streaming_gives_the_same_response(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     message = {
         "id": "msg_01abc",
         "type": "message",
@@ -640,8 +536,8 @@ async def test_non_streaming_gives_the_same_response(server: LoopbackServer) -> 
             )
         ),
     )
-    whole_chunks, whole = await collect(make_model(server, stream=False))
-    _, streamed = await collect(make_model(server))
+    whole_chunks, whole = await run(make(stream=False))
+    _, streamed = await run(make())
 
     assert server.requests[0].json.get("stream") in (None, False)
     assert [c.type for c in whole_chunks] == ["reasoning", "text", "tool_call", "usage", "finish"]
@@ -654,77 +550,3 @@ async def test_non_streaming_gives_the_same_response(server: LoopbackServer) -> 
         ("toolu_A", "get_weather", {"city": "Paris"})
     ]
     assert whole.usage == Usage(input_tokens=13, output_tokens=9, cached_tokens=3)  # 10 + 3 cached
-
-
-# -- credentials -----------------------------------------------------------------------------------
-
-
-async def test_missing_key_names_the_variable_before_any_request(server: LoopbackServer) -> None:
-    with pytest.raises(MissingCredentials, match="ANTHROPIC_API_KEY"):
-        iModel(provider="anthropic", model=MODEL)
-
-    assert server.requests == []
-
-
-async def test_the_key_is_read_from_the_environment(
-    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "env-key")
-    iModel(provider="anthropic", model=MODEL)  # no MissingCredentials: the variable is enough
-    server.add(Reply(pieces=body(text_block(0, "ok"))))
-    await collect(iModel(provider="anthropic", model=MODEL, base_url=server.url, max_retries=0))
-
-    assert server.requests[0].headers["authorization"] == "Bearer env-key"
-
-
-async def test_a_base_url_needs_no_key(server: LoopbackServer) -> None:
-    server.add(Reply(pieces=body(text_block(0, "local"))))
-    _, response = await collect(iModel(provider="anthropic", model=MODEL, base_url=server.url, max_retries=0))
-
-    assert response.text == "local"
-
-
-# -- cancellation ----------------------------------------------------------------------------------
-
-
-def slow_reply() -> Reply:
-    pieces = body(text_block(0, *[f"word{i} " for i in range(40)]))
-    return Reply(pieces=pieces, delay=0.05)
-
-
-async def test_leaving_the_stream_block_early_closes_the_connection(server: LoopbackServer) -> None:
-    server.add(slow_reply())
-    model = make_model(server)
-    seen: list[Chunk] = []
-
-    async with model.stream(messages=HI) as call:
-        async for chunk in call:
-            seen.append(chunk)
-            if len(seen) == 2:
-                break
-
-    assert server.requests[-1].disconnected.wait(2)
-    assert call.response is not None
-    assert call.response.incomplete
-    assert call.response.finish_reason == "cancelled"
-    assert call.response.text == "word0 word1 "
-    await model.aclose()
-
-
-async def test_breaking_out_of_the_seed_form_closes_the_connection(server: LoopbackServer) -> None:
-    server.add(slow_reply())
-    model = make_model(server)
-    count = 0
-
-    async with no_task_left():
-        async for _chunk in model.invoke(messages=HI):
-            count += 1
-            if count == 2:
-                break
-        for _ in range(5):
-            await anyio.lowlevel.checkpoint()
-
-    received = server.requests[-1]
-    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
-    assert not received.completed.is_set()
-    await model.aclose()

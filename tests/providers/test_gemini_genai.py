@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import base64
 import re
-import socket
+from collections.abc import Callable
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import httpx2
 import pytest
 from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel
 
-from lionflow import (
-    AuthenticationError,
-    Chunk,
-    ConfigurationError,
-    MissingCredentials,
-    ProviderConnectionError,
-    ProviderHTTPError,
-    ProviderTimeout,
-    RateLimitError,
-    StreamInterrupted,
-    Usage,
-    iModel,
-)
-from tests.helpers import no_task_left
-from tests.loopback import LoopbackServer, Reply, split, sse
+from lionflow import AuthenticationError, ConfigurationError, StreamInterrupted, Usage, iModel
+from tests.loopback import LoopbackServer, Reply, sse
+from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "gemini-2.5-flash"
 STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
-HI = [{"role": "user", "content": "hi"}]
 
 
 # -- wire bodies -----------------------------------------------------------------------------------
@@ -81,15 +66,6 @@ def call(name: str, args: dict[str, Any], call_id: str | None = None, **extra: A
 USAGE = {"promptTokenCount": 9, "candidatesTokenCount": 4, "totalTokenCount": 13}
 
 
-def make_model(server: LoopbackServer, **kwargs: Any) -> iModel:
-    kwargs.setdefault("max_retries", 0)
-    return iModel(provider="gemini", model=MODEL, api_key="test", base_url=server.url, **kwargs)
-
-
-async def collect(model: iModel, messages: list[dict[str, Any]] = HI, **params: Any) -> list[Chunk]:
-    return [chunk async for chunk in model.invoke(messages=messages, **params)]
-
-
 def wire(obj: dict[str, Any], name: str) -> Any:
     """Field `name` (camelCase) of a request object. The SDK writes the fields of some nested
     objects it passes through (thinking config, function declarations) in snake_case, which
@@ -102,14 +78,41 @@ def error_body(code: int, status: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
+_STATUS_NAMES = {401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
+
+CASE = ProviderCase(
+    id="gemini",
+    provider="gemini",
+    model=MODEL,
+    endpoint_name="generate_content",
+    key_variables=("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    base_url_variable="GOOGLE_GEMINI_BASE_URL",
+    key_header="x-goog-api-key",
+    key_prefix="",
+    text_body=lambda *texts: body(*[event(text(t)) for t in texts], event(finish="STOP", usage=USAGE)),
+    cut_body=lambda *texts: body(*[event(text(t)) for t in texts]),
+    cut_message="finishReason",
+    error_body=lambda code, message: error_body(code, _STATUS_NAMES.get(code, "UNAVAILABLE"), message),
+    errors=SdkErrors(
+        authentication=genai_errors.ClientError,
+        rate_limit=genai_errors.ClientError,
+        server=genai_errors.ServerError,
+        connection=httpx2.ConnectError,
+        dropped=httpx2.RemoteProtocolError,
+    ),
+)
+
+
 # -- streaming -------------------------------------------------------------------------------------
 
 
-async def test_text_streams_in_order_with_metadata(server: LoopbackServer) -> None:
+async def test_text_streams_in_order_with_metadata(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(event(text("Hel")), event(text("lo!")), event(finish="STOP", usage=USAGE))))
-    model = make_model(server)
+    model = make()
 
-    chunks = await collect(model)
+    chunks, _ = await run(model)
 
     assert [(c.type, c.data) for c in chunks[:2]] == [("text", "Hel"), ("text", "lo!")]
     assert chunks[0].metadata == {
@@ -125,10 +128,9 @@ async def test_text_streams_in_order_with_metadata(server: LoopbackServer) -> No
     assert received.query == {"alt": ["sse"]}
     assert received.headers["x-goog-api-key"] == "test"
     assert received.json["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
-    await model.aclose()
 
 
-async def test_thought_parts_stream_as_reasoning(server: LoopbackServer) -> None:
+async def test_thought_parts_stream_as_reasoning(server: LoopbackServer, make: Callable[..., iModel]) -> None:
     server.add(
         Reply(
             pieces=body(
@@ -138,9 +140,9 @@ async def test_thought_parts_stream_as_reasoning(server: LoopbackServer) -> None
             )
         )
     )
-    model = make_model(server)
+    model = make()
 
-    chunks = await collect(model)
+    chunks, _ = await run(model)
 
     assert [(c.type, c.data) for c in chunks if c.is_content] == [
         ("reasoning", "Let me think. "),
@@ -148,12 +150,13 @@ async def test_thought_parts_stream_as_reasoning(server: LoopbackServer) -> None
         ("text", "The answer"),
         ("text", " is 4."),
     ]
-    await model.aclose()
 
 
-async def test_reasoning_and_text_assemble_into_the_response(server: LoopbackServer) -> None:
+async def test_reasoning_and_text_assemble_into_the_response(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(event(thought("Hmm.")), event(text("Yes."), finish="STOP"))))
-    model = make_model(server)
+    model = make()
 
     response = await model.invoke(messages=HI)
 
@@ -162,10 +165,11 @@ async def test_reasoning_and_text_assemble_into_the_response(server: LoopbackSer
     assert response.finish_reason == "stop"
     assert response.model == "gemini-2.5-flash-001"  # as Gemini reports it (modelVersion)
     assert response.metadata["response_id"] == "resp-42"
-    await model.aclose()
 
 
-async def test_parallel_function_calls_each_get_an_id_a_name_and_an_index(server: LoopbackServer) -> None:
+async def test_parallel_function_calls_each_get_an_id_a_name_and_an_index(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     signature = base64.b64encode(b"opaque-signature").decode()
     server.add(
         Reply(
@@ -178,9 +182,9 @@ async def test_parallel_function_calls_each_get_an_id_a_name_and_an_index(server
             )
         )
     )
-    model = make_model(server)
+    model = make()
 
-    chunks = await collect(model)
+    chunks, _ = await run(model)
     calls = [c for c in chunks if c.type == "tool_call"]
 
     assert [(c.index, c.tool_call_id, c.tool_name) for c in calls] == [
@@ -192,13 +196,14 @@ async def test_parallel_function_calls_each_get_an_id_a_name_and_an_index(server
     assert "thought_signature" not in calls[1].metadata
     assert chunks[-1].finish_reason == "tool_calls"
     assert chunks[-1].metadata["finishReason"] == "STOP"
-    await model.aclose()
 
 
-async def test_function_call_arguments_are_parsed_into_the_response(server: LoopbackServer) -> None:
+async def test_function_call_arguments_are_parsed_into_the_response(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     args = {"city": "Zürich", "days": 3, "units": ["C"], "detail": {"hourly": True}}
     server.add(Reply(pieces=body(event(call("forecast", args), call("noop", {})), event(finish="STOP"))))
-    model = make_model(server)
+    model = make()
 
     response = await model.invoke(messages=HI)
 
@@ -207,10 +212,11 @@ async def test_function_call_arguments_are_parsed_into_the_response(server: Loop
         ("call_1", "noop", {}),
     ]
     assert response.finish_reason == "tool_calls"
-    await model.aclose()
 
 
-async def test_usage_is_the_last_running_total_and_comes_once_before_finish(server: LoopbackServer) -> None:
+async def test_usage_is_the_last_running_total_and_comes_once_before_finish(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(
         Reply(
             pieces=body(
@@ -232,9 +238,9 @@ async def test_usage_is_the_last_running_total_and_comes_once_before_finish(serv
             )
         )
     )
-    model = make_model(server)
+    model = make()
 
-    chunks = await collect(model)
+    chunks, _ = await run(model)
 
     kinds = [c.type for c in chunks]
     assert kinds == ["text", "text", "text", "usage", "finish"]
@@ -242,12 +248,13 @@ async def test_usage_is_the_last_running_total_and_comes_once_before_finish(serv
     assert chunks[3].usage == Usage(
         input_tokens=12, output_tokens=33, total_tokens=45, reasoning_tokens=30, cached_tokens=8
     )
-    await model.aclose()
 
 
-async def test_no_usage_metadata_means_no_usage_chunk(server: LoopbackServer) -> None:
+async def test_no_usage_metadata_means_no_usage_chunk(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(event(text("hi"), finish="STOP"))))
-    model = make_model(server)
+    model = make()
 
     call_ = model.invoke(messages=HI)
     chunks = [chunk async for chunk in call_]
@@ -255,7 +262,6 @@ async def test_no_usage_metadata_means_no_usage_chunk(server: LoopbackServer) ->
     assert [c.type for c in chunks] == ["text", "finish"]
     assert call_.response is not None
     assert call_.response.usage is None
-    await model.aclose()
 
 
 @pytest.mark.parametrize(
@@ -274,12 +280,12 @@ async def test_no_usage_metadata_means_no_usage_chunk(server: LoopbackServer) ->
     ],
 )
 async def test_finish_reasons_are_normalized_and_the_native_value_kept(
-    server: LoopbackServer, native: str, normalized: str
+    server: LoopbackServer, make: Callable[..., iModel], native: str, normalized: str
 ) -> None:
     server.add(Reply(pieces=body(event(text("partial")), event(finish=native, usage=USAGE))))
-    model = make_model(server)
+    model = make()
 
-    chunks = await collect(model)
+    chunks, _ = await run(model)
 
     finishes = [c for c in chunks if c.type == "finish"]
     assert len(finishes) == 1
@@ -287,10 +293,11 @@ async def test_finish_reasons_are_normalized_and_the_native_value_kept(
     assert finishes[0].finish_reason == normalized
     assert finishes[0].metadata["finishReason"] == native
     assert [c.type for c in chunks].count("usage") == 1
-    await model.aclose()
 
 
-async def test_a_blocked_prompt_finishes_with_content_filter(server: LoopbackServer) -> None:
+async def test_a_blocked_prompt_finishes_with_content_filter(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     blocked = {
         "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
         "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7},
@@ -298,7 +305,7 @@ async def test_a_blocked_prompt_finishes_with_content_filter(server: LoopbackSer
         "responseId": "resp-blocked",
     }
     server.add(Reply(pieces=body(blocked)))
-    model = make_model(server)
+    model = make()
 
     response = await model.invoke(messages=HI)
 
@@ -307,25 +314,14 @@ async def test_a_blocked_prompt_finishes_with_content_filter(server: LoopbackSer
     assert response.metadata["blockReason"] == "SAFETY"
     assert response.usage == Usage(input_tokens=7, total_tokens=7)
     assert not response.incomplete
-    await model.aclose()
-
-
-async def test_unicode_survives_events_and_characters_cut_across_tcp_pieces(server: LoopbackServer) -> None:
-    pieces = ["Grüße, ", "日本語の", "テキスト ", "🦁🚀", " naïve café"]
-    server.add(Reply(pieces=split(body(*[event(text(p)) for p in pieces], event(finish="STOP")), 7)))
-    model = make_model(server)
-
-    chunks = await collect(model)
-
-    assert [c.data for c in chunks if c.type == "text"] == pieces
-    assert chunks[-1].finish_reason == "stop"
-    await model.aclose()
 
 
 # -- errors ----------------------------------------------------------------------------------------
 
 
-async def test_an_error_payload_mid_stream_interrupts_with_the_text_so_far(server: LoopbackServer) -> None:
+async def test_an_error_payload_mid_stream_interrupts_with_the_text_so_far(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(
         Reply(
             pieces=[
@@ -334,7 +330,7 @@ async def test_an_error_payload_mid_stream_interrupts_with_the_text_so_far(serve
             ]
         )
     )
-    model = make_model(server)
+    model = make()
     call_ = model.invoke(messages=HI)
     seen: list[str] = []
 
@@ -350,14 +346,15 @@ async def test_an_error_payload_mid_stream_interrupts_with_the_text_so_far(serve
     assert caught.value.response.text == "Once upon a time"
     assert caught.value.response.incomplete
     assert caught.value.response.finish_reason == "error"
-    await model.aclose()
 
 
-async def test_an_invalid_request_error_mid_stream_is_not_retryable(server: LoopbackServer) -> None:
+async def test_an_invalid_request_error_mid_stream_is_not_retryable(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(
         Reply(pieces=[*body(event(text("x"))), *body(error_body(400, "INVALID_ARGUMENT", "bad part"))])
     )
-    model = make_model(server)
+    model = make()
 
     with pytest.raises(StreamInterrupted) as caught:
         await model.invoke(messages=HI)
@@ -366,101 +363,6 @@ async def test_an_invalid_request_error_mid_stream_is_not_retryable(server: Loop
     assert isinstance(caught.value.__cause__, genai_errors.ClientError)
     assert caught.value.response is not None
     assert caught.value.response.text == "x"
-    await model.aclose()
-
-
-async def test_a_stream_that_ends_without_a_finish_reason_is_interrupted(server: LoopbackServer) -> None:
-    server.add(Reply(pieces=body(event(text("cut ")), event(text("short")))))
-    model = make_model(server)
-
-    with pytest.raises(StreamInterrupted) as caught:
-        await model.invoke(messages=HI)
-
-    assert caught.value.retryable
-    assert caught.value.response is not None
-    assert caught.value.response.text == "cut short"
-    assert caught.value.response.incomplete
-    await model.aclose()
-
-
-async def test_http_401_is_an_authentication_error(server: LoopbackServer) -> None:
-    server.add(Reply.json(401, error_body(401, "UNAUTHENTICATED", "API key not valid.")))
-    model = make_model(server)
-
-    with pytest.raises(AuthenticationError) as caught:
-        await model.invoke(messages=HI)
-
-    assert "API key not valid" in str(caught.value)
-    assert isinstance(caught.value.__cause__, genai_errors.ClientError)
-    assert caught.value.__cause__.code == 401
-    assert caught.value.response is not None
-    assert caught.value.response.incomplete
-    await model.aclose()
-
-
-async def test_http_429_is_a_rate_limit_error_with_retry_after(server: LoopbackServer) -> None:
-    server.add(
-        Reply.json(
-            429, error_body(429, "RESOURCE_EXHAUSTED", "Quota exceeded."), headers={"retry-after": "7"}
-        )
-    )
-    model = make_model(server)
-
-    with pytest.raises(RateLimitError) as caught:
-        await model.invoke(messages=HI)
-
-    assert caught.value.retry_after == 7
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, genai_errors.ClientError)
-    assert len(server.requests) == 1  # the SDK did not retry on its own
-    await model.aclose()
-
-
-@pytest.mark.parametrize("status", [500, 503])
-async def test_server_errors_are_retryable_http_errors(server: LoopbackServer, status: int) -> None:
-    server.add(Reply.json(status, error_body(status, "UNAVAILABLE", "try later")))
-    model = make_model(server)
-
-    with pytest.raises(ProviderHTTPError) as caught:
-        await model.invoke(messages=HI)
-
-    assert caught.value.status_code == status
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, genai_errors.ServerError)
-    assert len(server.requests) == 1
-    await model.aclose()
-
-
-async def test_a_503_then_a_good_stream_succeeds_after_one_retry(server: LoopbackServer) -> None:
-    server.add(
-        Reply.json(503, error_body(503, "UNAVAILABLE", "overloaded")),
-        Reply(pieces=body(event(text("second time lucky"), finish="STOP"))),
-    )
-    model = make_model(server, max_retries=1, retry_initial_delay=0.001)
-
-    call_ = model.invoke(messages=HI)
-    response = await call_
-
-    assert response.text == "second time lucky"
-    assert call_.attempts == 2
-    assert len(server.requests) == 2
-    await model.aclose()
-
-
-async def test_connection_refused_is_a_connection_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    model = iModel(
-        provider="gemini", model=MODEL, api_key="test", base_url=f"http://127.0.0.1:{port}", max_retries=0
-    )
-
-    with pytest.raises(ProviderConnectionError) as caught:
-        await model.invoke(messages=HI)
-
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, httpx2.ConnectError)
-    await model.aclose()
 
 
 # -- what the server received ----------------------------------------------------------------------
@@ -493,9 +395,11 @@ CONVERSATION: list[dict[str, Any]] = [
 ]
 
 
-async def test_messages_are_converted_to_gemini_contents(server: LoopbackServer) -> None:
+async def test_messages_are_converted_to_gemini_contents(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    model = make_model(server)
+    model = make()
 
     await model.invoke(messages=CONVERSATION)
 
@@ -534,7 +438,6 @@ async def test_messages_are_converted_to_gemini_contents(server: LoopbackServer)
             ],
         },
     ]
-    await model.aclose()
 
 
 @pytest.mark.parametrize(
@@ -547,15 +450,14 @@ async def test_messages_are_converted_to_gemini_contents(server: LoopbackServer)
     ],
 )
 async def test_messages_gemini_cannot_take_raise_before_sending(
-    server: LoopbackServer, messages: list[dict[str, Any]], complaint: str
+    server: LoopbackServer, make: Callable[..., iModel], messages: list[dict[str, Any]], complaint: str
 ) -> None:
-    model = make_model(server)
+    model = make()
 
     with pytest.raises(ConfigurationError, match=complaint):
         await model.invoke(messages=messages)
 
     assert server.requests == []
-    await model.aclose()
 
 
 class Lookup(BaseModel):
@@ -564,9 +466,11 @@ class Lookup(BaseModel):
     word: str
 
 
-async def test_parameters_map_to_the_generation_config(server: LoopbackServer) -> None:
+async def test_parameters_map_to_the_generation_config(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    model = make_model(server, temperature=0.2, top_p=0.9, max_tokens=77, stop="END", seed=11)
+    model = make(temperature=0.2, top_p=0.9, max_tokens=77, stop="END", seed=11)
     weather = {
         "type": "function",
         "function": {
@@ -601,25 +505,25 @@ async def test_parameters_map_to_the_generation_config(server: LoopbackServer) -
     assert sent["toolConfig"] == {
         "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
     }
-    await model.aclose()
 
 
 @pytest.mark.parametrize(("choice", "mode"), [("auto", "AUTO"), ("none", "NONE"), ("required", "ANY")])
-async def test_tool_choice_modes(server: LoopbackServer, choice: str, mode: str) -> None:
+async def test_tool_choice_modes(
+    server: LoopbackServer, make: Callable[..., iModel], choice: str, mode: str
+) -> None:
     server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    model = make_model(server)
+    model = make()
 
     await model.invoke(messages=HI, tools=[Lookup], tool_choice=choice, stop=["a", "b"])
 
     sent = server.requests[0].json
     assert sent["toolConfig"] == {"functionCallingConfig": {"mode": mode}}
     assert sent["generationConfig"]["stopSequences"] == ["a", "b"]
-    await model.aclose()
 
 
-async def test_gemini_native_tools_pass_as_given(server: LoopbackServer) -> None:
+async def test_gemini_native_tools_pass_as_given(server: LoopbackServer, make: Callable[..., iModel]) -> None:
     server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    model = make_model(server)
+    model = make()
 
     await model.invoke(messages=HI, tools=[Lookup, types.Tool(google_search=types.GoogleSearch())])
 
@@ -627,24 +531,26 @@ async def test_gemini_native_tools_pass_as_given(server: LoopbackServer) -> None
     assert {"googleSearch": {}} in tools
     (functions,) = [tool for tool in tools if "functionDeclarations" in tool]
     assert [d["name"] for d in functions["functionDeclarations"]] == ["Lookup"]
-    await model.aclose()
 
 
-async def test_api_version_and_default_headers_options(server: LoopbackServer) -> None:
+async def test_api_version_and_default_headers_options(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    model = make_model(server, api_version="v1alpha", default_headers={"x-team": "lions"})
+    model = make(api_version="v1alpha", default_headers={"x-team": "lions"})
 
     await model.invoke(messages=HI)
 
     assert server.requests[0].path == f"/v1alpha/models/{MODEL}:streamGenerateContent"
     assert server.requests[0].headers["x-team"] == "lions"
     assert "api_version" not in server.requests[0].json.get("generationConfig", {})
-    await model.aclose()
 
 
-async def test_generate_content_config_fields_pass_through(server: LoopbackServer) -> None:
+async def test_generate_content_config_fields_pass_through(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    model = make_model(server, top_k=5)
+    model = make(top_k=5)
 
     await model.invoke(messages=HI, thinking_config={"include_thoughts": True, "thinking_budget": 256})
 
@@ -653,11 +559,12 @@ async def test_generate_content_config_fields_pass_through(server: LoopbackServe
     thinking = config["thinkingConfig"]
     assert wire(thinking, "includeThoughts") is True
     assert wire(thinking, "thinkingBudget") == 256
-    await model.aclose()
 
 
-async def test_an_unknown_parameter_is_a_configuration_error_naming_it(server: LoopbackServer) -> None:
-    model = make_model(server)
+async def test_an_unknown_parameter_is_a_configuration_error_naming_it(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    model = make()
 
     with pytest.raises(ConfigurationError, match="frobnicate"):
         await model.invoke(messages=HI, frobnicate=True)
@@ -666,13 +573,14 @@ async def test_an_unknown_parameter_is_a_configuration_error_naming_it(server: L
         await model.invoke(messages=HI, thinking_config={"no_such_knob": 1})
 
     assert server.requests == []
-    await model.aclose()
 
 
 # -- non-streaming ---------------------------------------------------------------------------------
 
 
-async def test_non_streaming_mode_gives_the_same_response(server: LoopbackServer) -> None:
+async def test_non_streaming_mode_gives_the_same_response(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     whole = {
         "candidates": [
             {
@@ -694,9 +602,9 @@ async def test_non_streaming_mode_gives_the_same_response(server: LoopbackServer
         "responseId": "resp-whole",
     }
     server.add(Reply.json(200, whole))
-    model = make_model(server, stream=False)
+    model = make(stream=False)
 
-    chunks = await collect(model)
+    chunks, _ = await run(model)
 
     assert server.requests[0].path == f"/v1beta/models/{MODEL}:generateContent"
     assert [(c.type, c.data) for c in chunks if c.is_content] == [
@@ -708,126 +616,27 @@ async def test_non_streaming_mode_gives_the_same_response(server: LoopbackServer
     assert chunks[-2].usage == Usage(input_tokens=5, output_tokens=8, total_tokens=13, reasoning_tokens=2)
     assert chunks[-1].finish_reason == "tool_calls"
     assert chunks[-1].metadata["response_id"] == "resp-whole"
-    await model.aclose()
 
 
-async def test_non_streaming_errors_map_the_same_way(server: LoopbackServer) -> None:
+async def test_non_streaming_errors_map_the_same_way(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply.json(403, error_body(403, "PERMISSION_DENIED", "no access")))
-    model = make_model(server, stream=False)
+    model = make(stream=False)
 
     with pytest.raises(AuthenticationError):
         await model.invoke(messages=HI)
-    await model.aclose()
 
 
 # -- credentials -----------------------------------------------------------------------------------
 
 
-def test_a_missing_key_names_the_environment_variables(server: LoopbackServer) -> None:
-    with pytest.raises(MissingCredentials, match="GEMINI_API_KEY"):
-        iModel(provider="gemini", model=MODEL)
-    assert server.requests == []
-
-
-async def test_a_base_url_needs_no_key(server: LoopbackServer) -> None:
-    server.add(Reply(pieces=body(event(text("local"), finish="STOP"))))
-    model = iModel(provider="gemini", model=MODEL, base_url=server.url, max_retries=0)
-
-    assert (await model.invoke(messages=HI)).text == "local"
-    assert server.requests[0].headers["x-goog-api-key"] == "no-key"  # the SDK insists on a key
-    await model.aclose()
-
-
-@pytest.mark.parametrize("variable", ["GEMINI_API_KEY", "GOOGLE_API_KEY"])
-async def test_the_key_comes_from_the_environment(
-    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, variable: str
-) -> None:
-    monkeypatch.setenv(variable, f"key-from-{variable}")
-    server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    without_base_url = iModel(provider="gemini", model=MODEL)  # the key is required, and found
-    assert without_base_url.adapter.api_key == f"key-from-{variable}"
-    await without_base_url.aclose()
-    model = iModel(provider="gemini", model=MODEL, base_url=server.url, max_retries=0)
-
-    await model.invoke(messages=HI)
-
-    assert server.requests[0].headers["x-goog-api-key"] == f"key-from-{variable}"
-    await model.aclose()
-
-
 async def test_google_api_key_wins_over_gemini_api_key_as_in_the_sdk(
-    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+    server: LoopbackServer, make: Callable[..., iModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GOOGLE_API_KEY", "google")
     monkeypatch.setenv("GEMINI_API_KEY", "gemini")
     server.add(Reply(pieces=body(event(text("ok"), finish="STOP"))))
-    model = iModel(provider="gemini", model=MODEL, base_url=server.url, max_retries=0)
-
-    await model.invoke(messages=HI)
+    await make(api_key=None).invoke(messages=HI)
 
     assert server.requests[0].headers["x-goog-api-key"] == "google"
-    await model.aclose()
-
-
-def test_an_unknown_endpoint_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="generate_content"):
-        iModel(provider="gemini", model=MODEL, api_key="k", endpoint="embeddings")
-
-
-# -- cancellation ----------------------------------------------------------------------------------
-
-
-def slow_reply() -> Reply:
-    return Reply(
-        pieces=body(*[event(text(f"word{i} ")) for i in range(40)], event(finish="STOP")), delay=0.05
-    )
-
-
-async def test_leaving_the_stream_block_early_closes_the_connection(server: LoopbackServer) -> None:
-    server.add(slow_reply())
-    model = make_model(server)
-    seen: list[Chunk] = []
-
-    async with no_task_left(), model.stream(messages=HI) as stream:
-        async for chunk in stream:
-            seen.append(chunk)
-            if len(seen) == 2:
-                break
-
-    assert server.requests[-1].disconnected.wait(2)
-    assert not server.requests[-1].completed.is_set()
-    assert stream.response is not None
-    assert stream.response.incomplete
-    assert stream.response.finish_reason == "cancelled"
-    assert stream.response.text == "word0 word1 "
-    await model.aclose()
-
-
-async def test_breaking_out_of_the_seed_form_closes_the_connection(server: LoopbackServer) -> None:
-    server.add(slow_reply())
-    model = make_model(server)
-    count = 0
-
-    async with no_task_left():
-        async for _chunk in model.invoke(messages=HI):
-            count += 1
-            if count == 2:
-                break
-        for _ in range(5):
-            await anyio.lowlevel.checkpoint()
-
-    received = server.requests[-1]
-    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
-    assert not received.completed.is_set()
-    await model.aclose()
-
-
-async def test_a_timeout_mid_stream_closes_the_connection(server: LoopbackServer) -> None:
-    server.add(Reply(pieces=body(event(text("first")), event(text("late"), finish="STOP")), delay=[0, 1.0]))
-    model = make_model(server, timeout=0.3)
-
-    with pytest.raises(ProviderTimeout, match="idle"):
-        await model.invoke(messages=HI)
-
-    assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
-    await model.aclose()

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import groq
 import httpx
 import pytest
 
-from lionflow import (
-    AuthenticationError,
-    Chunk,
-    MissingCredentials,
-    ProviderConnectionError,
-    ProviderHTTPError,
-    RateLimitError,
-    Response,
-    StreamInterrupted,
-    Usage,
-    iModel,
-)
-from tests.loopback import LoopbackServer, Reply, split, sse
+from lionflow import StreamInterrupted, Usage, iModel
+from tests.loopback import LoopbackServer, Reply, sse
+from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "openai/gpt-oss-120b"
-HI = [{"role": "user", "content": "hi"}]
 GROQ_USAGE = {
     "queue_time": 0.005,
     "prompt_tokens": 339,
@@ -88,28 +74,25 @@ def error_event(error: dict[str, Any]) -> bytes:
     return f"event: error\ndata: {json.dumps({'error': error})}\n\n".encode()
 
 
-@pytest.fixture
-async def make(server: LoopbackServer) -> AsyncIterator[Callable[..., iModel]]:
-    models: list[iModel] = []
-
-    def factory(**kwargs: Any) -> iModel:
-        options: dict[str, Any] = {"api_key": "test", "base_url": server.url, "max_retries": 0}
-        model = iModel(provider="groq", model=MODEL, **(options | kwargs))
-        models.append(model)
-        return model
-
-    yield factory
-    for model in models:
-        await model.aclose()
-
-
-async def run(
-    model: iModel, messages: list[dict[str, Any]] = HI, **params: Any
-) -> tuple[list[Chunk], Response]:
-    async with model.stream(messages, **params) as call:
-        chunks = [chunk async for chunk in call]
-    assert call.response is not None
-    return chunks, call.response
+CASE = ProviderCase(
+    id="groq",
+    provider="groq",
+    model=MODEL,
+    endpoint_name="chat",
+    key_variables=("GROQ_API_KEY",),
+    base_url_variable="GROQ_BASE_URL",
+    text_body=lambda *texts: sse(text_stream(*texts)),
+    cut_body=lambda *texts: sse([event({"content": text}) for text in texts], done=False),
+    cut_message="without a finish reason",
+    error_body=openai_error_body,
+    errors=SdkErrors(
+        authentication=groq.AuthenticationError,
+        rate_limit=groq.RateLimitError,
+        server=groq.InternalServerError,
+        connection=groq.APIConnectionError,
+        dropped=httpx.RemoteProtocolError,  # the groq SDK lets httpx's errors through mid-stream
+    ),
+)
 
 
 # -- streaming ---------------------------------------------------------------------------------------
@@ -223,19 +206,6 @@ async def test_finish_reasons_are_normalized_and_native_value_kept(
     assert chunks[-1].metadata["finish_reason"] == native
 
 
-async def test_unicode_survives_events_and_utf8_sequences_split_across_reads(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    text = "Añejo, Ελληνικά, 日本語 ✓ 🚀🌮 fin"
-    deltas = [text[i : i + 2] for i in range(0, len(text), 2)]
-    server.add(Reply(pieces=split(sse(text_stream(*deltas)), 7)))
-
-    chunks, response = await run(make())
-
-    assert response.text == text
-    assert [c.data for c in chunks if c.type == "text"] == deltas
-
-
 # -- errors -----------------------------------------------------------------------------------------
 
 
@@ -293,83 +263,6 @@ async def test_x_groq_error_stops_the_stream(server: LoopbackServer, make: Calla
 
     assert caught.value.response is not None
     assert caught.value.response.text == "Par"
-
-
-async def test_connection_dropped_mid_stream_is_a_retryable_interruption(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse([event({"content": "Half"})], done=False), abort=True))
-
-    with pytest.raises(StreamInterrupted) as caught:
-        await make().invoke(HI)
-
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
-    assert caught.value.response is not None
-    assert caught.value.response.text == "Half"
-    assert caught.value.response.incomplete
-
-
-async def test_http_401_is_an_authentication_error(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply.json(401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error"}}))
-
-    with pytest.raises(AuthenticationError, match="Invalid API Key") as caught:
-        await make().invoke(HI)
-
-    assert isinstance(caught.value.__cause__, groq.AuthenticationError)
-
-
-async def test_http_429_is_a_rate_limit_error_with_retry_after(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply.json(429, {"error": {"message": "Rate limit reached"}}, headers={"retry-after": "3"}))
-
-    with pytest.raises(RateLimitError) as caught:
-        await make().invoke(HI)
-
-    assert caught.value.retry_after == 3.0
-    assert isinstance(caught.value.__cause__, groq.RateLimitError)
-
-
-@pytest.mark.parametrize("status", [500, 503])
-async def test_server_errors_are_retryable_http_errors(
-    server: LoopbackServer, make: Callable[..., iModel], status: int
-) -> None:
-    server.add(Reply.json(status, {"error": {"message": "try later"}}))
-
-    with pytest.raises(ProviderHTTPError) as caught:
-        await make().invoke(HI)
-
-    assert caught.value.status_code == status
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, groq.APIStatusError)
-
-
-async def test_a_503_is_retried_and_the_second_attempt_streams(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(
-        Reply.json(503, {"error": {"message": "over capacity"}}), Reply(pieces=sse(text_stream("fine")))
-    )
-
-    response = await make(max_retries=1, retry_initial_delay=0.001).invoke(HI)
-
-    assert response.text == "fine"
-    assert len(server.requests) == 2
-
-
-async def test_connection_refused_is_a_connection_error(make: Callable[..., iModel]) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-
-    with pytest.raises(ProviderConnectionError) as caught:
-        await make(base_url=f"http://127.0.0.1:{port}").invoke(HI)
-
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, groq.APIConnectionError)
 
 
 # -- what the server receives ---------------------------------------------------------------------
@@ -484,63 +377,3 @@ async def test_non_streaming_call_gives_the_same_response_as_streaming(
     assert whole.model_dump(include=fields) == stream.model_dump(include=fields)
     assert whole.usage == EXPECTED_USAGE
     assert server.requests[0].json.get("stream") in (False, None)
-
-
-# -- credentials ------------------------------------------------------------------------------------
-
-
-async def test_missing_key_fails_at_construction_naming_the_variable(server: LoopbackServer) -> None:
-    with pytest.raises(MissingCredentials, match="GROQ_API_KEY"):
-        iModel(provider="groq", model=MODEL)
-    assert server.requests == []
-
-
-async def test_key_from_the_environment_is_sent(
-    server: LoopbackServer, make: Callable[..., iModel], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GROQ_API_KEY", "gsk-from-env")
-    server.add(Reply(pieces=sse(text_stream("ok"))))
-
-    await run(make(api_key=None))
-
-    assert server.requests[0].headers["authorization"] == "Bearer gsk-from-env"
-
-
-# -- cancellation -----------------------------------------------------------------------------------
-
-
-async def test_leaving_the_stream_block_early_closes_the_connection(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse(text_stream(*[f"t{i} " for i in range(40)])), delay=0.05))
-
-    async with make().stream(HI) as call:
-        seen = 0
-        async for _ in call:
-            seen += 1
-            if seen == 2:
-                break
-
-    received = server.requests[-1]
-    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
-    assert call.response is not None
-    assert call.response.incomplete
-    assert call.response.text == "t0 t1 "
-
-
-async def test_breaking_out_of_the_seed_loop_closes_the_connection(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse(text_stream(*[f"t{i} " for i in range(40)])), delay=0.05))
-
-    seen = 0
-    async for _ in make().invoke(HI):
-        seen += 1
-        if seen == 2:
-            break
-    for _ in range(5):
-        await anyio.lowlevel.checkpoint()
-
-    received = server.requests[-1]
-    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
-    assert not received.completed.is_set()

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import openai
 import pytest
 from pydantic import BaseModel
 
-from lionflow import (
-    AuthenticationError,
-    Chunk,
-    ConfigurationError,
-    MissingCredentials,
-    ProviderConnectionError,
-    ProviderHTTPError,
-    RateLimitError,
-    Response,
-    StreamInterrupted,
-    Usage,
-    iModel,
-)
+from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
 from lionflow.services.providers.openai_chat import OpenAIChatProvider
-from tests.loopback import LoopbackServer, Reply, split, sse
+from tests.loopback import LoopbackServer, Reply, sse
+from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "gpt-4o-mini-2024-07-18"
-HI = [{"role": "user", "content": "hi"}]
 USAGE = {
     "prompt_tokens": 20,
     "completion_tokens": 12,
@@ -86,28 +71,26 @@ def tool(
     return fragment
 
 
-@pytest.fixture
-async def make(server: LoopbackServer) -> AsyncIterator[Callable[..., iModel]]:
-    models: list[iModel] = []
-
-    def factory(**kwargs: Any) -> iModel:
-        options: dict[str, Any] = {"api_key": "test", "base_url": server.url + "/v1", "max_retries": 0}
-        model = iModel(provider="openai", model="gpt-4o-mini", **(options | kwargs))
-        models.append(model)
-        return model
-
-    yield factory
-    for model in models:
-        await model.aclose()
-
-
-async def run(
-    model: iModel, messages: list[dict[str, Any]] = HI, **params: Any
-) -> tuple[list[Chunk], Response]:
-    async with model.stream(messages, **params) as call:
-        chunks = [chunk async for chunk in call]
-    assert call.response is not None
-    return chunks, call.response
+CASE = ProviderCase(
+    id="openai_chat",
+    provider="openai",
+    model="gpt-4o-mini",
+    endpoint_name="chat",
+    path="/v1",
+    key_variables=("OPENAI_API_KEY",),
+    base_url_variable="OPENAI_BASE_URL",
+    text_body=lambda *texts: sse(text_stream(*texts)),
+    cut_body=lambda *texts: sse([event({"content": text}) for text in texts], done=False),
+    cut_message="without a finish reason",
+    error_body=openai_error_body,
+    errors=SdkErrors(
+        authentication=openai.AuthenticationError,
+        rate_limit=openai.RateLimitError,
+        server=openai.InternalServerError,
+        connection=openai.APIConnectionError,
+        dropped=openai.APIConnectionError,
+    ),
+)
 
 
 # -- streaming ---------------------------------------------------------------------------------------
@@ -327,21 +310,6 @@ async def test_repeated_finish_reason_still_ends_in_exactly_one_finish(
     assert response.usage == EXPECTED_USAGE
 
 
-async def test_unicode_survives_events_and_utf8_sequences_split_across_reads(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    text = "Grüße aus Köln — 東京も 🎉🦁 done"
-    deltas = [text[i : i + 3] for i in range(0, len(text), 3)]
-    body = sse(text_stream(*deltas))
-    server.add(Reply(pieces=split(body, 7)))
-
-    chunks, response = await run(make())
-
-    assert response.text == text
-    assert [c.data for c in chunks if c.type == "text"] == deltas
-    assert server.requests[0].pieces_sent == len(split(body, 7))
-
-
 # -- errors -----------------------------------------------------------------------------------------
 
 
@@ -374,101 +342,6 @@ async def test_error_chunk_mid_stream_raises_stream_interrupted_with_the_text_so
     assert partial.text == "Partial answer"
     assert partial.incomplete
     assert partial.finish_reason == "error"
-
-
-async def test_stream_ending_without_a_finish_reason_is_an_interruption(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse([event({"content": "half an ans"})], done=False)))
-
-    with pytest.raises(StreamInterrupted, match="without a finish reason") as caught:
-        await make().invoke(HI)
-
-    assert caught.value.response is not None
-    assert caught.value.response.text == "half an ans"
-    assert caught.value.response.incomplete
-
-
-async def test_connection_dropped_mid_stream_is_a_retryable_interruption(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse([event({"content": "Half"})], done=False), abort=True))
-
-    with pytest.raises(StreamInterrupted) as caught:
-        await make().invoke(HI)
-
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, openai.APIConnectionError)
-    assert caught.value.response is not None
-    assert caught.value.response.text == "Half"
-    assert caught.value.response.incomplete
-
-
-async def test_http_401_is_an_authentication_error(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(
-        Reply.json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
-    )
-
-    with pytest.raises(AuthenticationError, match="Incorrect API key provided") as caught:
-        await make().invoke(HI)
-
-    assert isinstance(caught.value.__cause__, openai.AuthenticationError)
-    assert not caught.value.retryable
-
-
-async def test_http_429_is_a_rate_limit_error_with_retry_after(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply.json(429, {"error": {"message": "Slow down"}}, headers={"retry-after": "7"}))
-
-    with pytest.raises(RateLimitError) as caught:
-        await make().invoke(HI)
-
-    assert caught.value.retry_after == 7.0
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, openai.RateLimitError)
-
-
-@pytest.mark.parametrize("status", [500, 503])
-async def test_server_errors_are_retryable_http_errors(
-    server: LoopbackServer, make: Callable[..., iModel], status: int
-) -> None:
-    server.add(Reply.json(status, {"error": {"message": "upstream trouble"}}))
-
-    with pytest.raises(ProviderHTTPError) as caught:
-        await make().invoke(HI)
-
-    assert caught.value.status_code == status
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, openai.APIStatusError)
-
-
-async def test_a_503_is_retried_and_the_second_attempt_streams(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply.json(503, {"error": {"message": "overloaded"}}), Reply(pieces=sse(text_stream("fine"))))
-    model = make(max_retries=1, retry_initial_delay=0.001)
-
-    call = model.invoke(HI)
-    response = await call
-
-    assert response.text == "fine"
-    assert call.attempts == 2
-    assert len(server.requests) == 2
-
-
-async def test_connection_refused_is_a_connection_error(make: Callable[..., iModel]) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
-
-    with pytest.raises(ProviderConnectionError) as caught:
-        await make(base_url=f"http://127.0.0.1:{port}/v1").invoke(HI)
-
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, openai.APIConnectionError)
 
 
 # -- what the server receives ---------------------------------------------------------------------
@@ -679,75 +552,6 @@ async def test_non_streaming_call_gives_the_same_response_as_streaming(
     body = server.requests[0].json
     assert body.get("stream") in (False, None)
     assert "stream_options" not in body
-
-
-# -- credentials ------------------------------------------------------------------------------------
-
-
-async def test_missing_key_fails_at_construction_naming_the_variable(server: LoopbackServer) -> None:
-    with pytest.raises(MissingCredentials, match="OPENAI_API_KEY"):
-        iModel(provider="openai", model="gpt-4o-mini")
-    assert server.requests == []
-
-
-async def test_key_from_the_environment_is_sent(
-    server: LoopbackServer, make: Callable[..., iModel], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
-    server.add(Reply(pieces=sse(text_stream("ok"))))
-
-    await run(make(api_key=None))
-
-    assert server.requests[0].headers["authorization"] == "Bearer sk-from-env"
-
-
-async def test_a_compatible_server_needs_no_key(server: LoopbackServer, make: Callable[..., iModel]) -> None:
-    server.add(Reply(pieces=sse(text_stream("local"))))
-    _, response = await run(make(api_key=None))
-    assert response.text == "local"
-
-
-# -- cancellation -----------------------------------------------------------------------------------
-
-
-async def test_leaving_the_stream_block_early_closes_the_connection(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse(text_stream(*[f"w{i} " for i in range(40)])), delay=0.05))
-    model = make()
-
-    async with model.stream(HI) as call:
-        seen = 0
-        async for _ in call:
-            seen += 1
-            if seen == 2:
-                break
-
-    received = server.requests[-1]
-    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
-    assert not received.completed.is_set()
-    assert call.response is not None
-    assert call.response.incomplete
-    assert call.response.text == "w0 w1 "
-
-
-async def test_breaking_out_of_the_seed_loop_closes_the_connection(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse(text_stream(*[f"w{i} " for i in range(40)])), delay=0.05))
-    model = make()
-
-    seen = 0
-    async for _ in model.invoke(HI):
-        seen += 1
-        if seen == 2:
-            break
-    for _ in range(5):
-        await anyio.lowlevel.checkpoint()
-
-    received = server.requests[-1]
-    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
-    assert not received.completed.is_set()
 
 
 # -- endpoints --------------------------------------------------------------------------------------

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import openai
 import pytest
 
 from lionflow import Chunk, Usage, iModel
-from lionflow.services.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    MissingCredentials,
-    ProviderConnectionError,
-    ProviderHTTPError,
-    RateLimitError,
-    StreamInterrupted,
-)
+from lionflow.services.errors import ConfigurationError, StreamInterrupted
 from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
-from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
+from tests.loopback import LoopbackServer, Reply, anthropic_sse
+from tests.providers.helpers import ProviderCase, SdkErrors, openai_error_body, run
 
 pytestmark = pytest.mark.anyio
 
@@ -136,18 +128,30 @@ def text_body(*deltas: str, terminal: dict[str, Any] | None = None) -> list[byte
     return body(message_added(), *(text_delta(d) for d in deltas), terminal=terminal or completed())
 
 
+CASE = ProviderCase(
+    id="openai_responses",
+    provider="openai",
+    model=MODEL,
+    endpoint="responses",
+    endpoint_name="responses",
+    path="/v1",
+    key_variables=("OPENAI_API_KEY",),
+    base_url_variable="OPENAI_BASE_URL",
+    text_body=text_body,
+    cut_body=lambda *deltas: body(message_added(), *(text_delta(d) for d in deltas)),
+    cut_message="before the response completed",
+    error_body=openai_error_body,
+    errors=SdkErrors(
+        authentication=openai.AuthenticationError,
+        rate_limit=openai.RateLimitError,
+        server=openai.InternalServerError,
+        connection=openai.APIConnectionError,
+        dropped=openai.APIConnectionError,
+    ),
+)
+
+
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def make_model(server: LoopbackServer, **kwargs: Any) -> iModel:
-    options: dict[str, Any] = {"api_key": "test", "base_url": server.url + "/v1", "max_retries": 0}
-    return iModel(provider="openai", model=MODEL, endpoint="responses", **(options | kwargs))
-
-
-async def collect(model: iModel, messages: Any = "hi", **params: Any) -> list[Chunk]:
-    chunks = [chunk async for chunk in model.invoke(messages, **params)]
-    await model.aclose()
-    return chunks
 
 
 def kinds(chunks: list[Chunk]) -> list[str]:
@@ -157,13 +161,17 @@ def kinds(chunks: list[Chunk]) -> list[str]:
 # -- streaming -------------------------------------------------------------------------------------
 
 
-async def test_endpoint_selects_the_responses_adapter(server: LoopbackServer) -> None:
-    assert isinstance(make_model(server).adapter, OpenAIResponsesProvider)
+async def test_endpoint_selects_the_responses_adapter(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    assert isinstance(make().adapter, OpenAIResponsesProvider)
 
 
-async def test_text_streams_as_deltas_then_usage_then_one_finish(server: LoopbackServer) -> None:
+async def test_text_streams_as_deltas_then_usage_then_one_finish(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=text_body("Hello", "", ", world", "!")))
-    model = make_model(server)
+    model = make()
     call = model.invoke("hi")
     chunks = [chunk async for chunk in call]
 
@@ -194,16 +202,17 @@ async def test_text_streams_as_deltas_then_usage_then_one_finish(server: Loopbac
         "stream": True,
         "input": [{"type": "message", "role": "user", "content": "hi"}],
     }
-    await model.aclose()
 
 
-async def test_text_index_is_the_output_index(server: LoopbackServer) -> None:
+async def test_text_index_is_the_output_index(server: LoopbackServer, make: Callable[..., iModel]) -> None:
     server.add(Reply(pieces=body(message_added(2), text_delta("late item", 2), terminal=completed())))
-    chunks = await collect(make_model(server))
+    chunks, _ = await run(make())
     assert [(c.data, c.index) for c in chunks if c.type == "text"] == [("late item", 2)]
 
 
-async def test_reasoning_summary_and_reasoning_text(server: LoopbackServer) -> None:
+async def test_reasoning_summary_and_reasoning_text(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     def summary(delta: str, part: int) -> dict[str, Any]:
         return {
             "type": "response.reasoning_summary_text.delta",
@@ -226,9 +235,8 @@ async def test_reasoning_summary_and_reasoning_text(server: LoopbackServer) -> N
             pieces=body(*events, reasoning_text, message_added(2), text_delta("42", 2), terminal=completed())
         )
     )
-    model = make_model(server, reasoning={"effort": "low", "summary": "auto"})
+    model = make(reasoning={"effort": "low", "summary": "auto"})
     response = await model.invoke("think")
-    await model.aclose()
 
     # summary parts are paragraphs: a break between them, none inside one
     assert response.reasoning == "First idea.\n\nSecond idea. Raw thought."
@@ -238,7 +246,9 @@ async def test_reasoning_summary_and_reasoning_text(server: LoopbackServer) -> N
     assert server.requests[0].json["reasoning"] == {"effort": "low", "summary": "auto"}
 
 
-async def test_parallel_tool_calls_carry_call_id_and_name_on_every_fragment(server: LoopbackServer) -> None:
+async def test_parallel_tool_calls_carry_call_id_and_name_on_every_fragment(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     events = [
         call_added(0, "call_weather", "get_weather"),
         call_added(1, "call_time", "get_time"),
@@ -256,10 +266,9 @@ async def test_parallel_tool_calls_carry_call_id_and_name_on_every_fragment(serv
         call_done(1, "call_time", "get_time", '{"zone": "UTC"}'),
     ]
     server.add(Reply(pieces=body(*events, terminal=completed())))
-    model = make_model(server)
+    model = make()
     call = model.invoke("weather and time?")
     chunks = [chunk async for chunk in call]
-    await model.aclose()
 
     tool_chunks = [c for c in chunks if c.type == "tool_call"]
     assert [(c.index, c.tool_call_id, c.tool_name, c.data) for c in tool_chunks] == [
@@ -278,14 +287,16 @@ async def test_parallel_tool_calls_carry_call_id_and_name_on_every_fragment(serv
     assert chunks[-1].metadata["status"] == "completed"
 
 
-async def test_arguments_sent_only_whole_still_make_one_tool_call_chunk(server: LoopbackServer) -> None:
+async def test_arguments_sent_only_whole_still_make_one_tool_call_chunk(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     events = [
         call_added(0, "call_a", "lookup"),
         call_done(0, "call_a", "lookup", '{"q": "x"}'),  # no deltas at all
         call_done(1, "call_b", "fetch", '{"id": 7}'),  # not even an output_item.added
     ]
     server.add(Reply(pieces=body(*events, terminal=completed())))
-    chunks = await collect(make_model(server))
+    chunks, _ = await run(make())
 
     tool_chunks = [c for c in chunks if c.type == "tool_call"]
     assert [(c.tool_call_id, c.tool_name, c.data, c.index) for c in tool_chunks] == [
@@ -295,7 +306,7 @@ async def test_arguments_sent_only_whole_still_make_one_tool_call_chunk(server: 
     assert chunks[-1].finish_reason == "tool_calls"
 
 
-async def test_refusal_streams_as_refusal_chunks(server: LoopbackServer) -> None:
+async def test_refusal_streams_as_refusal_chunks(server: LoopbackServer, make: Callable[..., iModel]) -> None:
     def refusal(delta: str) -> dict[str, Any]:
         return {
             "type": "response.refusal.delta",
@@ -312,9 +323,8 @@ async def test_refusal_streams_as_refusal_chunks(server: LoopbackServer) -> None
             )
         )
     )
-    model = make_model(server)
+    model = make()
     response = await model.invoke("something bad")
-    await model.aclose()
     assert response.refusal == "I can't help with that."
     assert response.text == ""
     assert response.finish_reason == "stop"
@@ -323,13 +333,14 @@ async def test_refusal_streams_as_refusal_chunks(server: LoopbackServer) -> None
 @pytest.mark.parametrize(
     ("reason", "expected"), [("max_output_tokens", "length"), ("content_filter", "content_filter")]
 )
-async def test_incomplete_response_finish_reasons(server: LoopbackServer, reason: str, expected: str) -> None:
+async def test_incomplete_response_finish_reasons(
+    server: LoopbackServer, make: Callable[..., iModel], reason: str, expected: str
+) -> None:
     terminal = completed("incomplete", incomplete_details={"reason": reason})
     server.add(Reply(pieces=text_body("Once upon a", terminal=terminal)))
-    model = make_model(server, max_tokens=3)
+    model = make(max_tokens=3)
     call = model.invoke("story")
     chunks = [chunk async for chunk in call]
-    await model.aclose()
 
     assert kinds(chunks) == ["text", "usage", "finish"]
     finish = chunks[-1]
@@ -342,45 +353,41 @@ async def test_incomplete_response_finish_reasons(server: LoopbackServer, reason
     assert server.requests[0].json["max_output_tokens"] == 3
 
 
-async def test_no_usage_chunk_when_the_server_reports_none(server: LoopbackServer) -> None:
+async def test_no_usage_chunk_when_the_server_reports_none(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=text_body("ok", terminal=completed(usage=None))))
-    chunks = await collect(make_model(server))
+    chunks, _ = await run(make())
     assert kinds(chunks) == ["text", "finish"]
 
 
-async def test_usage_without_detail_objects(server: LoopbackServer) -> None:
+async def test_usage_without_detail_objects(server: LoopbackServer, make: Callable[..., iModel]) -> None:
     usage = {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}  # an OpenAI-compatible server
     server.add(Reply(pieces=text_body("ok", terminal=completed(usage=usage))))
-    chunks = await collect(make_model(server))
+    chunks, _ = await run(make())
     assert chunks[-2].usage == Usage(input_tokens=5, output_tokens=2, total_tokens=7)
-
-
-async def test_unicode_split_across_tcp_pieces(server: LoopbackServer) -> None:
-    deltas = ["Grüße aus ", "東京 ", "🎉🚀", " — fin"]
-    server.add(Reply(pieces=split(text_body(*deltas), 7)))
-    chunks = await collect(make_model(server))
-    assert [c.data for c in chunks if c.type == "text"] == deltas
-    assert kinds(chunks)[-2:] == ["usage", "finish"]
 
 
 # -- errors ----------------------------------------------------------------------------------------
 
 
-async def _interrupted(server: LoopbackServer, pieces: list[bytes]) -> tuple[StreamInterrupted, list[Chunk]]:
+async def _interrupted(
+    server: LoopbackServer, model: iModel, pieces: list[bytes]
+) -> tuple[StreamInterrupted, list[Chunk]]:
     server.add(Reply(pieces=pieces))
-    model = make_model(server)
     chunks: list[Chunk] = []
     with pytest.raises(StreamInterrupted) as caught:
         async for chunk in model.invoke("hi"):
             chunks.append(chunk)
-    await model.aclose()
     return caught.value, chunks
 
 
-async def test_error_event_mid_stream_interrupts_with_the_partial_response(server: LoopbackServer) -> None:
+async def test_error_event_mid_stream_interrupts_with_the_partial_response(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     error = {"type": "error", "code": "server_error", "message": "The server had an error", "param": None}
     pieces = body(message_added(), text_delta("Partial "), text_delta("answer"), error)
-    exc, chunks = await _interrupted(server, pieces)
+    exc, chunks = await _interrupted(server, make(), pieces)
 
     assert [c.data for c in chunks] == ["Partial ", "answer"]
     assert "The server had an error" in str(exc)
@@ -391,13 +398,15 @@ async def test_error_event_mid_stream_interrupts_with_the_partial_response(serve
     assert exc.response.finish_reason == "error"
 
 
-async def test_nested_error_event_raised_by_the_sdk_interrupts(server: LoopbackServer) -> None:
+async def test_nested_error_event_raised_by_the_sdk_interrupts(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     # The API also sends error events with the fields nested under "error"; the SDK raises for those.
     error = {
         "type": "error",
         "error": {"type": "invalid_request_error", "code": "bad_input", "message": "nope"},
     }
-    exc, _ = await _interrupted(server, body(message_added(), text_delta("So far"), error))
+    exc, _ = await _interrupted(server, make(), body(message_added(), text_delta("So far"), error))
 
     assert isinstance(exc.__cause__, openai.APIError)
     assert "nope" in str(exc)
@@ -406,18 +415,20 @@ async def test_nested_error_event_raised_by_the_sdk_interrupts(server: LoopbackS
     assert exc.response.text == "So far"
 
 
-async def test_rate_limit_error_event_is_retryable(server: LoopbackServer) -> None:
+async def test_rate_limit_error_event_is_retryable(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     error = {"type": "error", "code": "rate_limit_exceeded", "message": "slow down", "param": None}
-    exc, _ = await _interrupted(server, body(message_added(), text_delta("x"), error))
+    exc, _ = await _interrupted(server, make(), body(message_added(), text_delta("x"), error))
     assert exc.retryable
 
 
-async def test_failed_response_interrupts(server: LoopbackServer) -> None:
+async def test_failed_response_interrupts(server: LoopbackServer, make: Callable[..., iModel]) -> None:
     failed = {
         "type": "response.failed",
         "response": response("failed", error={"code": "invalid_prompt", "message": "prompt flagged"}),
     }
-    exc, _ = await _interrupted(server, body(message_added(), text_delta("Begin"), failed))
+    exc, _ = await _interrupted(server, make(), body(message_added(), text_delta("Begin"), failed))
     assert "invalid_prompt" in str(exc)
     assert "prompt flagged" in str(exc)
     assert not exc.retryable
@@ -426,77 +437,12 @@ async def test_failed_response_interrupts(server: LoopbackServer) -> None:
     assert exc.response.incomplete
 
 
-async def test_stream_cut_before_the_terminal_event_interrupts(server: LoopbackServer) -> None:
-    exc, _ = await _interrupted(server, body(message_added(), text_delta("Half an")))
-    assert exc.retryable
-    assert exc.response is not None
-    assert exc.response.text == "Half an"
-    assert exc.response.incomplete
-
-
-async def test_http_401_is_an_authentication_error(server: LoopbackServer) -> None:
-    server.add(
-        Reply.json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
-    )
-    model = make_model(server)
-    with pytest.raises(AuthenticationError) as caught:
-        await model.invoke("hi")
-    await model.aclose()
-    assert "Incorrect API key provided" in str(caught.value)
-    assert isinstance(caught.value.__cause__, openai.AuthenticationError)
-
-
-async def test_http_429_carries_retry_after(server: LoopbackServer) -> None:
-    server.add(Reply.json(429, {"error": {"message": "Rate limit reached"}}, headers={"retry-after": "3"}))
-    model = make_model(server)
-    with pytest.raises(RateLimitError) as caught:
-        await model.invoke("hi")
-    await model.aclose()
-    assert caught.value.retry_after == 3.0
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, openai.RateLimitError)
-
-
-@pytest.mark.parametrize("status", [500, 503])
-async def test_server_errors_are_retryable_http_errors(server: LoopbackServer, status: int) -> None:
-    server.add(Reply.json(status, {"error": {"message": "overloaded"}}))
-    model = make_model(server)
-    with pytest.raises(ProviderHTTPError) as caught:
-        await model.invoke("hi")
-    await model.aclose()
-    assert caught.value.status_code == status
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, openai.InternalServerError)
-
-
-async def test_a_503_then_a_good_stream_succeeds_on_retry(server: LoopbackServer) -> None:
-    server.add(Reply.json(503, {"error": {"message": "busy"}}), Reply(pieces=text_body("recovered")))
-    model = make_model(server, max_retries=1, retry_initial_delay=0.001)
-    call = model.invoke("hi")
-    response = await call
-    await model.aclose()
-    assert response.text == "recovered"
-    assert call.attempts == 2
-    assert len(server.requests) == 2
-
-
-async def test_connection_refused_is_a_connection_error() -> None:
-    with LoopbackServer() as closed:
-        url = closed.url
-    model = iModel(
-        provider="openai", model=MODEL, endpoint="responses", api_key="t", base_url=url + "/v1", max_retries=0
-    )
-    with pytest.raises(ProviderConnectionError) as caught:
-        await model.invoke("hi")
-    await model.aclose()
-    assert caught.value.retryable
-    assert isinstance(caught.value.__cause__, openai.APIConnectionError)
-
-
 # -- what the server receives ----------------------------------------------------------------------
 
 
-async def test_messages_become_instructions_and_input_items(server: LoopbackServer) -> None:
+async def test_messages_become_instructions_and_input_items(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     server.add(Reply(pieces=text_body("done")))
     messages = [
         {"role": "system", "content": "Be brief."},
@@ -521,7 +467,7 @@ async def test_messages_become_instructions_and_input_items(server: LoopbackServ
         {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
         {"role": "tool", "tool_call_id": "call_2", "content": {"time": "12:00"}},
     ]
-    await collect(make_model(server), messages)
+    await run(make(), messages)
 
     sent = server.requests[0].json
     assert sent["instructions"] == "Be brief.\n\nUse metric units."
@@ -540,7 +486,7 @@ async def test_messages_become_instructions_and_input_items(server: LoopbackServ
     ]
 
 
-async def test_parameters_map_to_responses_names(server: LoopbackServer) -> None:
+async def test_parameters_map_to_responses_names(server: LoopbackServer, make: Callable[..., iModel]) -> None:
     server.add(Reply(pieces=text_body("ok")))
     tools = [
         {
@@ -553,10 +499,8 @@ async def test_parameters_map_to_responses_names(server: LoopbackServer) -> None
         },
         {"type": "web_search"},  # a built-in tool goes as given
     ]
-    model = make_model(server, temperature=0.3, top_p=0.9, max_tokens=50)
-    await collect(
-        model, "hi", tools=tools, tool_choice="get_weather", truncation="auto", custom_flag={"a": 1}
-    )
+    model = make(temperature=0.3, top_p=0.9, max_tokens=50)
+    await run(model, "hi", tools=tools, tool_choice="get_weather", truncation="auto", custom_flag={"a": 1})
 
     sent = server.requests[0].json
     assert sent["temperature"] == 0.3
@@ -580,10 +524,12 @@ async def test_parameters_map_to_responses_names(server: LoopbackServer) -> None
 
 
 @pytest.mark.parametrize(("choice", "wire"), [("auto", "auto"), ("any", "required"), ("none", "none")])
-async def test_tool_choice_modes(server: LoopbackServer, choice: str, wire: str) -> None:
+async def test_tool_choice_modes(
+    server: LoopbackServer, make: Callable[..., iModel], choice: str, wire: str
+) -> None:
     server.add(Reply(pieces=text_body("ok")))
     tools = [{"name": "f", "parameters": {"type": "object", "properties": {}}, "strict": True}]
-    await collect(make_model(server), "hi", tools=tools, tool_choice=choice)
+    await run(make(), "hi", tools=tools, tool_choice=choice)
     sent = server.requests[0].json
     assert sent["tool_choice"] == wire
     assert sent["tools"][0]["strict"] is True  # a tool asking for strict mode keeps it
@@ -591,19 +537,20 @@ async def test_tool_choice_modes(server: LoopbackServer, choice: str, wire: str)
 
 @pytest.mark.parametrize(("param", "value"), [("stop", ["END"]), ("seed", 7)])
 async def test_stop_and_seed_are_refused_before_any_request(
-    server: LoopbackServer, param: str, value: Any
+    server: LoopbackServer, make: Callable[..., iModel], param: str, value: Any
 ) -> None:
-    model = make_model(server, **{param: value})
+    model = make(**{param: value})
     with pytest.raises(ConfigurationError, match=f"Responses API does not accept '{param}'"):
         await model.invoke("hi")
-    await model.aclose()
     assert server.requests == []
 
 
 # -- non-streaming ---------------------------------------------------------------------------------
 
 
-async def test_non_streaming_gives_the_same_response(server: LoopbackServer) -> None:
+async def test_non_streaming_gives_the_same_response(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     output = [
         {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Think."}]},
         {
@@ -616,10 +563,9 @@ async def test_non_streaming_gives_the_same_response(server: LoopbackServer) -> 
         call_item(2, "call_x", "lookup", '{"q": "lionflow"}', "completed"),
     ]
     server.add(Reply.json(200, response("completed", output=output, usage=USAGE)))
-    model = make_model(server, stream=False)
+    model = make(stream=False)
     call = model.invoke("hi")
     chunks = [chunk async for chunk in call]
-    await model.aclose()
 
     assert kinds(chunks) == ["reasoning", "text", "tool_call", "usage", "finish"]
     assert server.requests[0].json["stream"] is False
@@ -642,7 +588,9 @@ async def test_non_streaming_gives_the_same_response(server: LoopbackServer) -> 
     }
 
 
-async def test_non_streaming_refusal_and_incomplete(server: LoopbackServer) -> None:
+async def test_non_streaming_refusal_and_incomplete(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     output = [
         {
             "id": "msg_1",
@@ -657,90 +605,22 @@ async def test_non_streaming_refusal_and_incomplete(server: LoopbackServer) -> N
             200, response("incomplete", output=output, incomplete_details={"reason": "content_filter"})
         )
     )
-    model = make_model(server, stream=False)
+    model = make(stream=False)
     response_ = await model.invoke("hi")
-    await model.aclose()
     assert response_.refusal == "No."
     assert response_.finish_reason == "content_filter"
     assert response_.metadata["incomplete_reason"] == "content_filter"
 
 
-async def test_non_streaming_failed_response_raises(server: LoopbackServer) -> None:
+async def test_non_streaming_failed_response_raises(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
     failed = response("failed", error={"code": "server_error", "message": "try again"})
     server.add(Reply.json(200, failed))
-    model = make_model(server, stream=False)
+    model = make(stream=False)
     with pytest.raises(Exception, match="try again") as caught:
         await model.invoke("hi")
-    await model.aclose()
     assert getattr(caught.value, "retryable", False)
-
-
-# -- credentials -----------------------------------------------------------------------------------
-
-
-async def test_missing_key_fails_at_construction(server: LoopbackServer) -> None:
-    with pytest.raises(MissingCredentials, match="OPENAI_API_KEY"):
-        iModel(provider="openai", model=MODEL, endpoint="responses")
-    assert server.requests == []
-
-
-async def test_key_from_the_environment(server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
-    server.add(Reply(pieces=text_body("ok")))
-    model = iModel(
-        provider="openai", model=MODEL, endpoint="responses", base_url=server.url + "/v1", max_retries=0
-    )
-    await collect(model)
-    assert server.requests[0].headers["authorization"] == "Bearer sk-from-env"
-
-
-async def test_no_key_needed_for_a_custom_base_url(server: LoopbackServer) -> None:
-    server.add(Reply(pieces=text_body("local")))
-    model = iModel(
-        provider="openai", model=MODEL, endpoint="responses", base_url=server.url + "/v1", max_retries=0
-    )
-    response_ = await model.invoke("hi")
-    await model.aclose()
-    assert response_.text == "local"
-
-
-# -- cancellation ----------------------------------------------------------------------------------
-
-
-def slow_body() -> Reply:
-    return Reply(pieces=text_body(*(f"word{i} " for i in range(40))), delay=0.05)
-
-
-async def test_leaving_the_stream_closes_the_connection(server: LoopbackServer) -> None:
-    server.add(slow_body())
-    model = make_model(server)
-    seen: list[Chunk] = []
-    async with model.stream("hi") as call:
-        async for chunk in call:
-            seen.append(chunk)
-            if len(seen) == 2:
-                break
-    assert server.requests[-1].disconnected.wait(2)
-    assert call.response is not None
-    assert call.response.incomplete
-    assert call.response.text == "word0 word1 "
-    await model.aclose()
-
-
-async def test_breaking_the_seed_loop_closes_the_connection(server: LoopbackServer) -> None:
-    server.add(slow_body())
-    model = make_model(server)
-    count = 0
-    async for _chunk in model.invoke("hi"):
-        count += 1
-        if count == 2:
-            break
-    for _ in range(3):
-        await anyio.lowlevel.checkpoint()
-    received = server.requests[-1]
-    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
-    assert not received.completed.is_set()
-    await model.aclose()
 
 
 async def test_message_conversion_rejects_unknown_roles() -> None:

@@ -1,4 +1,5 @@
-"""What every adapter needs and no SDK provides: credentials, HTTP error mapping, tool normalization.
+"""What every adapter needs and no SDK provides: credentials and the client's life, HTTP error
+mapping, tool normalization.
 
 The one chat-message format lionflow accepts is OpenAI's chat format: dicts with ``role`` (system,
 user, assistant, tool), ``content`` (a string or a list of ``{"type": "text", "text": ...}``
@@ -10,15 +11,18 @@ with arguments as a JSON string or an object) and tool results (``{"role": "tool
 from __future__ import annotations
 
 import email.utils
+import inspect
 import json
+import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
+from lionflow.services.chunk import Chunk
 from lionflow.services.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -28,15 +32,22 @@ from lionflow.services.errors import (
     RateLimitError,
     StreamInterrupted,
 )
+from lionflow.services.providers.base import Provider
 
 __all__ = [
+    "PLACEHOLDER_KEY",
+    "SdkProvider",
     "ToolChoice",
     "ToolSpec",
     "content_text",
     "interrupted",
+    "listed",
+    "malformed",
     "parse_arguments",
     "resolve_api_key",
     "retry_after_seconds",
+    "sdk_arguments",
+    "sdk_parameters",
     "split_system",
     "status_error",
     "tool_choice",
@@ -69,27 +80,94 @@ def resolve_api_key(
     return None
 
 
+PLACEHOLDER_KEY = "no-key"
+"""The key a client is built with when none is needed: the SDKs refuse to build one without a key."""
+
+
+class SdkProvider(Provider):
+    """Base of the adapters over an official SDK's client: the endpoint check, the API key, `aclose()`.
+
+    The key is `api_key`, else the first of `api_key_variables` set in the environment. It may be
+    missing only when the client talks to a server of the user's choosing (`base_url`, or the
+    SDK's own `base_url_variable` in the environment), which may need none; `client_key` is then
+    `PLACEHOLDER_KEY`. `server` is that custom server, or None for the provider's own API.
+
+    `endpoints` names the endpoint the adapter serves, first, and its other spellings (None always
+    selects it). A subclass builds its client as `_client` in its constructor, after calling this
+    one; `aclose()` closes it.
+    """
+
+    api_key_variables: ClassVar[tuple[str, ...]]
+    base_url_variable: ClassVar[str | None] = None
+    endpoints: ClassVar[tuple[str, ...]]
+    _client: Any
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.for_endpoint(endpoint)
+        variable = self.base_url_variable
+        self.server = base_url or (os.environ.get(variable) if variable else None)
+        key = resolve_api_key(api_key, self.api_key_variables, self.name, required=self.server is None)
+        super().__init__(model=model, api_key=key, base_url=base_url, endpoint=endpoint)
+        self.client_key = key or PLACEHOLDER_KEY
+
+    @classmethod
+    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
+        if endpoint is None or endpoint.strip("/").lower() in cls.endpoints:
+            return cls
+        raise ConfigurationError(
+            f"provider {cls.name!r} has only the {cls.endpoints[0]!r} endpoint, not {endpoint!r}"
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+async def listed(chunks: Iterable[Chunk]) -> AsyncIterator[Chunk]:
+    """`chunks` as an async iterator: the stream of a non-streamed answer, mapped whole."""
+    for chunk in chunks:
+        yield chunk
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 
+def _seconds(value: str) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if present."""
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if present.
+
+    A value that is none of these (a proxy's own text, ``nan``) counts as absent: the error it came
+    with must still map to its own class.
+    """
     if not headers:
         return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(float(millis) / 1000, 0.0)
-        except ValueError:
-            pass
+    millis = _seconds(headers.get("retry-after-ms") or "")
+    if millis is not None:
+        return millis / 1000
     value = headers.get("retry-after")
     if not value:
         return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(parsed.timestamp() - time.time(), 0.0)
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
 
 
 def status_error(
@@ -105,6 +183,12 @@ def status_error(
     return ProviderHTTPError(status, message, provider=provider)
 
 
+def malformed(error: ValueError, provider: str) -> ProviderError:
+    """The error for a body or stream event that is not the JSON it should be (a proxy's error
+    page sent with status 200, an event cut short); the caller chains `error`."""
+    return ProviderError(f"{provider} sent a malformed response: {error}", provider=provider)
+
+
 def interrupted(error: ProviderError) -> StreamInterrupted:
     """`error`, raised during iteration, as the StreamInterrupted it is (same message, retryability)."""
     if isinstance(error, StreamInterrupted):
@@ -112,6 +196,31 @@ def interrupted(error: ProviderError) -> StreamInterrupted:
     result = StreamInterrupted(error.message, provider=error.provider, retryable=error.retryable)
     result.__cause__ = error.__cause__ or error
     return result
+
+
+# -- request parameters ----------------------------------------------------------------------------
+
+
+def sdk_parameters(method: Callable[..., Any]) -> frozenset[str]:
+    """The keyword arguments an SDK method takes."""
+    return frozenset(inspect.signature(method).parameters) - {"self"}
+
+
+def sdk_arguments(params: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """`params` as keyword arguments of an SDK method that takes `known` (see `sdk_parameters`).
+
+    The others travel in the request body as given (``extra_body``, over one the caller gave), so
+    that what this SDK version does not list (a newer parameter, a compatible server's own) still
+    reaches the API.
+    """
+    arguments: dict[str, Any] = {}
+    extra_body = dict(params.get("extra_body") or {})
+    for key, value in params.items():
+        if key != "extra_body":
+            (arguments if key in known else extra_body)[key] = value
+    if extra_body:
+        arguments["extra_body"] = extra_body
+    return arguments
 
 
 # -- messages --------------------------------------------------------------------------------------

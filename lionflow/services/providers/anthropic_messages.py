@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, ClassVar
@@ -34,27 +33,28 @@ from lionflow.services.errors import (
     ProviderError,
 )
 from lionflow.services.providers._common import (
+    SdkProvider,
     content_text,
     interrupted,
+    malformed,
     parse_arguments,
-    resolve_api_key,
+    sdk_arguments,
+    sdk_parameters,
     split_system,
     status_error,
     tool_choice,
     tool_specs,
 )
-from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers.base import ChunkStream, ModelRequest
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider"]
 
 DEFAULT_MAX_TOKENS = 4096
 """Sent when the call gives no ``max_tokens``: the Messages API requires one."""
 
-_ENV_VARS = ["ANTHROPIC_API_KEY"]
-
 # Keyword arguments `messages.create()` takes; any other parameter travels in `extra_body`, so that
 # wire parameters this SDK version does not list (temperature, top_p, top_k in SDK 2.x) still arrive.
-_SDK_ARGUMENTS = frozenset(inspect.signature(AsyncMessages.create).parameters) - {"self"}
+_SDK_ARGUMENTS = sdk_parameters(AsyncMessages.create)
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -196,15 +196,7 @@ def request_arguments(request: ModelRequest) -> dict[str, Any]:
     choice = _tool_choice(params.pop("tool_choice", None))
     if choice is not None:
         arguments["tool_choice"] = choice
-    extra_body = dict(params.pop("extra_body", None) or {})
-    for key, value in params.items():
-        if key in _SDK_ARGUMENTS:
-            arguments[key] = value
-        else:
-            extra_body[key] = value
-    if extra_body:
-        arguments["extra_body"] = extra_body
-    return arguments
+    return arguments | sdk_arguments(params, _SDK_ARGUMENTS)
 
 
 # -- response --------------------------------------------------------------------------------------
@@ -261,12 +253,12 @@ def _closing(
     return chunks
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(SdkProvider):
     """Claude through the Messages API: ``AsyncAnthropic().messages.create(stream=True, ...)``.
 
     The raw event stream is mapped here (not the SDK's ``.stream()`` helper). The key comes from
-    ``api_key=`` or ``ANTHROPIC_API_KEY``; with a ``base_url`` and no key, a placeholder is sent.
-    ``endpoint`` may be None or ``"messages"``.
+    ``api_key=`` or ``ANTHROPIC_API_KEY``; with a ``base_url`` (or ``ANTHROPIC_BASE_URL``, read by
+    the SDK) and no key, a placeholder is sent. ``endpoint`` may be None or ``"messages"``.
 
     Provider-specific choices:
 
@@ -288,6 +280,10 @@ class AnthropicProvider(Provider):
 
     name: ClassVar[str] = "anthropic"
     option_names: ClassVar[frozenset[str]] = frozenset({"default_headers"})
+    api_key_variables: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+    base_url_variable: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
+    endpoints: ClassVar[tuple[str, ...]] = ("messages",)
+    _client: anthropic.AsyncAnthropic
 
     def __init__(
         self,
@@ -298,24 +294,14 @@ class AnthropicProvider(Provider):
         endpoint: str | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.for_endpoint(endpoint)
-        key = resolve_api_key(api_key, _ENV_VARS, self.name, required=base_url is None)
-        super().__init__(model=model, api_key=key, base_url=base_url, endpoint=endpoint)
+        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
         # An explicit key also stops the SDK from looking for credential files and profiles.
         self._client = anthropic.AsyncAnthropic(
-            api_key=key or "no-key",
+            api_key=self.client_key,
             base_url=base_url,
-            max_retries=0,
+            max_retries=0,  # lionflow retries itself, only before the first chunk
             default_headers=default_headers,
         )
-
-    @classmethod
-    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
-        if endpoint not in (None, "messages"):
-            raise ConfigurationError(
-                f"provider 'anthropic' has only the 'messages' endpoint, not {endpoint!r}"
-            )
-        return cls
 
     async def open(self, request: ModelRequest) -> ChunkStream:
         arguments = request_arguments(request)
@@ -326,12 +312,11 @@ class AnthropicProvider(Provider):
             events = await self._client.messages.create(**arguments, stream=True)
         except anthropic.AnthropicError as error:
             raise _provider_error(error) from error
+        except json.JSONDecodeError as error:  # the whole answer's body
+            raise malformed(error, self.name) from error
         except ValueError as error:  # the SDK refuses a non-streaming call it expects to be too long
             raise ConfigurationError(str(error)) from error
         return ChunkStream(self._events(events), close=events.close)
-
-    async def aclose(self) -> None:
-        await self._client.close()
 
     async def _events(self, events: anthropic.AsyncStream[Any]) -> AsyncIterator[Chunk]:
         meta: dict[str, Any] = {"provider": self.name, "model": self.model}
@@ -374,6 +359,8 @@ class AnthropicProvider(Provider):
                     final = event
         except (anthropic.AnthropicError, httpx2.TransportError) as error:
             raise interrupted(_provider_error(error)) from error
+        except json.JSONDecodeError as error:
+            raise interrupted(malformed(error, self.name)) from error
         if final is None or final.delta.stop_reason is None:
             # Every complete message ends with a message_delta carrying the stop_reason.
             lost = ProviderConnectionError(

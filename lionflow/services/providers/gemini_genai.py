@@ -14,16 +14,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage
+from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.errors import ConfigurationError, ProviderConnectionError, ProviderError
-from lionflow.services.providers._common import interrupted, resolve_api_key, status_error
-from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers._common import SdkProvider, interrupted, malformed, status_error
+from lionflow.services.providers.base import ChunkStream, ModelRequest
 from lionflow.services.providers.gemini_genai_request import convert_messages, generate_config
 
 __all__ = ["GeminiProvider"]
-
-# The SDK's own order: GOOGLE_API_KEY wins when both are set.
-_ENV_VARS = ["GOOGLE_API_KEY", "GEMINI_API_KEY"]
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",
@@ -44,8 +41,14 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     ),
 }
 
-# Exceptions the SDK lets through: its own API errors, unparseable bodies, and the HTTP library's.
-_SDK_ERRORS = (genai_errors.APIError, genai_errors.UnknownApiResponseError, httpx2.HTTPError)
+# Exceptions the SDK lets through: its own API errors, unparseable bodies (streamed: its own error;
+# whole: json's), and the HTTP library's.
+_SDK_ERRORS = (
+    genai_errors.APIError,
+    genai_errors.UnknownApiResponseError,
+    json.JSONDecodeError,
+    httpx2.HTTPError,
+)
 
 # The HTTP responses opened by the stream being iterated now (see `_Stream`), for the response hook.
 _OPENED: ContextVar[list[httpx2.Response] | None] = ContextVar("lionflow_gemini_opened", default=None)
@@ -65,6 +68,8 @@ def _provider_error(error: Exception) -> ProviderError:
         # Mid-stream the SDK takes `code` from the error payload; without a usable one, call it a 500.
         code = error.code if isinstance(error.code, int) and error.code >= 400 else 500
         return status_error(code, message, provider="gemini", headers=headers)
+    if isinstance(error, json.JSONDecodeError):
+        return malformed(error, "gemini")
     if isinstance(error, httpx2.TimeoutException):
         return ProviderConnectionError(f"the request to Gemini timed out: {error!r}", provider="gemini")
     if isinstance(error, httpx2.TransportError):
@@ -135,9 +140,9 @@ class _Mapper:
                 metadata=meta,
                 raw_response=event,
             )
-        if part.text:
+        if part.text:  # the SDK validated the response: `text` is a str
             kind: ChunkType = "reasoning" if part.thought else "text"
-            return Chunk(type=kind, data=part.text, metadata=meta, raw_response=event)
+            return delta_chunk(kind, part.text, 0, meta, event)
         return None
 
     @property
@@ -211,13 +216,14 @@ async def _single(response: types.GenerateContentResponse) -> AsyncIterator[type
     yield response
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(SdkProvider):
     """Gemini through ``genai.Client().aio.models.generate_content_stream(model=, contents=, config=)``
     (``generate_content`` when ``stream=False``).
 
     The key comes from ``api_key=``, ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY`` (in that order, as the
-    SDK has it); with a ``base_url`` and no key, a placeholder is sent. Options: ``api_version``
-    (default ``"v1beta"``; the SDK's own default is ``v1``) and ``default_headers``.
+    SDK has it); with a ``base_url`` (or ``GOOGLE_GEMINI_BASE_URL``, read by the SDK) and no key, a
+    placeholder is sent. Options: ``api_version`` (default ``"v1beta"``; the SDK's own default is
+    ``v1``) and ``default_headers``.
 
     Provider-specific choices:
 
@@ -244,6 +250,11 @@ class GeminiProvider(Provider):
 
     name: ClassVar[str] = "gemini"
     option_names: ClassVar[frozenset[str]] = frozenset({"api_version", "default_headers"})
+    # The SDK's own order: GOOGLE_API_KEY wins when both are set.
+    api_key_variables: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    base_url_variable: ClassVar[str | None] = "GOOGLE_GEMINI_BASE_URL"
+    endpoints: ClassVar[tuple[str, ...]] = ("generate_content",)
+    _client: genai.Client
 
     def __init__(
         self,
@@ -255,9 +266,7 @@ class GeminiProvider(Provider):
         api_version: str = "v1beta",
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.for_endpoint(endpoint)
-        key = resolve_api_key(api_key, _ENV_VARS, self.name, required=base_url is None)
-        super().__init__(model=model, api_key=key, base_url=base_url, endpoint=endpoint)
+        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
         # Our own HTTP client, so that the response hook sees every response (the SDK would pick
         # aiohttp when installed) and lionflow's timeouts are the only ones (timeout=None).
         self._http = httpx2.AsyncClient(
@@ -272,15 +281,7 @@ class GeminiProvider(Provider):
         )
         # vertexai=False: the Gemini API whatever GOOGLE_GENAI_USE_VERTEXAI says. The Client lives as
         # long as this provider: dropping it mid-stream would let its finalizer close transports.
-        self._client = genai.Client(api_key=key or "no-key", vertexai=False, http_options=options)
-
-    @classmethod
-    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
-        if endpoint not in (None, "generate_content"):
-            raise ConfigurationError(
-                f"provider 'gemini' has only the 'generate_content' endpoint, not {endpoint!r}"
-            )
-        return cls
+        self._client = genai.Client(api_key=self.client_key, vertexai=False, http_options=options)
 
     async def open(self, request: ModelRequest) -> ChunkStream:
         system, contents = convert_messages(request.messages)

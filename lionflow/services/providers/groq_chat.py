@@ -6,9 +6,8 @@ Groq reports usage (``x_groq.usage`` on the last chunk), its error events, and i
 
 from __future__ import annotations
 
-import inspect
-import os
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import groq
@@ -17,15 +16,19 @@ from groq.resources.chat.completions import AsyncCompletions
 
 from lionflow.services.chunk import Chunk
 from lionflow.services.errors import ProviderConnectionError, ProviderError, StreamInterrupted
-from lionflow.services.providers._common import resolve_api_key
-from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
-from lionflow.services.providers.openai_chat_mapping import ChatChunkMapper, map_chunks, sdk_error
+from lionflow.services.providers._common import SdkProvider, listed, malformed, sdk_parameters
+from lionflow.services.providers.base import ChunkStream, ModelRequest
+from lionflow.services.providers.openai_chat_mapping import (
+    CHAT_ENDPOINTS,
+    ChatChunkMapper,
+    map_chunks,
+    sdk_error,
+)
 from lionflow.services.providers.openai_chat_messages import chat_messages, chat_params
 
 __all__ = ["GroqProvider"]
 
-_SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
-_NO_KEY = "no-key"  # the SDK refuses to build a client without a key; a proxy may need none
+_SDK_PARAMS = sdk_parameters(AsyncCompletions.create)
 
 
 class _GroqChunkMapper(ChatChunkMapper):
@@ -47,26 +50,27 @@ class _GroqChunkMapper(ChatChunkMapper):
         return chunks
 
 
-async def _whole(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
-    for chunk in chunks:
-        yield chunk
-
-
-class GroqProvider(Provider):
+class GroqProvider(SdkProvider):
     """Adapter over ``AsyncGroq().chat.completions.create(stream=True)`` (or the non-streaming call
     with ``stream=False``).
 
     The API key comes from ``api_key=`` or ``GROQ_API_KEY`` (optional when `base_url` or
-    ``GROQ_BASE_URL`` points elsewhere). Client option: ``default_headers``. ``max_tokens`` is sent
-    as ``max_completion_tokens`` (Groq's current name); there is no default limit. ``developer``
-    messages are sent as ``system`` (Groq has no developer role). Reasoning models' ``reasoning``
-    deltas become reasoning chunks; tool calls arrive whole, one chunk each. An ``event: error`` in
-    the stream raises `StreamInterrupted`, retryable only when the error is transient (never for
-    ``tool_use_failed``, where the model's own tool call was invalid).
+    ``GROQ_BASE_URL`` points elsewhere). Client option: ``default_headers``. ``endpoint`` may be
+    None or ``"chat"`` (``"chat/completions"``); any other raises `ConfigurationError` rather than
+    silently calling chat completions. ``max_tokens`` is sent as ``max_completion_tokens`` (Groq's
+    current name); there is no default limit. ``developer`` messages are sent as ``system`` (Groq
+    has no developer role). Reasoning models' ``reasoning`` deltas become reasoning chunks; tool
+    calls arrive whole, one chunk each. An ``event: error`` in the stream raises
+    `StreamInterrupted`, retryable only when the error is transient (never for ``tool_use_failed``,
+    where the model's own tool call was invalid).
     """
 
     name: ClassVar[str] = "groq"
     option_names: ClassVar[frozenset[str]] = frozenset({"default_headers"})
+    api_key_variables: ClassVar[tuple[str, ...]] = ("GROQ_API_KEY",)
+    base_url_variable: ClassVar[str | None] = "GROQ_BASE_URL"
+    endpoints: ClassVar[tuple[str, ...]] = CHAT_ENDPOINTS
+    _client: groq.AsyncGroq
 
     def __init__(
         self,
@@ -78,10 +82,8 @@ class GroqProvider(Provider):
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
-        server = base_url or os.environ.get("GROQ_BASE_URL")
-        key = resolve_api_key(api_key, ["GROQ_API_KEY"], self.name, required=server is None)
         self._client = groq.AsyncGroq(
-            api_key=key or _NO_KEY,
+            api_key=self.client_key,
             base_url=base_url,
             default_headers=default_headers,
             max_retries=0,  # lionflow retries itself, only before the first chunk
@@ -111,14 +113,13 @@ class GroqProvider(Provider):
         try:
             if not request.stream:
                 completion = await completions.create(**arguments, stream=False)
-                return ChunkStream(_whole(mapper.completion_chunks(completion)))
+                return ChunkStream(listed(mapper.completion_chunks(completion)))
             stream = await completions.create(**arguments, stream=True)
         except groq.APIError as exc:
             raise self._error(exc) from exc
+        except json.JSONDecodeError as exc:  # the whole answer's body
+            raise malformed(exc, self.name) from exc
         chunks = map_chunks(
             stream, mapper, errors=(groq.APIError, httpx.TransportError), map_error=self._error
         )
         return ChunkStream(chunks, close=stream.close)
-
-    async def aclose(self) -> None:
-        await self._client.close()

@@ -7,35 +7,30 @@ DeepSeek, OpenRouter, vLLM, Ollama and other OpenAI-compatible servers work thro
 
 from __future__ import annotations
 
-import inspect
-import os
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+import json
+from typing import Any
 
 import openai
 from openai.resources.chat.completions import AsyncCompletions
 
-from lionflow.services.chunk import Chunk
 from lionflow.services.errors import ConfigurationError, ProviderError
-from lionflow.services.providers._common import resolve_api_key
+from lionflow.services.providers._common import listed, malformed, sdk_parameters
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
-from lionflow.services.providers.openai_chat_mapping import ChatChunkMapper, map_chunks, sdk_error
+from lionflow.services.providers.openai_chat_mapping import (
+    CHAT_ENDPOINTS,
+    ChatChunkMapper,
+    map_chunks,
+    sdk_error,
+)
 from lionflow.services.providers.openai_chat_messages import chat_messages, chat_params
+from lionflow.services.providers.openai_client import OpenAIClientProvider
 
 __all__ = ["OpenAIChatProvider"]
 
-_CHAT_ENDPOINTS = frozenset({"chat", "chat/completions", "chat_completions"})
-_SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self"}
-# Without an API key the SDK refuses to build a client; a local server often needs none.
-_NO_KEY = "no-key"
+_SDK_PARAMS = sdk_parameters(AsyncCompletions.create)
 
 
-async def _whole(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
-    for chunk in chunks:
-        yield chunk
-
-
-class OpenAIChatProvider(Provider):
+class OpenAIChatProvider(OpenAIClientProvider):
     """Adapter over ``AsyncOpenAI().chat.completions.create(stream=True,
     stream_options={"include_usage": True})`` (or the non-streaming call with ``stream=False``).
 
@@ -50,41 +45,12 @@ class OpenAIChatProvider(Provider):
     ends with ``finish_reason="refusal"``; the native value stays in ``metadata["finish_reason"]``.
     """
 
-    name: ClassVar[str] = "openai"
-    option_names: ClassVar[frozenset[str]] = frozenset({"organization", "project", "default_headers"})
-
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        endpoint: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        default_headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
-        server = base_url or os.environ.get("OPENAI_BASE_URL")
-        key = resolve_api_key(api_key, ["OPENAI_API_KEY"], self.name, required=server is None)
-        self._client = openai.AsyncOpenAI(
-            api_key=key or _NO_KEY,
-            base_url=base_url,
-            organization=organization,
-            project=project,
-            default_headers=default_headers,
-            max_retries=0,  # lionflow retries itself, only before the first chunk
-        )
-        self._max_tokens_field = (
-            "max_completion_tokens" if server is None or "api.openai.com" in server else "max_tokens"
-        )
-
     @classmethod
     def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
         """Chat Completions (the default: ``None``, ``"chat"``, ``"chat/completions"``) or
         ``"responses"`` (the Responses API adapter)."""
         name = None if endpoint is None else endpoint.strip("/").lower()
-        if name is None or name in _CHAT_ENDPOINTS:
+        if name is None or name in CHAT_ENDPOINTS:
             return OpenAIChatProvider
         if name == "responses":
             from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
@@ -96,9 +62,11 @@ class OpenAIChatProvider(Provider):
         )
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
-        arguments = chat_params(
-            request.params, max_tokens_field=self._max_tokens_field, sdk_params=_SDK_PARAMS
+        server = self.server
+        max_tokens_field = (
+            "max_completion_tokens" if server is None or "api.openai.com" in server else "max_tokens"
         )
+        arguments = chat_params(request.params, max_tokens_field=max_tokens_field, sdk_params=_SDK_PARAMS)
         arguments["model"] = request.model
         arguments["messages"] = chat_messages(request.messages)
         stream_options = arguments.pop("stream_options", None) or {}
@@ -119,12 +87,11 @@ class OpenAIChatProvider(Provider):
         try:
             if not request.stream:
                 completion = await completions.create(**arguments, stream=False)
-                return ChunkStream(_whole(mapper.completion_chunks(completion)))
+                return ChunkStream(listed(mapper.completion_chunks(completion)))
             stream = await completions.create(**arguments, stream=True)
         except openai.APIError as exc:
             raise self._error(exc) from exc
+        except json.JSONDecodeError as exc:  # the whole answer's body
+            raise malformed(exc, self.name) from exc
         chunks = map_chunks(stream, mapper, errors=(openai.APIError,), map_error=self._error)
         return ChunkStream(chunks, close=stream.close)
-
-    async def aclose(self) -> None:
-        await self._client.close()

@@ -16,9 +16,20 @@ from typing import Any, Protocol
 
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.errors import ProviderConnectionError, ProviderError, StreamInterrupted
-from lionflow.services.providers._common import interrupted, status_error
+from lionflow.services.providers._common import interrupted, malformed, status_error
 
-__all__ = ["FINISH_REASONS", "ChatChunkMapper", "SdkStream", "chat_usage", "map_chunks", "sdk_error"]
+__all__ = [
+    "CHAT_ENDPOINTS",
+    "FINISH_REASONS",
+    "ChatChunkMapper",
+    "SdkStream",
+    "chat_usage",
+    "map_chunks",
+    "sdk_error",
+]
+
+CHAT_ENDPOINTS = ("chat", "chat/completions", "chat_completions")
+"""The names ``iModel(endpoint=...)`` may give the Chat Completions API (None selects it too)."""
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -267,10 +278,7 @@ async def map_chunks(
         except StopAsyncIteration:
             break
         except json.JSONDecodeError as exc:
-            error = ProviderError(
-                f"the provider sent a malformed stream event: {exc}", provider=mapper.provider
-            )
-            raise interrupted(error) from exc
+            raise interrupted(malformed(exc, mapper.provider)) from exc
         except errors as exc:
             raise interrupted(map_error(exc)) from exc
         for chunk in mapper.chunks(event):

@@ -9,16 +9,14 @@ keyed by ``output_index``, and reports usage and the final status only in its te
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import openai
-from openai import AsyncOpenAI
 
-from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage
+from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.errors import (
     ConfigurationError,
     ProviderConnectionError,
@@ -29,19 +27,20 @@ from lionflow.services.errors import (
 from lionflow.services.providers._common import (
     content_text,
     interrupted,
-    resolve_api_key,
+    listed,
+    malformed,
+    sdk_arguments,
+    sdk_parameters,
     split_system,
     status_error,
     tool_choice,
     tool_specs,
 )
-from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers.base import ChunkStream, ModelRequest
+from lionflow.services.providers.openai_client import OpenAIClientProvider
 
 __all__ = ["OpenAIResponsesProvider", "responses_input"]
 
-_ENV_VARS = ("OPENAI_API_KEY",)
-# The SDK refuses to construct without a key; a server at a custom base_url may need none.
-_PLACEHOLDER_KEY = "no-key"
 # Error codes of `error` events and failed responses that may succeed when the request is sent again.
 _RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "too_many_requests", "insufficient_capacity"})
 _TRANSIENT_CODES = frozenset(
@@ -134,7 +133,7 @@ def _tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
 def _create_parameters() -> frozenset[str]:
     from openai.resources.responses import AsyncResponses
 
-    return frozenset(inspect.signature(AsyncResponses.create).parameters) - {"self"}
+    return sdk_parameters(AsyncResponses.create)
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -205,6 +204,9 @@ class _Mapper:
         self.meta = {"provider": self.provider, "model": response.model, "response_id": response.id}
 
     def chunk(self, kind: ChunkType, data: str, index: int, raw: Any) -> Chunk:
+        # The SDK does not validate events: only a str delta and an int index skip validation.
+        if type(data) is str and type(index) is int:
+            return delta_chunk(kind, data, index, self.meta, raw)
         return Chunk(type=kind, data=data, index=index, metadata=self.meta, raw_response=raw)
 
     def tool_chunk(self, call: _Call, data: str, index: int, raw: Any) -> Chunk:
@@ -226,6 +228,7 @@ class _Mapper:
             yield self.tool_chunk(call, item.arguments or "", index, raw)
 
     def handle(self, event: Any) -> Iterator[Chunk]:
+        """The chunks of one streamed event (text deltas take the shorter way in `_events`)."""
         kind = getattr(event, "type", None)
         if kind in ("response.created", "response.in_progress"):
             self.describe(event.response)
@@ -308,20 +311,16 @@ class _Mapper:
         return chunks + list(self.finish(response, response))
 
 
-async def _listed(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
-    for chunk in chunks:
-        yield chunk
-
-
 # -- the adapter -----------------------------------------------------------------------------------
 
 
-class OpenAIResponsesProvider(Provider):
+class OpenAIResponsesProvider(OpenAIClientProvider):
     """OpenAI's Responses API: ``AsyncOpenAI().responses.create(stream=True, ...)``.
 
-    Use ``iModel(provider="openai", endpoint="responses", model=...)``; the key comes from
-    ``api_key=`` or ``OPENAI_API_KEY``. System and developer messages become ``instructions``; the
-    rest become ``input`` items (messages, ``function_call`` and ``function_call_output``).
+    Use ``iModel(provider="openai", endpoint="responses", model=...)``; the key and the client
+    options are those of the Chat Completions adapter (see `OpenAIClientProvider`). System and
+    developer messages become ``instructions``; the rest become ``input`` items (messages,
+    ``function_call`` and ``function_call_output``).
     ``max_tokens`` is sent as ``max_output_tokens`` (no default: the model's own limit applies);
     ``stop`` and ``seed`` do not exist in this API and raise `ConfigurationError`; function tools are
     sent with ``strict: false`` unless a tool sets ``strict``. Other keywords (``reasoning={"effort":
@@ -331,34 +330,11 @@ class OpenAIResponsesProvider(Provider):
     ``status`` and, when incomplete, the ``incomplete_reason``.
     """
 
-    name: ClassVar[str] = "openai"
-    option_names: ClassVar[frozenset[str]] = frozenset({"organization", "project", "default_headers"})
-
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        endpoint: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        default_headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
-        key = resolve_api_key(api_key, _ENV_VARS, self.name, required=base_url is None)
-        self._client = AsyncOpenAI(
-            api_key=key or _PLACEHOLDER_KEY,
-            base_url=base_url,
-            organization=organization,
-            project=project,
-            default_headers=default_headers,
-            max_retries=0,  # lionflow retries itself
-        )
+    endpoints: ClassVar[tuple[str, ...]] = ("responses",)
 
     def request_kwargs(self, request: ModelRequest) -> dict[str, Any]:
         """The keyword arguments of ``responses.create`` for `request` (stream flag excluded)."""
-        params = dict(request.params)
+        params = {key: value for key, value in request.params.items() if value is not None}
         for key in ("stop", "seed"):
             if params.pop(key, None) is not None:
                 raise ConfigurationError(
@@ -386,13 +362,7 @@ class OpenAIResponsesProvider(Provider):
                 {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode
             )
         params.pop("stream", None)  # the mode is request.stream
-        extra: dict[str, Any] = {}
-        known = _create_parameters()
-        for key, value in params.items():
-            (kwargs if key in known else extra)[key] = value
-        if extra:
-            kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), **extra}
-        return kwargs
+        return kwargs | sdk_arguments(params, _create_parameters())
 
     async def open(self, request: ModelRequest) -> ChunkStream:
         kwargs = self.request_kwargs(request)
@@ -401,31 +371,38 @@ class OpenAIResponsesProvider(Provider):
             result = await create(stream=request.stream, **kwargs)
         except openai.APIError as error:
             raise _map_error(error, self.name) from error
+        except json.JSONDecodeError as error:  # the whole answer's body
+            raise malformed(error, self.name) from error
         mapper = _Mapper(self.name, request.model)
         if not request.stream:
             if result.status == "failed":
                 failed = result.error
                 raise _failure(getattr(failed, "code", None), getattr(failed, "message", None), self.name)
-            return ChunkStream(_listed(mapper.whole(result)))
+            return ChunkStream(listed(mapper.whole(result)))
         return ChunkStream(self._events(result, mapper), close=result.close)
 
     async def _events(self, stream: Any, mapper: _Mapper) -> AsyncIterator[Chunk]:
         try:
             async for event in stream:
-                # After the terminal event the body is read to its end only so that the connection
-                # can go back to the pool; nothing more belongs to the answer.
-                if not mapper.finished:
-                    for chunk in mapper.handle(event):
-                        yield chunk
-        except openai.APIError as error:
+                if mapper.finished:
+                    # After the terminal event the body is read to its end only so that the
+                    # connection can go back to the pool; nothing more belongs to the answer.
+                    continue
+                if getattr(event, "type", None) == "response.output_text.delta":
+                    # nearly every event: a text delta, mapped here without a generator per event
+                    if event.delta:
+                        yield mapper.chunk("text", event.delta, event.output_index, event)
+                    continue
+                for chunk in mapper.handle(event):
+                    yield chunk
+        except (openai.APIError, json.JSONDecodeError) as error:
             if mapper.finished:
                 return  # the answer is complete; a failure while draining the body loses nothing
+            if isinstance(error, json.JSONDecodeError):
+                raise interrupted(malformed(error, self.name)) from error
             raise interrupted(_map_error(error, self.name)) from error
         if not mapper.finished:
             # Every Responses stream ends with a terminal event; without one the answer was cut off.
             raise StreamInterrupted(
                 "the stream ended before the response completed", provider=self.name, retryable=True
             )
-
-    async def aclose(self) -> None:
-        await self._client.close()

@@ -1,0 +1,382 @@
+"""What every SDK adapter does alike, checked for each: credentials, endpoints, HTTP errors, lost
+connections and closing the stream early. Each provider's wire format comes from its own test
+module's ``CASE``; what only one provider does is tested there."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from lionflow import (
+    AuthenticationError,
+    Chunk,
+    ConfigurationError,
+    MissingCredentials,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderTimeout,
+    RateLimitError,
+    StreamInterrupted,
+    iModel,
+)
+from tests.helpers import no_task_left
+from tests.loopback import LoopbackServer, Reply, split
+from tests.providers.helpers import HI, ProviderCase, closed_port, run
+
+pytestmark = pytest.mark.anyio
+
+CASES: list[ProviderCase] = [
+    importlib.import_module(f"tests.providers.test_{module}").CASE
+    for module in ("openai_chat", "openai_responses", "anthropic_messages", "groq_chat", "gemini_genai")
+]
+
+every_provider = pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+
+
+def sdk_status(error: BaseException | None) -> object:
+    """The HTTP status an SDK exception carries (``status_code``, or google-genai's ``code``)."""
+    return getattr(error, "status_code", getattr(error, "code", None))
+
+
+# -- credentials ------------------------------------------------------------------------------------
+
+
+@every_provider
+def test_a_missing_key_fails_at_construction_naming_the_variables(
+    case: ProviderCase, server: LoopbackServer
+) -> None:
+    with pytest.raises(MissingCredentials) as caught:
+        case.model_for()
+
+    for variable in case.key_variables:
+        assert variable in str(caught.value)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("case", "variable"),
+    [(case, variable) for case in CASES for variable in case.key_variables],
+    ids=[f"{case.id}-{variable}" for case in CASES for variable in case.key_variables],
+)
+async def test_the_key_comes_from_the_environment(
+    case: ProviderCase,
+    variable: str,
+    server: LoopbackServer,
+    make: Callable[..., iModel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = f"key-from-{variable}"
+    monkeypatch.setenv(variable, key)
+    server.add(Reply(pieces=case.text_body("ok")))
+
+    without_base_url = case.model_for()  # the key is required here, and found
+    assert without_base_url.adapter.api_key == key
+    await without_base_url.aclose()
+    await run(make(api_key=None))
+
+    assert case.sent_key(server.requests[0]) == key
+
+
+@every_provider
+async def test_a_base_url_needs_no_key(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=case.text_body("local")))
+
+    _, response = await run(make(api_key=None))
+
+    assert response.text == "local"
+    assert case.sent_key(server.requests[0]) == "no-key"  # the SDKs insist on some key
+
+
+@every_provider
+async def test_a_base_url_from_the_sdks_own_variable_needs_no_key(
+    case: ProviderCase, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK reads the variable itself; lionflow must then not insist on a key either.
+    monkeypatch.setenv(case.base_url_variable, server.url + case.path)
+    server.add(Reply(pieces=case.text_body("local")))
+
+    async with case.model_for(max_retries=0) as model:
+        _, response = await run(model)
+
+    assert response.text == "local"
+    assert len(server.requests) == 1
+
+
+@every_provider
+async def test_the_adapters_endpoint_is_accepted_and_any_other_refused(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=case.text_body("ok")))
+    _, response = await run(make(endpoint=case.endpoint_name))
+    assert response.text == "ok"
+
+    with pytest.raises(ConfigurationError) as caught:
+        make(endpoint="embeddings")
+    assert "embeddings" in str(caught.value)
+    assert repr(case.endpoint_name) in str(caught.value)  # and names the right one
+
+
+@every_provider
+async def test_parameters_given_as_none_are_not_sent(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    # None means "not set" (the provider's default), as for iModel's own arguments.
+    server.add(Reply(pieces=case.text_body("ok")))
+
+    await run(make(), temperature=None, top_p=None, top_k=None)
+
+    sent = server.requests[0].body.decode()
+    for name in ("temperature", "top_p", "topP", "top_k", "topK"):
+        assert name not in sent
+
+
+# -- HTTP errors -------------------------------------------------------------------------------------
+
+
+@every_provider
+async def test_http_401_is_an_authentication_error(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply.json(401, case.error_body(401, "Incorrect API key provided")))
+
+    with pytest.raises(AuthenticationError, match="Incorrect API key provided") as caught:
+        await make().invoke(HI)
+
+    assert not caught.value.retryable
+    assert isinstance(caught.value.__cause__, case.errors.authentication)
+    assert sdk_status(caught.value.__cause__) == 401
+    assert caught.value.response is not None
+    assert caught.value.response.incomplete
+    assert len(server.requests) == 1
+
+
+@every_provider
+async def test_http_429_is_a_rate_limit_error_with_retry_after(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply.json(429, case.error_body(429, "Slow down"), headers={"retry-after": "7"}))
+
+    with pytest.raises(RateLimitError) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.retry_after == 7.0
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, case.errors.rate_limit)
+    assert sdk_status(caught.value.__cause__) == 429
+    assert len(server.requests) == 1  # the SDK did not retry on its own
+
+
+@every_provider
+@pytest.mark.parametrize("retry_after", ["soon", "nan", "inf"])
+async def test_a_429_with_a_malformed_retry_after_is_still_a_rate_limit_error(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel], retry_after: str
+) -> None:
+    server.add(Reply.json(429, case.error_body(429, "Slow down"), headers={"retry-after": retry_after}))
+
+    with pytest.raises(RateLimitError) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.retry_after is None  # no advice, rather than a wrong one
+    assert caught.value.retryable
+
+
+@every_provider
+@pytest.mark.parametrize("status", [500, 503, 529])
+async def test_server_errors_are_retryable_http_errors(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel], status: int
+) -> None:
+    server.add(Reply.json(status, case.error_body(status, "upstream trouble")))
+
+    with pytest.raises(ProviderHTTPError) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.status_code == status
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, case.errors.server)
+    assert sdk_status(caught.value.__cause__) == status
+    assert len(server.requests) == 1
+
+
+@every_provider
+async def test_a_503_is_retried_and_the_second_attempt_streams(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(
+        Reply.json(503, case.error_body(503, "overloaded")), Reply(pieces=case.text_body("second time lucky"))
+    )
+
+    call = make(max_retries=1, retry_initial_delay=0.001).invoke(HI)
+    response = await call
+
+    assert response.text == "second time lucky"
+    assert call.attempts == 2
+    assert len(server.requests) == 2
+
+
+@every_provider
+async def test_connection_refused_is_a_connection_error(
+    case: ProviderCase, make: Callable[..., iModel]
+) -> None:
+    with pytest.raises(ProviderConnectionError) as caught:
+        await make(base_url=f"http://127.0.0.1:{closed_port()}{case.path}").invoke(HI)
+
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, case.errors.connection)
+
+
+# -- streams that end badly --------------------------------------------------------------------------
+
+
+@every_provider
+async def test_a_stream_that_ends_before_the_finish_reason_is_interrupted(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=case.cut_body("half an ", "answer")))
+
+    with pytest.raises(StreamInterrupted, match=case.cut_message) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.retryable
+    assert caught.value.response is not None
+    assert caught.value.response.text == "half an answer"
+    assert caught.value.response.incomplete
+    assert caught.value.response.finish_reason == "error"
+
+
+@every_provider
+async def test_a_connection_dropped_mid_stream_is_a_retryable_interruption(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=case.cut_body("Half"), abort=True))
+
+    with pytest.raises(StreamInterrupted) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, case.errors.dropped)
+    assert caught.value.response is not None
+    assert caught.value.response.text == "Half"
+    assert caught.value.response.incomplete
+
+
+@every_provider
+async def test_a_malformed_stream_event_is_an_interruption(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    # The second delta's JSON is cut short: its string never ends.
+    pieces = [piece.replace(b'"garbled"', b'"garbled') for piece in case.text_body("fine ", "garbled")]
+    server.add(Reply(pieces=pieces))
+
+    with pytest.raises(StreamInterrupted) as caught:
+        await make().invoke(HI)
+
+    assert caught.value.__cause__ is not None
+    assert caught.value.response is not None
+    assert caught.value.response.text == "fine "
+    assert caught.value.response.incomplete
+
+
+@every_provider
+async def test_a_malformed_body_is_a_provider_error(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    # A proxy's error page, sent with status 200 where the answer was expected.
+    headers = {"content-type": "application/json"}
+    server.add(Reply(pieces=[b"<html>Bad gateway</html>"], headers=headers, chunked=False))
+
+    with pytest.raises(ProviderError) as caught:
+        await make(stream=False).invoke(HI)
+
+    assert caught.value.__cause__ is not None
+    assert caught.value.response is not None
+    assert caught.value.response.incomplete
+
+
+@every_provider
+async def test_unicode_survives_events_and_utf8_sequences_split_across_reads(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    text = "Grüße aus Köln — 東京も Ελληνικά ñandú 🎉🦁 done"
+    deltas = [text[i : i + 3] for i in range(0, len(text), 3)]
+    pieces = split(case.text_body(*deltas), 7)
+    server.add(Reply(pieces=pieces))
+
+    chunks, response = await run(make())
+
+    assert response.text == text
+    assert [c.data for c in chunks if c.type == "text"] == deltas
+    assert [c.type for c in chunks][-2:] == ["usage", "finish"]
+    assert response.finish_reason == "stop"
+    assert server.requests[0].pieces_sent == len(pieces)
+
+
+# -- leaving early -----------------------------------------------------------------------------------
+
+
+def slow_reply(case: ProviderCase) -> Reply:
+    return Reply(pieces=case.text_body(*[f"word{i} " for i in range(40)]), delay=0.05)
+
+
+@every_provider
+async def test_leaving_the_stream_block_early_closes_the_connection(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(slow_reply(case))
+    seen: list[Chunk] = []
+
+    async with no_task_left(), make().stream(HI) as call:
+        async for chunk in call:
+            seen.append(chunk)
+            if len(seen) == 2:
+                break
+
+    received = server.requests[-1]
+    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
+    assert not received.completed.is_set()
+    assert call.response is not None
+    assert call.response.incomplete
+    assert call.response.finish_reason == "cancelled"
+    assert call.response.text == "word0 word1 "
+
+
+@every_provider
+async def test_breaking_out_of_the_seed_loop_closes_the_connection(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(slow_reply(case))
+    model = make()
+    count = 0
+
+    async with no_task_left():
+        async for _chunk in model.invoke(HI):
+            count += 1
+            if count == 2:
+                break
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+
+    received = server.requests[-1]
+    assert await anyio.to_thread.run_sync(received.disconnected.wait, 2)
+    assert not received.completed.is_set()
+
+
+@every_provider
+async def test_a_timeout_mid_stream_closes_the_connection(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    pieces = case.text_body("first", "late")
+    server.add(Reply(pieces=pieces, delay=[1.0 if b'"late"' in piece else 0.0 for piece in pieces]))
+
+    with pytest.raises(ProviderTimeout, match="idle") as caught:
+        await make(timeout=0.3).invoke(HI)
+
+    assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
+    assert caught.value.response is not None
+    assert caught.value.response.text == "first"
