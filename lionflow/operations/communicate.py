@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+from pydantic import BaseModel
 
 from lionflow.services.call import ModelCall
 from lionflow.services.chunk import Chunk
@@ -111,6 +112,8 @@ class Turn:
         self._args = (session, branch, model, instruction, params)
         self._gen: AsyncGenerator[Chunk, None] | None = None
         self._closed = False
+        structure = params.get("response_format")
+        self._structured = isinstance(structure, type) and issubclass(structure, BaseModel)
 
     @property
     def instruction(self) -> Message:
@@ -143,17 +146,19 @@ class Turn:
         gen = self._gen if self._gen is not None else self._start()
         return gen.__anext__()
 
-    def __await__(self) -> Generator[object, None, Response]:
+    def __await__(self) -> Generator[object, None, Any]:
         return self._collect().__await__()
 
-    async def _collect(self) -> Response:
+    async def _collect(self) -> Any:
+        """The Response; with ``response_format=Model``, the validated Model instance."""
         gen = self._gen if self._gen is not None else self._start()
         async for _ in gen:
             pass
         if self._state.error is not None:
             raise self._state.error
-        assert self._state.response is not None
-        return self._state.response
+        response = self._state.response
+        assert response is not None
+        return response.parsed if self._structured else response
 
     async def aclose(self) -> None:
         """Stop the turn; what had arrived is recorded as an incomplete answer."""
@@ -191,6 +196,9 @@ def communicate(
 
         async for chunk in communicate(s, b, instruction="Tell me more"):   # streamed
             print(chunk, end="")
+
+    Awaited with ``response_format=Model``, it returns the validated `Model` instance (also kept as
+    `response.parsed` and persisted in the answer's ``structured`` field).
 
     `imodel` is a registered name, an iModel, or None for the session's default (first registered).
     `branch` is a Branch, a name or an id; a name that does not exist yet creates that branch, and

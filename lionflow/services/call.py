@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
+from pydantic import BaseModel
 
 from lionflow.services.chunk import Chunk
 from lionflow.services.errors import (
+    ConfigurationError,
     ProviderError,
     ProviderTimeout,
     StreamClosed,
@@ -25,6 +27,8 @@ from lionflow.services.errors import (
 )
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 from lionflow.services.response import Response, ResponseAssembler
+from lionflow.structured import stream_partial
+from lionflow.structured.partial_model import json_document
 
 if TYPE_CHECKING:
     from lionflow.services.imodel import iModel
@@ -159,9 +163,12 @@ async def _drive(model: iModel, request: ModelRequest, state: _CallState) -> Asy
             )
             assembler.add(finish)
             yield finish
-        state.response = assembler.build(
-            duration=time.perf_counter() - started, time_to_first_chunk=first_chunk_at
-        )
+        response = assembler.build(duration=time.perf_counter() - started, time_to_first_chunk=first_chunk_at)
+        structure = request.params.get("response_format")
+        if isinstance(structure, type) and issubclass(structure, BaseModel):
+            # the whole text, strictly validated; a reply that does not validate fails the call
+            response.parsed = structure.model_validate_json(json_document(_structured_text(response)))
+        state.response = response
     except BaseException as exc:
         cancelled = isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class())
         state.response = assembler.build(
@@ -180,6 +187,13 @@ async def _drive(model: iModel, request: ModelRequest, state: _CallState) -> Asy
         await _close_quietly(stream)
         if holding_slot and model._semaphore is not None:
             model._semaphore.release()
+
+
+def _structured_text(response: Response) -> str:
+    # structured output arrives as text, or as the arguments of a forced tool call (Anthropic)
+    if response.text.strip() or not response.tool_calls:
+        return response.text
+    return response.tool_calls[0].raw_arguments
 
 
 class ModelCall:
@@ -256,6 +270,24 @@ class ModelCall:
             raise self._state.error
         assert self._state.response is not None
         return self._state.response
+
+    async def partials(self) -> AsyncIterator[Any]:
+        """Partially filled `response_format` objects while the JSON arrives, then the final one.
+
+        ::
+
+            async with model.stream(messages, response_format=Person) as call:
+                async for person in call.partials():
+                    print(person)
+            call.response.parsed   # the strictly validated Person
+
+        The call streams once: use either `partials()` or plain iteration, not both.
+        """
+        structure = self.request.params.get("response_format")
+        if not (isinstance(structure, type) and issubclass(structure, BaseModel)):
+            raise ConfigurationError("partials() needs response_format=<a pydantic model class> on the call")
+        async for partial in stream_partial(self, structure):
+            yield partial
 
     async def aclose(self) -> None:
         """Stop the call and close the provider stream. Safe to call more than once.

@@ -1,6 +1,11 @@
 """Structured streaming: incremental partial JSON and partially filled pydantic objects.
 
-Not built yet: PartialJSON and stream_partial arrive with the structured-streaming work.
+`PartialJSON().feed(text)` / `.value` is the incremental parser (linear time); `stream_partial(source,
+Model)` turns any stream of JSON text into partial `Model` instances, ending with the strictly
+validated one.
 """
 
-__all__: list[str] = []
+from lionflow.structured.partial_json import PartialJSON, PartialJSONError
+from lionflow.structured.partial_model import PartialBuilder, stream_partial
+
+__all__ = ["PartialBuilder", "PartialJSON", "PartialJSONError", "stream_partial"]

@@ -97,6 +97,7 @@ class AssistantResponseContent(BaseModel):
     model: str | None = None
     provider: str | None = None
     incomplete: bool = False
+    structured: Any = None  # the validated response_format object, as JSON
 
     @property
     def role(self) -> Role:
@@ -104,7 +105,9 @@ class AssistantResponseContent(BaseModel):
 
     @classmethod
     def from_response(cls, response: Response) -> AssistantResponseContent:
+        parsed = response.parsed
         return cls(
+            structured=parsed.model_dump(mode="json") if isinstance(parsed, BaseModel) else parsed,
             assistant_response=response.text,
             reasoning=response.reasoning,
             tool_calls=list(response.tool_calls),

@@ -1,0 +1,341 @@
+"""`PartialJSON`: an incremental JSON parser fed text deltas, in linear time.
+
+Each character is looked at once: runs of plain string characters are consumed with ``str.find``
+and numbers with a regular expression, so the Python loop turns only on structure. At any point
+`value` is what the received prefix implies:
+
+- a string being written is there as received so far, escapes decoded; a partial escape (``\\``,
+  ``\\u00``, or a high surrogate waiting for its low half) is held back;
+- numbers, ``true``, ``false`` and ``null`` appear only once complete (a number at the very end may
+  still grow, so it is left out); a key appears with its value, not before;
+- an emitted value never changes except by a growing string or a growing container.
+
+Text before the first ``{`` or ``[`` (a preamble, a Markdown code fence) and after the document
+ends is ignored. Invalid JSON raises `PartialJSONError` with the position; `value` keeps the last
+partial value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["PartialJSON", "PartialJSONError"]
+
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_NUMBER_CHARS = frozenset("0123456789+-.eE")
+_WHITESPACE = " \t\n\r"
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+
+# What the parser expects next, inside a container or at the top.
+_VALUE = 0  # a value (after '[', ',' in an array, or ':' in an object)
+_VALUE_OR_CLOSE = 1  # a value or ']' (just after '[')
+_KEY = 2  # a key (after ',' in an object)
+_KEY_OR_CLOSE = 3  # a key or '}' (just after '{')
+_COLON = 4
+_COMMA_OR_CLOSE = 5
+_DONE = 6  # the top-level value is complete
+
+
+class PartialJSONError(ValueError):
+    """The text is not JSON. `position` is the offset of the offending character in all text fed."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(f"{message} at position {position}")
+        self.position = position
+
+
+class PartialJSON:
+    """Feed text deltas with `feed`; read the partial value with `value`.
+
+    >>> parser = PartialJSON()
+    >>> parser.feed('{"name": "bil')
+    >>> parser.value
+    {'name': 'bil'}
+    >>> parser.feed('bo", "age": 11')
+    >>> parser.value
+    {'name': 'bilbo'}
+    >>> parser.feed('1}')
+    >>> parser.value
+    {'name': 'bilbo', 'age': 111}
+    """
+
+    def __init__(self) -> None:
+        self._root: Any = None
+        self._started = False
+        # Open containers, outermost first: [container, is_object, pending key].
+        self._stack: list[list[Any]] = []
+        self._expect = _VALUE
+        self._offset = 0  # characters fed before the current delta
+        self._pending = ""  # held-back input: a partial escape, number or literal
+        # The string being read: its pieces, whether it is a key, and a held-back high surrogate.
+        self._string: list[str] | None = None
+        self._string_is_key = False
+        self._surrogate = ""
+        self.revision = 0  # bumps whenever `value` changes
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    @property
+    def value(self) -> Any:
+        """The partial value so far: None before the first ``{`` or ``[``."""
+        if self._string is not None and not self._string_is_key:
+            self._store_string(final=False)
+        return self._root
+
+    @property
+    def done(self) -> bool:
+        """Whether the top-level value is complete."""
+        return self._expect == _DONE
+
+    @property
+    def in_string(self) -> bool:
+        """Whether a string value is being written (it is the newest value of the innermost container)."""
+        return self._string is not None and not self._string_is_key
+
+    @property
+    def path_depth(self) -> int:
+        """How many containers are open."""
+        return len(self._stack)
+
+    def open_containers(self) -> list[Any]:
+        """The containers still being written, outermost first."""
+        return [frame[0] for frame in self._stack]
+
+    # -- feeding -----------------------------------------------------------------------------------
+
+    def feed(self, text: str) -> None:
+        """Parse `text`, the next delta. Raises `PartialJSONError` on invalid JSON."""
+        if self._pending:
+            start = self._offset - len(self._pending)
+            text, self._pending = self._pending + text, ""
+        else:
+            start = self._offset
+        self._offset = start + len(text)
+        self._parse(text, start)
+
+    def _error(self, message: str, position: int) -> PartialJSONError:
+        return PartialJSONError(message, position)
+
+    def _parse(self, text: str, base: int) -> None:
+        i, n = 0, len(text)
+        while i < n:
+            if self._string is not None:
+                i = self._read_string(text, i, base)
+                continue
+            char = text[i]
+            if char in _WHITESPACE:
+                i += 1
+                continue
+            expect = self._expect
+            if not self._started:
+                if char in "{[":
+                    self._started = True
+                    self._open(char == "{")
+                # anything before the document (a preamble, a code fence) is ignored
+                i += 1
+                continue
+            if expect == _DONE:
+                return  # text after the document (a closing code fence) is ignored
+            if expect in (_VALUE, _VALUE_OR_CLOSE):
+                if char == "]" and expect == _VALUE_OR_CLOSE:
+                    self._close(False, base + i)
+                    i += 1
+                elif char == '"':
+                    self._start_string(is_key=False)
+                    i += 1
+                elif char in "{[":
+                    self._open(char == "{")
+                    i += 1
+                elif char == "-" or "0" <= char <= "9":
+                    i = self._read_number(text, i, base)
+                elif char in _LITERALS:
+                    i = self._read_literal(text, i, base)
+                else:
+                    raise self._error(f"expected a value, found {char!r}", base + i)
+            elif expect in (_KEY, _KEY_OR_CLOSE):
+                if char == '"':
+                    self._start_string(is_key=True)
+                elif char == "}" and expect == _KEY_OR_CLOSE:
+                    self._close(True, base + i)
+                else:
+                    raise self._error(f"expected a key, found {char!r}", base + i)
+                i += 1
+            elif expect == _COLON:
+                if char != ":":
+                    raise self._error(f"expected ':', found {char!r}", base + i)
+                self._expect = _VALUE
+                i += 1
+            else:  # _COMMA_OR_CLOSE
+                frame = self._stack[-1]
+                if char == ",":
+                    self._expect = _KEY if frame[1] else _VALUE
+                elif char == ("}" if frame[1] else "]"):
+                    self._close(frame[1], base + i)
+                else:
+                    raise self._error(
+                        f"expected ',' or {'}' if frame[1] else ']'!r}, found {char!r}", base + i
+                    )
+                i += 1
+
+    # -- containers --------------------------------------------------------------------------------
+
+    def _put(self, value: Any) -> None:
+        """Place a complete or starting value into the innermost container (or as the root)."""
+        self.revision += 1
+        if not self._stack:
+            self._root = value
+            return
+        frame = self._stack[-1]
+        if frame[1]:
+            frame[0][frame[2]] = value
+        else:
+            frame[0].append(value)
+
+    def _open(self, is_object: bool) -> None:
+        container: Any = {} if is_object else []
+        self._put(container)
+        self._stack.append([container, is_object, None])
+        self._expect = _KEY_OR_CLOSE if is_object else _VALUE_OR_CLOSE
+
+    def _close(self, is_object: bool, position: int) -> None:
+        if not self._stack or self._stack[-1][1] != is_object:
+            raise self._error(f"unexpected {'}' if is_object else ']'!r}", position)
+        self._stack.pop()
+        self._after_value()
+
+    def _after_value(self) -> None:
+        self._expect = _COMMA_OR_CLOSE if self._stack else _DONE
+
+    # -- strings -----------------------------------------------------------------------------------
+
+    def _start_string(self, *, is_key: bool) -> None:
+        self._string = []
+        self._string_is_key = is_key
+        if not is_key:
+            self._put("")  # the value exists from its opening quote, empty so far
+
+    def _store_string(self, *, final: bool) -> None:
+        assert self._string is not None
+        text = "".join(self._string)
+        if final and self._surrogate:
+            text += self._surrogate  # a lone high surrogate, as json.loads keeps it
+        self._string[:] = [text] if text else []
+        frame = self._stack[-1] if self._stack else None
+        if frame is None:
+            self._root = text
+        elif frame[1]:
+            frame[0][frame[2]] = text
+        else:
+            frame[0][-1] = text
+
+    def _read_string(self, text: str, i: int, base: int) -> int:
+        pieces = self._string
+        assert pieces is not None
+        n = len(text)
+        while i < n:
+            quote = text.find('"', i)
+            slash = text.find("\\", i)
+            stop = quote if slash < 0 or (0 <= quote < slash) else slash
+            end = n if stop < 0 else stop
+            if end > i:
+                run = text[i:end]
+                if self._surrogate:
+                    pieces.append(self._surrogate)
+                    self._surrogate = ""
+                if any(ch < " " for ch in run):
+                    position = base + i + next(k for k, ch in enumerate(run) if ch < " ")
+                    raise self._error("control character in a string", position)
+                pieces.append(run)
+                if not self._string_is_key:
+                    self.revision += 1
+                i = end
+            if stop < 0:
+                return n
+            if stop == quote:
+                self._end_string()
+                return quote + 1
+            # an escape
+            if slash + 1 >= n:
+                self._pending = text[slash:]
+                return n
+            kind = text[slash + 1]
+            if kind == "u":
+                if slash + 6 > n:
+                    self._pending = text[slash:]
+                    return n
+                digits = text[slash + 2 : slash + 6]
+                try:
+                    code = int(digits, 16)
+                except ValueError:
+                    raise self._error(f"bad \\u escape {digits!r}", base + slash) from None
+                char = chr(code)
+                if 0xD800 <= code <= 0xDBFF:
+                    if self._surrogate:
+                        pieces.append(self._surrogate)
+                    self._surrogate = char  # wait for the low half
+                    i = slash + 6
+                    continue
+                if 0xDC00 <= code <= 0xDFFF and self._surrogate:
+                    high = ord(self._surrogate)
+                    char = chr(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00))
+                    self._surrogate = ""
+                i = slash + 6
+            else:
+                char = _ESCAPES.get(kind, "")
+                if not char:
+                    raise self._error(f"bad escape \\{kind}", base + slash)
+                i = slash + 2
+            if self._surrogate:
+                pieces.append(self._surrogate)
+                self._surrogate = ""
+            pieces.append(char)
+            if not self._string_is_key:
+                self.revision += 1
+        return i
+
+    def _end_string(self) -> None:
+        pieces = self._string
+        assert pieces is not None
+        if self._string_is_key:
+            if self._surrogate:
+                pieces.append(self._surrogate)
+                self._surrogate = ""
+            self._stack[-1][2] = "".join(pieces)
+            self._expect = _COLON
+        else:
+            self._store_string(final=True)
+            self._surrogate = ""
+            self.revision += 1
+            self._after_value()
+        self._string = None
+
+    # -- numbers and literals ----------------------------------------------------------------------
+
+    def _read_number(self, text: str, i: int, base: int) -> int:
+        end = i
+        n = len(text)
+        while end < n and text[end] in _NUMBER_CHARS:
+            end += 1
+        if end == n:
+            self._pending = text[i:]  # it may still grow: left out until it ends
+            return n
+        token = text[i:end]
+        if _NUMBER.fullmatch(token) is None:
+            raise self._error(f"bad number {token!r}", base + i)
+        self._put(float(token) if any(c in token for c in ".eE") else int(token))
+        self._after_value()
+        return end
+
+    def _read_literal(self, text: str, i: int, base: int) -> int:
+        word, value = _LITERALS[text[i]]
+        available = text[i : i + len(word)]
+        if not word.startswith(available):
+            raise self._error(f"expected {word!r}", base + i)
+        if len(available) < len(word):
+            self._pending = available
+            return len(text)
+        self._put(value)
+        self._after_value()
+        return i + len(word)
