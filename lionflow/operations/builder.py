@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -159,7 +158,7 @@ class Builder:
     ) -> Operation:
         """A step running your own async function. If it takes an argument, it receives `Inputs`:
         the results of its dependencies by operation name or id."""
-        if not inspect.iscoroutinefunction(function) and not callable(function):
+        if not callable(function):
             raise FlowValidationError(f"add() needs an async function, not {function!r}")
         operation = Operation(
             kind="function",
