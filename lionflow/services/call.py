@@ -8,6 +8,7 @@ however the call ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Generator
 from types import TracebackType
@@ -165,9 +166,14 @@ async def _drive(model: iModel, request: ModelRequest, state: _CallState) -> Asy
             yield finish
         response = assembler.build(duration=time.perf_counter() - started, time_to_first_chunk=first_chunk_at)
         structure = request.params.get("response_format")
-        if isinstance(structure, type) and issubclass(structure, BaseModel):
-            # the whole text, strictly validated; a reply that does not validate fails the call
-            response.parsed = structure.model_validate_json(json_document(_structured_text(response)))
+        if structure is not None and response.finish_reason != "tool_calls":
+            # (a turn that ends calling the caller's own tools has no structured answer to parse)
+            document = json_document(_structured_text(response))
+            if isinstance(structure, type) and issubclass(structure, BaseModel):
+                # the whole text, strictly validated; a reply that does not validate fails the call
+                response.parsed = structure.model_validate_json(document)
+            elif isinstance(structure, dict):
+                response.parsed = json.loads(document)  # a JSON schema: the value, not validated here
         state.response = response
     except BaseException as exc:
         cancelled = isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class())

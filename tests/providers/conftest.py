@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -26,12 +26,6 @@ def _no_provider_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests decide credentials and endpoints themselves; a developer's real key must never be used.
     for name in PROVIDER_ENV:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 @pytest.fixture

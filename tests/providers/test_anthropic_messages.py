@@ -13,8 +13,17 @@ from pydantic import BaseModel
 
 from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
 from lionflow.services.providers.anthropic_messages import DEFAULT_MAX_TOKENS
-from tests.loopback import LoopbackServer, Reply, anthropic_sse
+from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
+from tests.providers.structured import (
+    POINT_SCHEMA,
+    TRIP,
+    TRIP_JSON,
+    Trip,
+    assert_growing,
+    pieces,
+    streamed_partials,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -497,6 +506,146 @@ async def test_default_headers_option_reaches_the_server(
 
     assert server.requests[0].headers["anthropic-beta"] == "fancy-2026"
     assert "default_headers" not in server.requests[0].json
+
+
+# -- structured output -----------------------------------------------------------------------------
+
+
+def answer_body(name: str = "Trip", *fragments: str) -> list[bytes]:
+    """The reply to a forced answer tool: its input in fragments, then stop_reason tool_use."""
+    return body(
+        tool_block(0, "toolu_answer", name, *(fragments or pieces(TRIP_JSON))), stop_reason="tool_use"
+    )
+
+
+async def test_a_model_class_is_asked_for_with_one_forced_tool(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=answer_body()))
+    await run(make(), response_format=Trip)
+
+    sent = server.requests[0].json
+    assert sent["tools"] == [
+        {
+            "name": "Trip",
+            "description": "Give your answer as the input of this tool.",
+            "input_schema": Trip.model_json_schema(),
+        }
+    ]
+    assert sent["tool_choice"] == {"type": "tool", "name": "Trip"}
+    assert "response_format" not in sent
+    assert "output_config" not in sent
+
+
+async def test_a_json_schema_dict_names_its_tool_after_its_title(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=answer_body("Point", '{"x": 1,', ' "y": 2}')))
+    _, response = await run(make(), response_format=POINT_SCHEMA)
+
+    sent = server.requests[0].json
+    assert sent["tools"][0]["name"] == "Point"
+    assert sent["tools"][0]["input_schema"] == POINT_SCHEMA
+    assert sent["tool_choice"] == {"type": "tool", "name": "Point"}
+    assert response.tool_calls[0].arguments == {"x": 1, "y": 2}
+
+
+async def test_the_forced_tool_input_streams_into_parsed_and_finishes_as_stop(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=split(answer_body(), 7)))
+    chunks, response = await run(make(), response_format=Trip)
+
+    assert {c.type for c in chunks} == {"tool_call", "usage", "finish"}
+    assert all(c.tool_name == "Trip" for c in chunks if c.type == "tool_call")
+    assert response.text == ""
+    assert response.parsed == TRIP
+    # the forced tool is how the answer comes, not a call for the caller to run
+    assert response.finish_reason == "stop"
+    assert response.metadata["stop_reason"] == "tool_use"
+
+
+async def test_partials_grow_while_the_tool_input_streams(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=answer_body()))
+    assert_growing(await streamed_partials(make()))
+
+
+async def test_with_the_callers_tools_claudes_own_structured_outputs_are_asked_for(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=body(text_block(0, *pieces(TRIP_JSON)))))
+    _, response = await run(
+        make(), response_format=Trip, tools=[Lookup], tool_choice="auto", output_config={"effort": "low"}
+    )
+
+    sent = server.requests[0].json
+    assert [tool["name"] for tool in sent["tools"]] == ["Lookup"]  # no forced tool beside the caller's
+    assert sent["tool_choice"] == {"type": "auto"}
+    assert sent["output_config"] == {
+        "effort": "low",
+        "format": {"type": "json_schema", "schema": anthropic.transform_schema(Trip)},
+    }
+    assert response.parsed == TRIP
+    assert response.finish_reason == "stop"
+
+
+async def test_with_thinking_enabled_claudes_own_structured_outputs_are_asked_for(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=body(text_block(0, TRIP_JSON))))
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    _, response = await run(make(), response_format=Trip, thinking=thinking)
+
+    sent = server.requests[0].json
+    assert "tools" not in sent  # the API refuses a forced tool with thinking
+    assert "tool_choice" not in sent
+    assert sent["output_config"]["format"]["type"] == "json_schema"
+    assert sent["thinking"] == thinking
+    assert response.parsed == TRIP
+
+
+@pytest.mark.parametrize(
+    ("response_format", "params", "message"),
+    [
+        ({"type": "json_object"}, {}, "no JSON mode"),
+        ({"type": "array", "items": {"type": "string"}}, {}, "must be an object"),
+        (Trip, {"tools": [Lookup], "output_config": {"format": {"type": "json_schema"}}}, "not both"),
+        ("Trip", {}, "pydantic model class"),
+    ],
+)
+async def test_structured_output_anthropic_cannot_give_is_refused_before_any_request(
+    server: LoopbackServer,
+    make: Callable[..., iModel],
+    response_format: Any,
+    params: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        await make().invoke(HI, response_format=response_format, **params)
+    assert server.requests == []
+
+
+async def test_non_streaming_structured_output_is_parsed_from_the_tool_input(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    message = {
+        "id": "msg_01abc",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-6-20260101",
+        "content": [{"type": "tool_use", "id": "toolu_A", "name": "Trip", "input": TRIP.model_dump()}],
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 30},
+    }
+    server.add(Reply.json(200, message))
+    response = await make(stream=False).invoke(HI, response_format=Trip)
+
+    assert response.parsed == TRIP
+    assert response.text == ""
+    assert response.finish_reason == "stop"
 
 
 # -- non-streaming ---------------------------------------------------------------------------------

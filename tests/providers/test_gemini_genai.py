@@ -14,8 +14,17 @@ from google.genai import types
 from pydantic import BaseModel
 
 from lionflow import AuthenticationError, ConfigurationError, StreamInterrupted, Usage, iModel
-from tests.loopback import LoopbackServer, Reply, sse
+from tests.loopback import LoopbackServer, Reply, split, sse
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
+from tests.providers.structured import (
+    POINT_SCHEMA,
+    TRIP,
+    TRIP_JSON,
+    Trip,
+    assert_growing,
+    pieces,
+    streamed_partials,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -573,6 +582,69 @@ async def test_an_unknown_parameter_is_a_configuration_error_naming_it(
         await model.invoke(messages=HI, thinking_config={"no_such_knob": 1})
 
     assert server.requests == []
+
+
+# -- structured output -----------------------------------------------------------------------------
+
+
+def json_body(*deltas: str) -> list[bytes]:
+    return body(*[event(text(d)) for d in deltas], event(finish="STOP", usage=USAGE))
+
+
+async def test_a_model_class_is_asked_for_as_json_with_its_json_schema(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=json_body(TRIP_JSON)), Reply(pieces=json_body('{"x": 1, "y": 2}')))
+    model = make()
+    await model.invoke(HI, response_format=Trip, temperature=0)
+    await model.invoke(HI, response_format=POINT_SCHEMA)
+
+    config = server.requests[0].json["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    # the JSON schema goes as is (not Gemini's Schema subset): $defs and additionalProperties survive
+    assert wire(config, "responseJsonSchema") == Trip.model_json_schema()
+    assert "responseSchema" not in config
+    assert config["temperature"] == 0
+    second = server.requests[1].json["generationConfig"]
+    assert wire(second, "responseJsonSchema") == POINT_SCHEMA
+
+
+async def test_json_object_asks_for_json_without_a_schema(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=json_body('{"a": 1}')))
+    response = await make().invoke(HI, response_format={"type": "json_object"})
+
+    config = server.requests[0].json["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    assert "responseJsonSchema" not in config
+    assert response.text == '{"a": 1}'
+
+
+async def test_response_format_and_geminis_own_schema_together_are_refused(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        await make().invoke(HI, response_format=Trip, response_json_schema=POINT_SCHEMA)
+    assert server.requests == []
+
+
+async def test_a_streamed_json_reply_is_parsed_into_the_model(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=split(json_body(*pieces(TRIP_JSON)), 7)))
+    _, response = await run(make(), response_format=Trip)
+
+    assert response.text == TRIP_JSON
+    assert response.parsed == TRIP
+    assert response.finish_reason == "stop"
+
+
+async def test_partials_grow_while_the_json_streams(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=json_body(*pieces(TRIP_JSON))))
+    assert_growing(await streamed_partials(make()))
 
 
 # -- non-streaming ---------------------------------------------------------------------------------

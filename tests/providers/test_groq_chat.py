@@ -11,8 +11,17 @@ import httpx
 import pytest
 
 from lionflow import StreamInterrupted, Usage, iModel
-from tests.loopback import LoopbackServer, Reply, sse
+from tests.loopback import LoopbackServer, Reply, split, sse
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
+from tests.providers.structured import (
+    POINT_SCHEMA,
+    TRIP,
+    TRIP_JSON,
+    Trip,
+    assert_growing,
+    pieces,
+    streamed_partials,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -329,6 +338,64 @@ async def test_request_carries_converted_messages_and_mapped_parameters(
     assert body["my_server_flag"] is True  # unknown to the SDK: passed through in the body
     assert body["stream"] is True
     assert "stream_options" not in body  # Groq reports usage in x_groq without it
+
+
+# -- structured output -----------------------------------------------------------------------------
+
+
+async def test_a_model_class_is_sent_as_json_mode_with_the_schema_in_the_system_prompt(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(*(Reply(pieces=sse(text_stream(TRIP_JSON))) for _ in range(2)))
+    model = make()
+    with_system = [{"role": "system", "content": "Plan trips."}, {"role": "user", "content": "Norway?"}]
+    await run(model, with_system, response_format=Trip)
+    await run(model, "Norway?", response_format=Trip)
+
+    first, second = (received.json for received in server.requests)
+    assert first["response_format"] == {"type": "json_object"}  # the mode every Groq model has
+    note = first["messages"][0]["content"].removeprefix("Plan trips.\n\n")
+    assert note != first["messages"][0]["content"]  # added to the caller's system prompt, after it
+    assert "JSON" in note  # JSON mode refuses a prompt without the word
+    assert json.loads(note[note.index("{") :]) == Trip.model_json_schema()
+    assert first["messages"][1:] == [{"role": "user", "content": "Norway?"}]
+    # without a system prompt, the note becomes one, first
+    assert second["messages"] == [{"role": "system", "content": note}, {"role": "user", "content": "Norway?"}]
+
+
+async def test_a_json_schema_dict_gets_json_mode_and_a_response_format_dict_goes_as_given(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(*(Reply(pieces=sse(text_stream('{"x": 1, "y": 2}'))) for _ in range(2)))
+    given = {"type": "json_schema", "json_schema": {"name": "Point", "schema": POINT_SCHEMA, "strict": True}}
+    model = make()
+    await run(model, response_format=POINT_SCHEMA)
+    await run(model, response_format=given)
+
+    first, second = (received.json for received in server.requests)
+    assert first["response_format"] == {"type": "json_object"}
+    note = first["messages"][0]["content"]
+    assert json.loads(note[note.index("{") :]) == POINT_SCHEMA
+    assert second["response_format"] == given  # Groq's own structured outputs, on the models that have it
+    assert second["messages"] == HI
+
+
+async def test_a_streamed_json_reply_is_parsed_into_the_model(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=split(sse(text_stream(*pieces(TRIP_JSON))), 7)))
+    _, response = await run(make(), response_format=Trip)
+
+    assert response.text == TRIP_JSON
+    assert response.parsed == TRIP
+    assert response.finish_reason == "stop"
+
+
+async def test_partials_grow_while_the_json_streams(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=sse(text_stream(*pieces(TRIP_JSON)))))
+    assert_growing(await streamed_partials(make()))
 
 
 # -- non-streaming ----------------------------------------------------------------------------------

@@ -6,13 +6,25 @@ from collections.abc import Callable
 from typing import Any
 
 import openai
+import pydantic
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
+from lionflow.services.providers._structured import chat_response_format, strict_ready
 from lionflow.services.providers.openai_chat import OpenAIChatProvider
-from tests.loopback import LoopbackServer, Reply, sse
+from tests.loopback import LoopbackServer, Reply, split, sse
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
+from tests.providers.structured import (
+    POINT_SCHEMA,
+    TRIP,
+    TRIP_JSON,
+    Note,
+    Trip,
+    assert_growing,
+    pieces,
+    streamed_partials,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -456,17 +468,98 @@ async def test_openai_form_tools_are_sent_as_given_and_stop_lists_kept(
     assert body["stop"] == ["\n\n", "END"]
 
 
-async def test_a_pydantic_response_format_is_sent_as_its_json_schema(
+# -- structured output -----------------------------------------------------------------------------
+
+
+async def test_a_model_class_is_sent_as_json_schema_strict_only_when_its_schema_allows(
     server: LoopbackServer, make: Callable[..., iModel]
 ) -> None:
-    server.add(Reply(pieces=sse(text_stream('{"city": "Oslo"}'))))
-    _, response = await run(make(), response_format=GetWeather)
+    server.add(*(Reply(pieces=sse(text_stream(TRIP_JSON))) for _ in range(2)))
+    model = make()
+    await run(model, response_format=Trip)
+    with pytest.raises(pydantic.ValidationError):  # the reply is a Trip, not a Note
+        await run(model, response_format=Note)
 
     assert server.requests[0].json["response_format"] == {
         "type": "json_schema",
-        "json_schema": {"name": "GetWeather", "schema": GetWeather.model_json_schema()},
+        "json_schema": {"name": "Trip", "schema": Trip.model_json_schema(), "strict": True},
     }
-    assert response.text == '{"city": "Oslo"}'
+    # a default makes a field optional, which strict mode refuses: the schema is sent non-strict
+    assert server.requests[1].json["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "Note", "schema": Note.model_json_schema(), "strict": False},
+    }
+
+
+async def test_a_json_schema_dict_is_wrapped_and_a_response_format_dict_sent_as_given(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(*(Reply(pieces=sse(text_stream('{"x": 1, "y": 2}'))) for _ in range(2)))
+    given = {"type": "json_schema", "json_schema": {"name": "P", "schema": POINT_SCHEMA}}
+    model = make()
+    first = await model.invoke(HI, response_format=POINT_SCHEMA)
+    await model.invoke(HI, response_format=given)
+
+    assert server.requests[0].json["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "Point", "schema": POINT_SCHEMA, "strict": True},
+    }
+    assert server.requests[1].json["response_format"] == given
+    assert first.text == '{"x": 1, "y": 2}'
+
+
+class Open(BaseModel):  # extra fields allowed: additionalProperties is not false
+    city: str
+
+
+class Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    maybe: str | None  # nullable but required: strict mode takes it
+    inner: Open  # a nested model that is not closed
+
+
+class Counts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    counts: dict[str, int]  # an open mapping: strict mode cannot take it
+
+
+@pytest.mark.parametrize(
+    ("schema", "strict"),
+    [
+        (Trip.model_json_schema(), True),  # nested models in $defs, all closed
+        (Note.model_json_schema(), False),  # a default: not every property required
+        (Closed.model_json_schema(), False),  # the nested $defs model is open
+        (Counts.model_json_schema(), False),
+        (POINT_SCHEMA, True),
+        (POINT_SCHEMA | {"oneOf": [{"required": ["x"]}]}, False),  # a keyword strict mode refuses
+        ({"type": "array", "items": POINT_SCHEMA}, False),  # the root must be an object
+    ],
+)
+def test_strict_is_asked_for_only_when_the_schema_meets_strict_modes_rules(
+    schema: dict[str, Any], strict: bool
+) -> None:
+    assert strict_ready(schema) is strict
+    assert chat_response_format(schema)["json_schema"]["strict"] is strict
+
+
+async def test_a_streamed_json_reply_is_parsed_into_the_model(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=split(sse(text_stream(*pieces(TRIP_JSON))), 7)))
+    _, response = await run(make(), response_format=Trip)
+
+    assert response.text == TRIP_JSON
+    assert response.parsed == TRIP
+    assert response.finish_reason == "stop"
+
+
+async def test_partials_grow_while_the_json_streams(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=sse(text_stream(*pieces(TRIP_JSON)))))
+    assert_growing(await streamed_partials(make()))
 
 
 async def test_max_tokens_goes_to_openai_itself_as_max_completion_tokens() -> None:

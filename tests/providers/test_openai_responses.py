@@ -7,13 +7,24 @@ from collections.abc import Callable
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 
 from lionflow import Chunk, Usage, iModel
 from lionflow.services.errors import ConfigurationError, StreamInterrupted
 from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
-from tests.loopback import LoopbackServer, Reply, anthropic_sse
+from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
 from tests.providers.helpers import ProviderCase, SdkErrors, openai_error_body, run
+from tests.providers.structured import (
+    POINT_SCHEMA,
+    TRIP,
+    TRIP_JSON,
+    Note,
+    Trip,
+    assert_growing,
+    pieces,
+    streamed_partials,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -543,6 +554,76 @@ async def test_stop_and_seed_are_refused_before_any_request(
     with pytest.raises(ConfigurationError, match=f"Responses API does not accept '{param}'"):
         await model.invoke("hi")
     assert server.requests == []
+
+
+# -- structured output -----------------------------------------------------------------------------
+
+
+async def test_a_model_class_is_sent_as_the_text_format(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(*(Reply(pieces=text_body(TRIP_JSON)) for _ in range(2)))
+    model = make()
+    await run(model, "hi", response_format=Trip, text={"verbosity": "low"})
+    with pytest.raises(pydantic.ValidationError):  # the reply is a Trip, not a Note
+        await run(model, "hi", response_format=Note)
+
+    assert server.requests[0].json["text"] == {
+        "verbosity": "low",  # the caller's own text options stay
+        "format": {"type": "json_schema", "name": "Trip", "schema": Trip.model_json_schema(), "strict": True},
+    }
+    # strict only where the schema meets strict mode's rules (a default makes a field optional)
+    assert server.requests[1].json["text"]["format"]["strict"] is False
+    assert "response_format" not in server.requests[0].json
+
+
+async def test_a_json_schema_dict_and_the_chat_form_both_become_the_text_format(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(*(Reply(pieces=text_body('{"x": 1, "y": 2}')) for _ in range(2)))
+    model = make()
+    await run(model, "hi", response_format=POINT_SCHEMA)
+    chat_form = {"type": "json_schema", "json_schema": {"name": "P", "schema": POINT_SCHEMA, "strict": False}}
+    await run(model, "hi", response_format=chat_form)
+
+    assert server.requests[0].json["text"]["format"] == {
+        "type": "json_schema",
+        "name": "Point",
+        "schema": POINT_SCHEMA,
+        "strict": True,
+    }
+    assert server.requests[1].json["text"]["format"] == {
+        "type": "json_schema",
+        "name": "P",
+        "schema": POINT_SCHEMA,
+        "strict": False,
+    }
+
+
+async def test_response_format_and_a_text_format_together_are_refused(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        await make().invoke("hi", response_format=Trip, text={"format": {"type": "text"}})
+    assert server.requests == []
+
+
+async def test_a_streamed_json_reply_is_parsed_into_the_model(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=split(text_body(*pieces(TRIP_JSON)), 7)))
+    _, result = await run(make(), "hi", response_format=Trip)
+
+    assert result.text == TRIP_JSON
+    assert result.parsed == TRIP
+    assert result.finish_reason == "stop"
+
+
+async def test_partials_grow_while_the_json_streams(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(Reply(pieces=text_body(*pieces(TRIP_JSON))))
+    assert_growing(await streamed_partials(make()))
 
 
 # -- non-streaming ---------------------------------------------------------------------------------

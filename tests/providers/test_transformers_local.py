@@ -6,6 +6,7 @@ Random weights make random text, so every expectation is computed independently 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -263,6 +264,16 @@ async def test_constrained_json_from_a_plain_schema(tiny_model: Path) -> None:
     value = json.loads(response.text)
     assert set(value) == {"n"}
     assert 1 <= value["n"] <= 9
+
+
+async def test_json_mode_constrains_to_any_json_object(tiny_model: Path) -> None:
+    call = _model(tiny_model).invoke(PROMPT, max_tokens=8, response_format={"type": "json_object"})
+    with contextlib.suppress(json.JSONDecodeError):  # eight tokens may end inside the object
+        await call
+    assert call.response is not None
+    assert call.response.text.startswith("{")  # constrained from the first token
+    if call.response.finish_reason == "stop":
+        assert isinstance(json.loads(call.response.text), dict)
 
 
 async def test_no_chat_template_falls_back_to_a_plain_transcript(tmp_path: Path) -> None:

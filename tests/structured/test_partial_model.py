@@ -196,3 +196,14 @@ async def test_a_raw_openai_sdk_stream_as_in_the_seed(server: LoopbackServer) ->
     names = [p.name for p in seen]
     assert len(set(names)) > 3  # partial objects arrived while the stream was still going
     assert all("bilbo baggins".startswith(name) for name in names)
+
+
+async def test_a_schema_dict_gives_the_parsed_value_and_a_tool_call_turn_parses_nothing() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    response = await ScriptedModel(responses=['{"n": 3}']).invoke("count", response_format=schema)
+    assert response.parsed == {"n": 3}
+    # the model chose to call one of the caller's tools: there is no structured answer to validate
+    calling = ScriptedModel(responses=[""], tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}])
+    response = await calling.invoke("count", response_format=Person)
+    assert response.finish_reason == "tool_calls"
+    assert response.parsed is None

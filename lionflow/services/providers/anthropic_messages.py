@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anthropic
 import httpx2
-from anthropic.resources.messages import AsyncMessages
 from anthropic.types import (
     InputJSONDelta,
     Message,
@@ -32,29 +31,11 @@ from lionflow.services.errors import (
     ProviderConnectionError,
     ProviderError,
 )
-from lionflow.services.providers._common import (
-    SdkProvider,
-    content_text,
-    interrupted,
-    malformed,
-    parse_arguments,
-    sdk_arguments,
-    sdk_parameters,
-    split_system,
-    status_error,
-    tool_choice,
-    tool_specs,
-)
+from lionflow.services.providers._common import SdkProvider, interrupted, malformed, status_error
+from lionflow.services.providers.anthropic_request import DEFAULT_MAX_TOKENS, request_arguments
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider"]
-
-DEFAULT_MAX_TOKENS = 4096
-"""Sent when the call gives no ``max_tokens``: the Messages API requires one."""
-
-# Keyword arguments `messages.create()` takes; any other parameter travels in `extra_body`, so that
-# wire parameters this SDK version does not list (temperature, top_p, top_k in SDK 2.x) still arrive.
-_SDK_ARGUMENTS = sdk_parameters(AsyncMessages.create)
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -100,105 +81,6 @@ def _provider_error(error: Exception) -> ProviderError:
     return ProviderError(f"Anthropic SDK error: {error}", provider="anthropic")
 
 
-# -- request ---------------------------------------------------------------------------------------
-
-
-def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
-    function = call.get("function") or {}
-    name = function.get("name") or call.get("name")
-    if not name or not call.get("id"):
-        raise ConfigurationError(
-            f"an assistant tool call needs an 'id' and a function 'name': {dict(call)!r}"
-        )
-    arguments = function.get("arguments", call.get("arguments"))
-    return {"type": "tool_use", "id": call["id"], "name": name, "input": parse_arguments(arguments)}
-
-
-def convert_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
-    """OpenAI-style chat dicts as Anthropic's ``(system, messages)``.
-
-    System and developer messages become `system`; assistant tool calls become ``tool_use`` blocks;
-    tool results become ``tool_result`` blocks of a user message. Consecutive messages of the same
-    role are merged, since the API wants user and assistant turns to alternate.
-    """
-    system, rest = split_system(messages)
-    converted: list[dict[str, Any]] = []
-    for message in rest:
-        role = message.get("role")
-        blocks: list[dict[str, Any]] = []
-        if role in ("tool", "function"):
-            role = "user"
-            tool_use_id = message.get("tool_call_id")
-            if not tool_use_id:
-                raise ConfigurationError(f"a tool result needs its 'tool_call_id': {dict(message)!r}")
-            result = content_text(message.get("content"))
-            blocks.append({"type": "tool_result", "tool_use_id": tool_use_id, "content": result})
-        elif role in ("user", "assistant"):
-            text = content_text(message.get("content"))
-            calls = (message.get("tool_calls") or []) if role == "assistant" else []
-            # The API rejects empty text blocks; a tool-calling turn often has no text.
-            if text or not calls:
-                blocks.append({"type": "text", "text": text})
-            blocks += [_tool_use(call) for call in calls]
-        else:
-            raise ConfigurationError(f"message role {role!r} is not supported by Anthropic")
-        if converted and converted[-1]["role"] == role:
-            converted[-1]["content"].extend(blocks)
-        else:
-            converted.append({"role": role, "content": blocks})
-    return system, converted
-
-
-def _tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
-    for tool in tools:
-        # Anthropic's server tools ({"type": "web_search_20250305", ...}) are sent as given.
-        if isinstance(tool, Mapping) and tool.get("type") not in (None, "function", "custom"):
-            result.append(dict(tool))
-            continue
-        (spec,) = tool_specs([tool])
-        entry: dict[str, Any] = {"name": spec.name, "input_schema": spec.parameters}
-        if spec.description:
-            entry["description"] = spec.description
-        result.append(entry)
-    return result
-
-
-def _tool_choice(value: Any) -> dict[str, Any] | None:
-    choice = tool_choice(value)
-    if choice is None:
-        return None
-    if choice.mode == "tool":
-        return {"type": "tool", "name": choice.name}
-    return {"type": "any" if choice.mode == "required" else choice.mode}
-
-
-def request_arguments(request: ModelRequest) -> dict[str, Any]:
-    """The keyword arguments of ``messages.create()`` for `request` (without ``stream``)."""
-    # `request.stream` alone decides the mode; a stray `stream` parameter must not override it.
-    params = {key: value for key, value in request.params.items() if value is not None and key != "stream"}
-    if "seed" in params:
-        raise ConfigurationError("Anthropic's Messages API has no 'seed' parameter; remove seed=")
-    system, messages = convert_messages(request.messages)
-    arguments: dict[str, Any] = {
-        "model": request.model,
-        "messages": messages,
-        "max_tokens": params.pop("max_tokens", DEFAULT_MAX_TOKENS),
-    }
-    if system is not None:
-        arguments["system"] = system
-    stop = params.pop("stop", None)
-    if stop:
-        arguments["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    tools = params.pop("tools", None)
-    if tools:
-        arguments["tools"] = _tools(tools)
-    choice = _tool_choice(params.pop("tool_choice", None))
-    if choice is not None:
-        arguments["tool_choice"] = choice
-    return arguments | sdk_arguments(params, _SDK_ARGUMENTS)
-
-
 # -- response --------------------------------------------------------------------------------------
 
 
@@ -222,9 +104,11 @@ def _closing(
     meta: dict[str, Any],
     counts: list[MessageDeltaUsage | AnthropicUsage],
     stop: RawMessageDeltaEvent | Message,
+    answer_tool: str | None = None,
 ) -> list[Chunk]:
     """The usage chunk (from `counts`, latest first: message_delta's totals are cumulative and
-    overwrite message_start's) and the finish chunk (from `stop`, a message_delta or the Message)."""
+    overwrite message_start's) and the finish chunk (from `stop`, a message_delta or the Message).
+    With a forced `answer_tool` (structured output), ``tool_use`` is the answer ending: ``stop``."""
 
     def pick(name: str) -> int:
         return next((int(value) for u in counts if (value := getattr(u, name, None)) is not None), 0)
@@ -249,6 +133,8 @@ def _closing(
     if ending.stop_details is not None:
         finish_meta["stop_details"] = ending.stop_details.model_dump(exclude_none=True)
     reason = _STOP_REASONS.get(ending.stop_reason or "", "stop")
+    if reason == "tool_calls" and answer_tool is not None:
+        reason = "stop"
     chunks.append(Chunk(type="finish", finish_reason=reason, metadata=finish_meta, raw_response=stop))
     return chunks
 
@@ -276,6 +162,13 @@ class AnthropicProvider(SdkProvider):
     - Thinking blocks stream as ``reasoning``; redacted thinking, signatures, citations and server
       tool blocks (``server_tool_use``: run by Anthropic, not by the caller) make no chunks.
     - A stream that ends before ``message_delta`` brought a ``stop_reason`` raises StreamInterrupted.
+    - Structured output (``response_format`` a model class or a JSON schema): one tool whose
+      ``input_schema`` is the schema, forced by ``tool_choice``, named after the model class
+      (``title`` of a schema, else ``response``). Its input streams as ``tool_call`` chunks, the text
+      stays empty, the structured result is read from the tool call, and ``stop_reason="tool_use"``
+      finishes as ``stop``. With the caller's own tools or tool_choice, or with thinking enabled (all
+      of which a forced tool excludes), Claude's own ``output_config.format`` is sent instead (newer
+      models only) and the JSON comes as text.
     """
 
     name: ClassVar[str] = "anthropic"
@@ -304,11 +197,11 @@ class AnthropicProvider(SdkProvider):
         )
 
     async def open(self, request: ModelRequest) -> ChunkStream:
-        arguments = request_arguments(request)
+        arguments, answer_tool = request_arguments(request)
         try:
             if not request.stream:
                 message = await self._client.messages.create(**arguments)
-                return ChunkStream(self._whole(message))
+                return ChunkStream(self._whole(message, answer_tool))
             events = await self._client.messages.create(**arguments, stream=True)
         except anthropic.AnthropicError as error:
             raise _provider_error(error) from error
@@ -316,9 +209,11 @@ class AnthropicProvider(SdkProvider):
             raise malformed(error, self.name) from error
         except ValueError as error:  # the SDK refuses a non-streaming call it expects to be too long
             raise ConfigurationError(str(error)) from error
-        return ChunkStream(self._events(events), close=events.close)
+        return ChunkStream(self._events(events, answer_tool), close=events.close)
 
-    async def _events(self, events: anthropic.AsyncStream[Any]) -> AsyncIterator[Chunk]:
+    async def _events(
+        self, events: anthropic.AsyncStream[Any], answer_tool: str | None = None
+    ) -> AsyncIterator[Chunk]:
         meta: dict[str, Any] = {"provider": self.name, "model": self.model}
         tool_blocks: dict[int, tuple[str, str]] = {}  # content block index -> (tool_use id, name)
         silent_tools: set[int] = set()  # tool_use blocks that made no chunk yet
@@ -368,10 +263,10 @@ class AnthropicProvider(SdkProvider):
             )
             raise interrupted(lost)
         counts = [final.usage] + ([start_usage] if start_usage is not None else [])
-        for chunk in _closing(meta, counts, final):
+        for chunk in _closing(meta, counts, final, answer_tool):
             yield chunk
 
-    async def _whole(self, message: Message) -> AsyncIterator[Chunk]:
+    async def _whole(self, message: Message, answer_tool: str | None = None) -> AsyncIterator[Chunk]:
         meta: dict[str, Any] = {"provider": self.name, "model": message.model, "response_id": message.id}
         for index, block in enumerate(message.content):
             if content := _content(block):
@@ -380,7 +275,7 @@ class AnthropicProvider(SdkProvider):
                 )
             elif isinstance(block, ToolUseBlock):
                 yield _tool_chunk(json.dumps(block.input), index, (block.id, block.name), meta, message)
-        for chunk in _closing(meta, [message.usage], message):
+        for chunk in _closing(meta, [message.usage], message, answer_tool):
             yield chunk
 
 

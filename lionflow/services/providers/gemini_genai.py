@@ -233,6 +233,8 @@ class GeminiProvider(SdkProvider):
       pass as given); ``tool_choice`` -> ``function_calling_config`` mode AUTO / NONE / ANY (with
       ``allowed_function_names`` for one named tool). Any other parameter must be a field of
       ``GenerateContentConfig`` (``thinking_config``, ``top_k``, ...) or raises ConfigurationError.
+    - ``response_format`` (a model class or a JSON schema) -> ``response_mime_type="application/json"``
+      and the schema, as is, in ``response_json_schema``; the JSON streams as text.
     - The SDK's automatic function calling and automatic continuation are turned off unless passed.
     - Parts with ``thought=True`` stream as ``reasoning``. Function calls arrive whole: one
       ``tool_call`` chunk each, with Gemini's id or ``call_<n>``, and the Gemini 3 thought signature

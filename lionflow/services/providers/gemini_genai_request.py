@@ -21,6 +21,7 @@ from lionflow.services.providers._common import (
     tool_choice,
     tool_specs,
 )
+from lionflow.services.providers._structured import OutputFormat, output_format
 
 __all__ = ["convert_messages", "generate_config"]
 
@@ -147,11 +148,26 @@ def _tool_config(value: Any) -> types.ToolConfig | None:
     )
 
 
+def _response_format(spec: OutputFormat | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The config fields asking for `spec`: JSON output, and the schema in ``response_json_schema``,
+    which takes JSON Schema as is (``response_schema`` wants Gemini's OpenAPI subset)."""
+    if spec is None or spec.kind == "text":
+        return {}
+    if "response_schema" in params or "response_json_schema" in params:
+        raise ConfigurationError(
+            "give response_format or Gemini's response_schema/response_json_schema, not both"
+        )
+    fields: dict[str, Any] = {"response_mime_type": "application/json"}
+    if spec.kind == "json_schema":
+        fields["response_json_schema"] = spec.schema
+    return fields
+
+
 def generate_config(params: Mapping[str, Any], system: str | None) -> types.GenerateContentConfig:
     """The ``GenerateContentConfig`` for a call's parameters and system instruction.
 
-    lionflow's names are mapped (max_tokens, stop, tools, tool_choice); every other key must be a
-    field of ``GenerateContentConfig`` (``thinking_config``, ``top_k``, ``safety_settings``, ...).
+    lionflow's names are mapped (max_tokens, stop, tools, tool_choice, response_format); every other
+    key must be a field of ``GenerateContentConfig`` (``thinking_config``, ``top_k``, ...).
     """
     params = {key: value for key, value in params.items() if value is not None}
     fields: dict[str, Any] = {} if system is None else {"system_instruction": system}
@@ -166,6 +182,7 @@ def generate_config(params: Mapping[str, Any], system: str | None) -> types.Gene
     config = _tool_config(params.pop("tool_choice", None))
     if config is not None:
         fields["tool_config"] = config
+    fields |= _response_format(output_format(params.pop("response_format", None)), params)
     for key, value in params.items():
         if key not in _CONFIG_FIELDS:
             raise ConfigurationError(

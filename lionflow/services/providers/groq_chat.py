@@ -17,6 +17,12 @@ from groq.resources.chat.completions import AsyncCompletions
 from lionflow.services.chunk import Chunk
 from lionflow.services.errors import ProviderConnectionError, ProviderError, StreamInterrupted
 from lionflow.services.providers._common import SdkProvider, listed, malformed, sdk_parameters
+from lionflow.services.providers._structured import (
+    RESPONSE_FORMAT_TYPES,
+    output_format,
+    schema_instruction,
+    with_system_note,
+)
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 from lionflow.services.providers.openai_chat_mapping import (
     CHAT_ENDPOINTS,
@@ -50,6 +56,24 @@ class _GroqChunkMapper(ChatChunkMapper):
         return chunks
 
 
+def _json_mode(params: dict[str, Any]) -> str | None:
+    """Turn a model class or JSON schema given as ``response_format`` into Groq's JSON mode, in
+    `params`; the schema then travels in the returned system-prompt note.
+
+    JSON mode works on every Groq model, while ``json_schema`` is refused by the models without
+    Structured Outputs. JSON mode needs the word JSON in the prompt, and the note says what to fill in.
+    A response format dict (``{"type": "json_schema", ...}``, ``{"type": "json_object"}``) is Groq's
+    own form and is sent as given.
+    """
+    value = params.get("response_format")
+    if value is None or (isinstance(value, Mapping) and value.get("type") in RESPONSE_FORMAT_TYPES):
+        return None
+    spec = output_format(value)
+    assert spec is not None
+    params["response_format"] = {"type": "json_object"}
+    return schema_instruction(spec)
+
+
 class GroqProvider(SdkProvider):
     """Adapter over ``AsyncGroq().chat.completions.create(stream=True)`` (or the non-streaming call
     with ``stream=False``).
@@ -63,6 +87,12 @@ class GroqProvider(SdkProvider):
     calls arrive whole, one chunk each. An ``event: error`` in the stream raises
     `StreamInterrupted`, retryable only when the error is transient (never for ``tool_use_failed``,
     where the model's own tool call was invalid).
+
+    Structured output: a pydantic model class or a JSON schema as ``response_format`` is sent as
+    JSON mode (``{"type": "json_object"}``, which every Groq model has) plus a note with the schema
+    at the end of the system prompt (a system message first when there is none). For Groq's
+    ``json_schema`` mode on the models that have it, give ``response_format={"type": "json_schema",
+    "json_schema": {...}}``, sent as given.
     """
 
     name: ClassVar[str] = "groq"
@@ -90,11 +120,12 @@ class GroqProvider(SdkProvider):
         )
 
     def _arguments(self, request: ModelRequest) -> dict[str, Any]:
-        arguments = chat_params(
-            request.params, max_tokens_field="max_completion_tokens", sdk_params=_SDK_PARAMS
-        )
+        params = dict(request.params)
+        note = _json_mode(params)
+        arguments = chat_params(params, max_tokens_field="max_completion_tokens", sdk_params=_SDK_PARAMS)
         arguments["model"] = request.model
-        arguments["messages"] = chat_messages(request.messages, developer_role="system")
+        messages = chat_messages(request.messages, developer_role="system")
+        arguments["messages"] = messages if note is None else with_system_note(messages, note)
         return arguments
 
     def _error(self, exc: BaseException) -> ProviderError:

@@ -43,6 +43,12 @@ class OpenAIChatProvider(OpenAIClientProvider):
     There is no default token limit. Parameters the SDK method does not know go in the request body
     unchanged (``extra_body``), for compatible servers' own options. A refusal (``delta.refusal``)
     ends with ``finish_reason="refusal"``; the native value stays in ``metadata["finish_reason"]``.
+
+    Structured output: a pydantic model class or a JSON schema as ``response_format`` is sent as
+    ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``, with ``strict`` true
+    only when the schema meets strict mode's rules (every object ``additionalProperties: false``
+    with all its properties required: a model with ``extra="forbid"`` and no defaults), since
+    OpenAI refuses a strict schema that breaks them. A response format dict is sent as given.
     """
 
     @classmethod

@@ -7,10 +7,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel
-
 from lionflow.services.errors import ConfigurationError
 from lionflow.services.providers._common import content_text, tool_choice, tool_specs
+from lionflow.services.providers._structured import chat_response_format
 
 __all__ = ["chat_messages", "chat_params", "chat_tool_choice", "chat_tools"]
 
@@ -116,7 +115,8 @@ def chat_params(
     """Generation parameters as keyword arguments of ``chat.completions.create``.
 
     ``max_tokens`` is sent as `max_tokens_field`; tools and tool_choice are normalized, and a pydantic
-    model class as ``response_format`` becomes a ``json_schema`` response format; other keys
+    model class or a JSON schema as ``response_format`` becomes a ``json_schema`` response format
+    (``strict`` only when the schema meets strict mode's rules, see `strict_ready`); other keys
     the SDK method knows pass unchanged, and keys it does not know go in the JSON body (``extra_body``)
     so that a compatible server's own parameters reach it.
     """
@@ -135,10 +135,9 @@ def chat_params(
             arguments["tools"] = chat_tools(value)
         elif key == "tool_choice":
             arguments["tool_choice"] = chat_tool_choice(value)
-        elif key == "response_format" and isinstance(value, type) and issubclass(value, BaseModel):
+        elif key == "response_format":
             # The SDK's create() refuses a model class (it wants parse()); the wire takes its schema.
-            schema = {"name": value.__name__, "schema": value.model_json_schema()}
-            arguments["response_format"] = {"type": "json_schema", "json_schema": schema}
+            arguments["response_format"] = chat_response_format(value)
         elif key == "extra_body":
             extra_body = {**value, **extra_body}
         elif key in sdk_params:

@@ -36,6 +36,7 @@ from lionflow.services.providers._common import (
     tool_choice,
     tool_specs,
 )
+from lionflow.services.providers._structured import output_format, responses_format
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 from lionflow.services.providers.openai_client import OpenAIClientProvider
 
@@ -327,7 +328,9 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
     "low"}``, ``include=[...]``, ``store=False``) pass through; ones the SDK does not know go in the
     request body as given. Reasoning summaries stream as ``reasoning`` chunks when the request asks for
     them (``reasoning={"summary": "auto"}``). The finish chunk's metadata holds the response
-    ``status`` and, when incomplete, the ``incomplete_reason``.
+    ``status`` and, when incomplete, the ``incomplete_reason``. ``response_format`` (a model class,
+    a JSON schema, or a response format dict) becomes ``text={"format": {"type": "json_schema",
+    "name", "schema", "strict"}}``, strict on the same terms as Chat Completions.
     """
 
     endpoints: ClassVar[tuple[str, ...]] = ("responses",)
@@ -362,6 +365,12 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
                 {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode
             )
         params.pop("stream", None)  # the mode is request.stream
+        structure = output_format(params.pop("response_format", None))
+        if structure is not None:
+            text = dict(params.pop("text", None) or {})
+            if text.get("format"):
+                raise ConfigurationError("give response_format or text={'format': ...}, not both")
+            kwargs["text"] = text | {"format": responses_format(structure)}
         return kwargs | sdk_arguments(params, _create_parameters())
 
     async def open(self, request: ModelRequest) -> ChunkStream:

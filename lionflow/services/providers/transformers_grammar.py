@@ -34,6 +34,8 @@ def schema_of(response_format: Any) -> dict[str, Any]:
             response_format.get("json_schema"), dict
         ):
             return dict(response_format["json_schema"].get("schema") or {})
+        if response_format.get("type") == "json_object":  # OpenAI's JSON mode: any JSON object
+            return {"type": "object"}
         return response_format
     raise ConfigurationError(
         f"response_format must be a pydantic model class or a JSON schema dict, not {response_format!r}"

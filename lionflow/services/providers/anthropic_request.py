@@ -1,0 +1,177 @@
+"""The request side of the Anthropic adapter: chat messages, tools, parameters and structured output
+as the keyword arguments of ``messages.create()``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anthropic
+from anthropic.resources.messages import AsyncMessages
+
+from lionflow.services.errors import ConfigurationError
+from lionflow.services.providers._common import (
+    content_text,
+    parse_arguments,
+    sdk_arguments,
+    sdk_parameters,
+    split_system,
+    tool_choice,
+    tool_specs,
+)
+from lionflow.services.providers._structured import OutputFormat, output_format
+from lionflow.services.providers.base import ModelRequest
+
+__all__ = ["DEFAULT_MAX_TOKENS", "convert_messages", "request_arguments"]
+
+DEFAULT_MAX_TOKENS = 4096
+"""Sent when the call gives no ``max_tokens``: the Messages API requires one."""
+
+# Keyword arguments `messages.create()` takes; any other parameter travels in `extra_body`, so that
+# wire parameters this SDK version does not list (temperature, top_p, top_k in SDK 2.x) still arrive.
+_SDK_ARGUMENTS = sdk_parameters(AsyncMessages.create)
+
+
+def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    name = function.get("name") or call.get("name")
+    if not name or not call.get("id"):
+        raise ConfigurationError(
+            f"an assistant tool call needs an 'id' and a function 'name': {dict(call)!r}"
+        )
+    arguments = function.get("arguments", call.get("arguments"))
+    return {"type": "tool_use", "id": call["id"], "name": name, "input": parse_arguments(arguments)}
+
+
+def convert_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """OpenAI-style chat dicts as Anthropic's ``(system, messages)``.
+
+    System and developer messages become `system`; assistant tool calls become ``tool_use`` blocks;
+    tool results become ``tool_result`` blocks of a user message. Consecutive messages of the same
+    role are merged, since the API wants user and assistant turns to alternate.
+    """
+    system, rest = split_system(messages)
+    converted: list[dict[str, Any]] = []
+    for message in rest:
+        role = message.get("role")
+        blocks: list[dict[str, Any]] = []
+        if role in ("tool", "function"):
+            role = "user"
+            tool_use_id = message.get("tool_call_id")
+            if not tool_use_id:
+                raise ConfigurationError(f"a tool result needs its 'tool_call_id': {dict(message)!r}")
+            result = content_text(message.get("content"))
+            blocks.append({"type": "tool_result", "tool_use_id": tool_use_id, "content": result})
+        elif role in ("user", "assistant"):
+            text = content_text(message.get("content"))
+            calls = (message.get("tool_calls") or []) if role == "assistant" else []
+            # The API rejects empty text blocks; a tool-calling turn often has no text.
+            if text or not calls:
+                blocks.append({"type": "text", "text": text})
+            blocks += [_tool_use(call) for call in calls]
+        else:
+            raise ConfigurationError(f"message role {role!r} is not supported by Anthropic")
+        if converted and converted[-1]["role"] == role:
+            converted[-1]["content"].extend(blocks)
+        else:
+            converted.append({"role": role, "content": blocks})
+    return system, converted
+
+
+def _tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for tool in tools:
+        # Anthropic's server tools ({"type": "web_search_20250305", ...}) are sent as given.
+        if isinstance(tool, Mapping) and tool.get("type") not in (None, "function", "custom"):
+            result.append(dict(tool))
+            continue
+        (spec,) = tool_specs([tool])
+        entry: dict[str, Any] = {"name": spec.name, "input_schema": spec.parameters}
+        if spec.description:
+            entry["description"] = spec.description
+        result.append(entry)
+    return result
+
+
+def _tool_choice(value: Any) -> dict[str, Any] | None:
+    choice = tool_choice(value)
+    if choice is None:
+        return None
+    if choice.mode == "tool":
+        return {"type": "tool", "name": choice.name}
+    return {"type": "any" if choice.mode == "required" else choice.mode}
+
+
+def request_arguments(request: ModelRequest) -> tuple[dict[str, Any], str | None]:
+    """The keyword arguments of ``messages.create()`` for `request` (without ``stream``), and the
+    name of the tool forced to carry a structured answer (None when the call asks for none)."""
+    # `request.stream` alone decides the mode; a stray `stream` parameter must not override it.
+    params = {key: value for key, value in request.params.items() if value is not None and key != "stream"}
+    if "seed" in params:
+        raise ConfigurationError("Anthropic's Messages API has no 'seed' parameter; remove seed=")
+    system, messages = convert_messages(request.messages)
+    arguments: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "max_tokens": params.pop("max_tokens", DEFAULT_MAX_TOKENS),
+    }
+    if system is not None:
+        arguments["system"] = system
+    stop = params.pop("stop", None)
+    if stop:
+        arguments["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = params.pop("tools", None)
+    if tools:
+        arguments["tools"] = _tools(tools)
+    choice = _tool_choice(params.pop("tool_choice", None))
+    if choice is not None:
+        arguments["tool_choice"] = choice
+    answer_tool = _structured_output(output_format(params.pop("response_format", None)), arguments, params)
+    return arguments | sdk_arguments(params, _SDK_ARGUMENTS), answer_tool
+
+
+def _structured_output(
+    spec: OutputFormat | None, arguments: dict[str, Any], params: dict[str, Any]
+) -> str | None:
+    """Ask for `spec` in `arguments`; the name of the forced answer tool, if that is the way taken.
+
+    Anthropic has no JSON mode that every Claude model takes. The way every model takes is one
+    tool whose input schema is the answer's schema, forced with ``tool_choice``: its input streams
+    as tool-call fragments, and the call's structured result is read from them. A forced tool cannot
+    live beside the caller's own tools or tool_choice, nor with extended thinking (the API refuses
+    forced tool use with thinking), so then Claude's own structured outputs are asked for instead
+    (``output_config.format``, newer models only), and the JSON comes as text.
+    """
+    if spec is None or spec.kind == "text":
+        return None
+    if spec.kind == "json_object":
+        raise ConfigurationError(
+            "Anthropic has no JSON mode without a schema: give response_format a pydantic model class "
+            "or a JSON schema"
+        )
+    thinking = params.get("thinking")
+    thinking_on = isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")
+    if "tools" in arguments or "tool_choice" in arguments or thinking_on:
+        config = dict(params.pop("output_config", None) or {})
+        if config.get("format"):
+            raise ConfigurationError("give response_format or output_config={'format': ...}, not both")
+        try:
+            # The SDK's own rewrite into the schema subset structured outputs accept.
+            schema = anthropic.transform_schema(spec.schema)
+        except ValueError as error:
+            raise ConfigurationError(f"response_format schema not usable by Anthropic: {error}") from error
+        arguments["output_config"] = config | {"format": {"type": "json_schema", "schema": schema}}
+        return None
+    if spec.schema.get("type") != "object":
+        raise ConfigurationError(
+            "Anthropic's structured output is a tool input, which must be an object: the response_format "
+            f"schema has type {spec.schema.get('type')!r}"
+        )
+    tool: dict[str, Any] = {
+        "name": spec.name,
+        "description": spec.description or "Give your answer as the input of this tool.",
+        "input_schema": spec.schema,
+    }
+    arguments["tools"] = [tool]
+    arguments["tool_choice"] = {"type": "tool", "name": spec.name}
+    return spec.name
