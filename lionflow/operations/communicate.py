@@ -63,13 +63,16 @@ async def _run_turn(
     # The instruction joins the branch now, so the branch reads right during the turn; the store gets
     # the instruction and the answer together when the turn ends, in one transaction.
     history = branch.chat_messages()
+    call = model.invoke([*history, instruction.chat_msg], **params)  # may refuse: nothing recorded yet
     placement = session._place(branch, instruction)
     state.instruction = instruction
-    call = state.call = model.invoke([*history, instruction.chat_msg], **params)
+    state.call = call
+    ending: BaseException | None = None
     try:
         async for chunk in call:
             yield chunk
     except BaseException as exc:
+        ending = exc
         if not isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class()):
             state.error = exc
         raise
@@ -90,7 +93,12 @@ async def _run_turn(
         if future is not None:
             # Durable before the turn counts as over, even when it ends by cancellation.
             with anyio.CancelScope(shield=True):
-                await wait_for(future)
+                try:
+                    await wait_for(future)
+                except Exception:
+                    if ending is None:
+                        raise  # a completed turn that could not be stored is an error
+                    # the turn already ends with its own error; the session keeps this one for flush()
 
 
 class Turn:

@@ -113,6 +113,7 @@ class _Runner:
         self.branches: dict[str, Branch] = {}
         self.error: BaseException | None = None  # a failure of the runner itself
         self.aborted = False
+        self.abandoned = False  # the consumer left: nobody reads the queue any more
 
     def prepare_branches(self) -> None:
         """Named branches that do not exist yet are created; an operation without one gets its own."""
@@ -147,11 +148,12 @@ class _Runner:
                 self.error = exc
             raise
         finally:
-            if not self.queue.full():
-                self.queue.put_nowait(_END)
-            else:  # the consumer is still reading, or gone; either way do not wait forever
-                with anyio.move_on_after(5, shield=True):
-                    await self.queue.put(_END)
+            if not self.abandoned:
+                if not self.queue.full():
+                    self.queue.put_nowait(_END)
+                else:  # the consumer is still reading: the end waits for it like any chunk
+                    with anyio.CancelScope(shield=True):
+                        await self.queue.put(_END)
 
     async def _report_unfinished(self) -> None:
         for op in self.operations.values():
@@ -290,6 +292,7 @@ class FlowStream:
         """Stop the flow: cancel every running operation and wait until they have cleaned up."""
         task = self._task
         self._finished = True
+        self._runner.abandoned = True
         if task is not None and not task.done():
             task.cancel()
             with anyio.CancelScope(shield=True):
@@ -299,6 +302,7 @@ class FlowStream:
     def __del__(self) -> None:
         task = self._task
         if task is not None and not task.done():
+            self._runner.abandoned = True
             task.cancel()
 
     async def __aenter__(self) -> FlowStream:

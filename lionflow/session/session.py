@@ -231,6 +231,8 @@ class Session:
 
     def _written(self, future: concurrent.futures.Future[None]) -> None:
         self._pending.discard(future)
+        if future.cancelled():
+            return
         error = future.exception()
         if error is not None:
             self._failed.append(error)

@@ -74,6 +74,7 @@ class PartialJSON:
         self._string_is_key = False
         self._surrogate = ""
         self.revision = 0  # bumps whenever `value` changes
+        self.end: int | None = None  # where the document ended: the offset just past its last character
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -203,6 +204,8 @@ class PartialJSON:
         if not self._stack or self._stack[-1][1] != is_object:
             raise self._error(f"unexpected {'}' if is_object else ']'!r}", position)
         self._stack.pop()
+        if not self._stack:
+            self.end = position + 1
         self._after_value()
 
     def _after_value(self) -> None:

@@ -91,6 +91,15 @@ def _strip_optional(annotation: Any) -> tuple[Any, list[Any]]:
     return annotation, [annotation]
 
 
+def _allows_none(annotation: Any) -> bool:
+    if annotation is Any or annotation is None or annotation is type(None):
+        return True
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _allows_none(get_args(annotation)[0])
+    return (origin is typing.Union or origin is types.UnionType) and type(None) in get_args(annotation)
+
+
 class _Open:
     """What is kept for a container still being written: its children built so far."""
 
@@ -129,7 +138,14 @@ class PartialBuilder(Generic[M]):
             del self._open[key]
         # Containers still growing are shared with earlier objects, so comparing objects cannot tell
         # a change; the sizes of the open containers and the newest leaf can, cheaply.
-        fingerprint = (tuple(state.size for state in self._open.values()), len(self._final), self._placed)
+        # growth inside a container not tracked here (a dict field, an Any value) shows by revision
+        untracked = self._innermost is not None and self._innermost not in self._open
+        fingerprint = (
+            tuple(state.size for state in self._open.values()),
+            len(self._final),
+            self._placed,
+            parser.revision if untracked else None,
+        )
         if fingerprint == self._fingerprint or not isinstance(result, self.model):
             return None
         self._fingerprint = fingerprint
@@ -149,6 +165,14 @@ class PartialBuilder(Generic[M]):
             return value if complete else None
         if isinstance(value, list):
             origin = get_origin(annotation)
+            if origin in (tuple, set, frozenset) or annotation in (tuple, set, frozenset):
+                # fixed-shape or unordered containers appear once complete, as their own type
+                if id(value) in self._open_ids:
+                    return None
+                try:
+                    return _adapter(annotation).validate_python(value)
+                except ValidationError:
+                    return None
             if origin in (list, typing.List, tuple, set, frozenset) or annotation is list:  # noqa: UP006
                 args = get_args(annotation)
                 return self._sequence(args[0] if args else Any, value)
@@ -208,7 +232,9 @@ class PartialBuilder(Generic[M]):
                 plan.annotation, value[json_key], complete=not self._is_open_leaf(growing, key)
             )
             default = plan.factory() if plan.factory is not None else plan.default
-            if built is None or built == default:
+            if value[json_key] is None and default is not None and _allows_none(plan.annotation):
+                built = None  # an explicit null where the field takes one: shown, not the default
+            elif built is None or built == default:
                 continue  # nothing to show yet: the field reads as missing, its default stays
             fields[plan.name] = built
             if growing:
@@ -314,7 +340,6 @@ def json_document(text: str) -> str:
     parser = PartialJSON()
     start = min(starts)
     parser.feed(text[start:])
-    if parser.done:
-        end = text.rfind("}" if text[start] == "{" else "]")
-        return text[start : end + 1]
+    if parser.done and parser.end is not None:
+        return text[start : start + parser.end]  # whatever follows the document is not part of it
     return text[start:]

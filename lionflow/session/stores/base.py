@@ -117,10 +117,11 @@ class SessionStore(ABC):
 
 
 async def wait_for(future: concurrent.futures.Future[None]) -> None:
-    """Await a store future from the event loop without blocking it."""
+    """Await a store future from the event loop without blocking it. Cancelling the waiter leaves
+    the write itself alone: it still lands."""
     import asyncio
 
-    await asyncio.wrap_future(future)
+    await asyncio.shield(asyncio.wrap_future(future))
 
 
 def export_snapshot(snapshot: SessionSnapshot) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -102,7 +103,7 @@ class _Worker:
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            self._enter_wal(connection)
             connection.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             connection.execute("PRAGMA foreign_keys=ON")
             # Read the version under the write lock: two stores opening one new file at once must
@@ -128,6 +129,19 @@ class _Worker:
             raise
         return connection
 
+    def _enter_wal(self, connection: sqlite3.Connection) -> None:
+        # Two stores opening one new file at once: the second's switch to WAL can fail with
+        # "database is locked" straight away, without SQLite's busy wait. Wait for it here.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
     def _run(self) -> None:
         try:
             connection = self._connect()
@@ -142,12 +156,14 @@ class _Worker:
         try:
             while (job := self.jobs.get()) is not None:
                 work, future = job
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    future.set_result(work(connection))
-                except BaseException as exc:
-                    future.set_exception(exc)
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(work(connection))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                # Drop the finished job now: waiting for the next one must not keep its future,
+                # and through its callbacks the session and the store, alive.
+                del job, work, future
         finally:
             connection.close()
 
@@ -199,6 +215,8 @@ class SQLiteStore(SessionStore):
             if self._worker is None:
                 self._worker = _Worker(self.path, self.synchronous, self.busy_timeout)
                 atexit.register(_stop_at_exit, weakref.ref(self._worker))
+                # dropped without aclose(): queued writes finish, then the thread ends
+                weakref.finalize(self, self._worker.jobs.put, None)
             worker = self._worker
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         worker.jobs.put((work, future))
