@@ -27,6 +27,7 @@ from lionflow import (
 from tests.helpers import no_task_left
 from tests.loopback import LoopbackServer, Reply, split
 from tests.providers.helpers import HI, ProviderCase, closed_port, run
+from tests.providers.structured import TRIP, TRIP_JSON, Trip, assert_growing, pieces, streamed_partials
 
 pytestmark = pytest.mark.anyio
 
@@ -380,3 +381,32 @@ async def test_a_timeout_mid_stream_closes_the_connection(
     assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
     assert caught.value.response is not None
     assert caught.value.response.text == "first"
+
+
+# -- structured output ---------------------------------------------------------------------------
+# Anthropic answers through a forced tool instead; its own module tests that path.
+
+TEXT_ANSWERS = [case for case in CASES if case.provider != "anthropic"]
+text_answers = pytest.mark.parametrize("case", TEXT_ANSWERS, ids=[case.id for case in TEXT_ANSWERS])
+
+
+@text_answers
+async def test_a_streamed_json_reply_is_parsed_into_the_model(
+    case: ProviderCase, server: LoopbackServer
+) -> None:
+    server.add(Reply(pieces=split(case.text_body(*pieces(TRIP_JSON)), 7)))
+    model = case.loopback_model(server)
+    _, response = await run(model, response_format=Trip)
+    await model.aclose()
+
+    assert response.text == TRIP_JSON
+    assert response.parsed == TRIP
+    assert response.finish_reason == "stop"
+
+
+@text_answers
+async def test_partials_grow_while_the_json_streams(case: ProviderCase, server: LoopbackServer) -> None:
+    server.add(Reply(pieces=case.text_body(*pieces(TRIP_JSON))))
+    model = case.loopback_model(server)
+    assert_growing(await streamed_partials(model))
+    await model.aclose()

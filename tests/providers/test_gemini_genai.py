@@ -14,16 +14,12 @@ from google.genai import types
 from pydantic import BaseModel
 
 from lionflow import AuthenticationError, ConfigurationError, StreamInterrupted, Usage, iModel
-from tests.loopback import LoopbackServer, Reply, split, sse
+from tests.loopback import LoopbackServer, Reply, sse
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
 from tests.providers.structured import (
     POINT_SCHEMA,
-    TRIP,
     TRIP_JSON,
     Trip,
-    assert_growing,
-    pieces,
-    streamed_partials,
 )
 
 pytestmark = pytest.mark.anyio
@@ -627,24 +623,6 @@ async def test_response_format_and_geminis_own_schema_together_are_refused(
     with pytest.raises(ConfigurationError, match="not both"):
         await make().invoke(HI, response_format=Trip, response_json_schema=POINT_SCHEMA)
     assert server.requests == []
-
-
-async def test_a_streamed_json_reply_is_parsed_into_the_model(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=split(json_body(*pieces(TRIP_JSON)), 7)))
-    _, response = await run(make(), response_format=Trip)
-
-    assert response.text == TRIP_JSON
-    assert response.parsed == TRIP
-    assert response.finish_reason == "stop"
-
-
-async def test_partials_grow_while_the_json_streams(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=json_body(*pieces(TRIP_JSON))))
-    assert_growing(await streamed_partials(make()))
 
 
 # -- non-streaming ---------------------------------------------------------------------------------

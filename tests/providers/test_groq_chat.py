@@ -11,16 +11,12 @@ import httpx
 import pytest
 
 from lionflow import StreamInterrupted, Usage, iModel
-from tests.loopback import LoopbackServer, Reply, split, sse
+from tests.loopback import LoopbackServer, Reply, sse
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
 from tests.providers.structured import (
     POINT_SCHEMA,
-    TRIP,
     TRIP_JSON,
     Trip,
-    assert_growing,
-    pieces,
-    streamed_partials,
 )
 
 pytestmark = pytest.mark.anyio
@@ -378,24 +374,6 @@ async def test_a_json_schema_dict_gets_json_mode_and_a_response_format_dict_goes
     assert json.loads(note[note.index("{") :]) == POINT_SCHEMA
     assert second["response_format"] == given  # Groq's own structured outputs, on the models that have it
     assert second["messages"] == HI
-
-
-async def test_a_streamed_json_reply_is_parsed_into_the_model(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=split(sse(text_stream(*pieces(TRIP_JSON))), 7)))
-    _, response = await run(make(), response_format=Trip)
-
-    assert response.text == TRIP_JSON
-    assert response.parsed == TRIP
-    assert response.finish_reason == "stop"
-
-
-async def test_partials_grow_while_the_json_streams(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse(text_stream(*pieces(TRIP_JSON)))))
-    assert_growing(await streamed_partials(make()))
 
 
 # -- non-streaming ----------------------------------------------------------------------------------

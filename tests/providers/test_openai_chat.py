@@ -13,17 +13,13 @@ from pydantic import BaseModel, ConfigDict
 from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
 from lionflow.services.providers._structured import chat_response_format, strict_ready
 from lionflow.services.providers.openai_chat import OpenAIChatProvider
-from tests.loopback import LoopbackServer, Reply, split, sse
+from tests.loopback import LoopbackServer, Reply, sse
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
 from tests.providers.structured import (
     POINT_SCHEMA,
-    TRIP,
     TRIP_JSON,
     Note,
     Trip,
-    assert_growing,
-    pieces,
-    streamed_partials,
 )
 
 pytestmark = pytest.mark.anyio
@@ -542,24 +538,6 @@ def test_strict_is_asked_for_only_when_the_schema_meets_strict_modes_rules(
 ) -> None:
     assert strict_ready(schema) is strict
     assert chat_response_format(schema)["json_schema"]["strict"] is strict
-
-
-async def test_a_streamed_json_reply_is_parsed_into_the_model(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=split(sse(text_stream(*pieces(TRIP_JSON))), 7)))
-    _, response = await run(make(), response_format=Trip)
-
-    assert response.text == TRIP_JSON
-    assert response.parsed == TRIP
-    assert response.finish_reason == "stop"
-
-
-async def test_partials_grow_while_the_json_streams(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=sse(text_stream(*pieces(TRIP_JSON)))))
-    assert_growing(await streamed_partials(make()))
 
 
 async def test_max_tokens_goes_to_openai_itself_as_max_completion_tokens() -> None:

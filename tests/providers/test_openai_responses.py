@@ -13,17 +13,13 @@ import pytest
 from lionflow import Chunk, Usage, iModel
 from lionflow.services.errors import ConfigurationError, StreamInterrupted
 from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
-from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
+from tests.loopback import LoopbackServer, Reply, anthropic_sse
 from tests.providers.helpers import ProviderCase, SdkErrors, openai_error_body, run
 from tests.providers.structured import (
     POINT_SCHEMA,
-    TRIP,
     TRIP_JSON,
     Note,
     Trip,
-    assert_growing,
-    pieces,
-    streamed_partials,
 )
 
 pytestmark = pytest.mark.anyio
@@ -606,24 +602,6 @@ async def test_response_format_and_a_text_format_together_are_refused(
     with pytest.raises(ConfigurationError, match="not both"):
         await make().invoke("hi", response_format=Trip, text={"format": {"type": "text"}})
     assert server.requests == []
-
-
-async def test_a_streamed_json_reply_is_parsed_into_the_model(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=split(text_body(*pieces(TRIP_JSON)), 7)))
-    _, result = await run(make(), "hi", response_format=Trip)
-
-    assert result.text == TRIP_JSON
-    assert result.parsed == TRIP
-    assert result.finish_reason == "stop"
-
-
-async def test_partials_grow_while_the_json_streams(
-    server: LoopbackServer, make: Callable[..., iModel]
-) -> None:
-    server.add(Reply(pieces=text_body(*pieces(TRIP_JSON))))
-    assert_growing(await streamed_partials(make()))
 
 
 # -- non-streaming ---------------------------------------------------------------------------------
