@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 
-from lionflow.services.errors import LionflowError, MissingDependency, ProviderError
+from lionflow.errors import LionflowError, MissingDependency, ProviderError
 from lionflow.services.imodel import iModel
 from lionflow.testing import ScriptedModel
 

@@ -40,8 +40,8 @@ from typing import Any, ClassVar
 
 import anyio
 
+from lionflow.errors import ConfigurationError, ScriptedModelExhausted, StreamInterrupted
 from lionflow.services.chunk import Chunk, FinishReason, Usage, delta_chunk
-from lionflow.services.errors import ConfigurationError, LionflowError, StreamInterrupted
 from lionflow.services.imodel import iModel
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 
@@ -60,10 +60,6 @@ class ScriptedReply:
     tool_calls: Sequence[dict[str, Any]] | None = None
     finish_reason: FinishReason | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-class ScriptedModelExhausted(LionflowError):
-    """A ScriptedModel was called more times than it has responses."""
 
 
 Responses = Sequence[str | ScriptedReply] | Callable[[list[dict[str, Any]]], str | ScriptedReply] | None

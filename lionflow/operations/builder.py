@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lionflow.services.errors import FlowValidationError
+from lionflow.errors import FlowValidationError
 from lionflow.services.imodel import iModel
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session

@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
 from lionflow.services.call import ModelCall
 from lionflow.services.chunk import Chunk
-from lionflow.services.errors import ConfigurationError, StreamClosed, StreamConsumed
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
 from lionflow.session.branch import Branch

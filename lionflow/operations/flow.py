@@ -22,10 +22,10 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel
 
+from lionflow.errors import FlowError, FlowValidationError, LionflowError
 from lionflow.operations.builder import Builder, Inputs, Operation, validate
 from lionflow.operations.communicate import communicate
 from lionflow.services.chunk import Chunk
-from lionflow.services.errors import FlowValidationError, LionflowError
 from lionflow.services.response import Response
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
@@ -63,17 +63,6 @@ class FlowResults(dict[str, Any]):
         self.failed: dict[str, BaseException] = {}
         self.skipped: list[str] = []
         self.cancelled: list[str] = []
-
-
-class FlowError(LionflowError):
-    """A ``fail_fast`` flow stopped at a failure. `__cause__` is the first error; `results` holds
-    what completed, with `failed`, `skipped` and `cancelled`."""
-
-    def __init__(self, results: FlowResults, operations: dict[str, Operation]) -> None:
-        names = ", ".join(operations[op_id].name for op_id in results.failed)
-        first = next(iter(results.failed.values()))
-        super().__init__(f"the workflow stopped: operation {names} failed: {first!r}")
-        self.results = results
 
 
 class _End:
@@ -285,8 +274,11 @@ class FlowStream:
         if runner.error is not None:
             raise runner.error
         if runner.aborted and runner.results.failed:
-            error = FlowError(runner.results, runner.operations)
-            raise error from next(iter(runner.results.failed.values()))
+            failed = runner.results.failed
+            names = ", ".join(runner.operations[op_id].name for op_id in failed)
+            first = next(iter(failed.values()))
+            message = f"the workflow stopped: operation {names} failed: {first!r}"
+            raise FlowError(message, results=runner.results) from first
 
     async def aclose(self) -> None:
         """Stop the flow: cancel every running operation and wait until they have cleaned up."""

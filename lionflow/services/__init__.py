@@ -1,8 +1,6 @@
 """Models and what they stream: iModel, Chunk, Response, usage and errors."""
 
-from lionflow.services.call import ModelCall
-from lionflow.services.chunk import FINISH_REASONS, Chunk, ChunkType, FinishReason, Usage
-from lionflow.services.errors import (
+from lionflow.errors import (
     AuthenticationError,
     ConfigurationError,
     FlowValidationError,
@@ -20,6 +18,8 @@ from lionflow.services.errors import (
     StreamInterrupted,
     UnknownProviderError,
 )
+from lionflow.services.call import ModelCall
+from lionflow.services.chunk import FINISH_REASONS, Chunk, ChunkType, FinishReason, Usage
 from lionflow.services.imodel import iModel
 from lionflow.services.policy import RetryPolicy, Timeout
 from lionflow.services.providers import provider_names, register_provider

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 from pydantic import BaseModel
 
-from lionflow.services.chunk import Chunk
-from lionflow.services.errors import (
+from lionflow.errors import (
     ConfigurationError,
     ProviderError,
     ProviderTimeout,
@@ -26,6 +25,7 @@ from lionflow.services.errors import (
     StreamConsumed,
     TimeoutPhase,
 )
+from lionflow.services.chunk import Chunk
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 from lionflow.services.response import Response, ResponseAssembler
 from lionflow.structured import stream_partial

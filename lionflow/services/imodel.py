@@ -8,8 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
+from lionflow.errors import ConfigurationError
 from lionflow.services.call import ModelCall
-from lionflow.services.errors import ConfigurationError
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
 from lionflow.services.providers import provider_class
 from lionflow.services.providers.base import ModelRequest, Provider

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from lionflow.services.errors import ConfigurationError, ProviderError, RateLimitError
+from lionflow.errors import ConfigurationError, ProviderError, RateLimitError
 
 __all__ = ["RateLimiter", "RetryPolicy", "Timeout"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lionflow.services.errors import ConfigurationError
+from lionflow.errors import ConfigurationError
 from lionflow.services.imodel import iModel
 
 __all__ = ["ServiceRegistry"]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from lionflow.services.errors import ConfigurationError
+from lionflow.errors import ConfigurationError
 from lionflow.session.branch import Branch
 from lionflow.session.messages import Message, SystemContent
 from lionflow.session.services import ServiceRegistry

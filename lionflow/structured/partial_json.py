@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lionflow.errors import PartialJSONError
+
 __all__ = ["PartialJSON", "PartialJSONError"]
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -36,14 +38,6 @@ _KEY_OR_CLOSE = 3  # a key or '}' (just after '{')
 _COLON = 4
 _COMMA_OR_CLOSE = 5
 _DONE = 6  # the top-level value is complete
-
-
-class PartialJSONError(ValueError):
-    """The text is not JSON. `position` is the offset of the offending character in all text fed."""
-
-    def __init__(self, message: str, position: int) -> None:
-        super().__init__(f"{message} at position {position}")
-        self.position = position
 
 
 class PartialJSON:

@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 from lionflow import Chunk, Usage, iModel
-from lionflow.services.errors import ConfigurationError, StreamInterrupted
+from lionflow.errors import ConfigurationError, StreamInterrupted
 from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
 from tests.loopback import LoopbackServer, Reply, anthropic_sse
 from tests.providers.helpers import ProviderCase, SdkErrors, openai_error_body, run

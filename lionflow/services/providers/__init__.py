@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from lionflow.services.errors import MissingDependency, UnknownProviderError
+from lionflow.errors import MissingDependency, UnknownProviderError
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 
 __all__ = [

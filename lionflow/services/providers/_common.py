@@ -22,8 +22,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from lionflow.services.chunk import Chunk
-from lionflow.services.errors import (
+from lionflow.errors import (
     AuthenticationError,
     ConfigurationError,
     MissingCredentials,
@@ -32,6 +31,7 @@ from lionflow.services.errors import (
     RateLimitError,
     StreamInterrupted,
 )
+from lionflow.services.chunk import Chunk
 from lionflow.services.providers.base import Provider
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from lionflow.services.errors import ConfigurationError
+from lionflow.errors import ConfigurationError
 
 __all__ = [
     "RESPONSE_FORMAT_TYPES",

@@ -25,12 +25,12 @@ from anthropic.types import (
 )
 from anthropic.types import Usage as AnthropicUsage
 
-from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.errors import (
+from lionflow.errors import (
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
 )
+from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.providers._common import SdkProvider, interrupted, malformed, status_error
 from lionflow.services.providers.anthropic_request import DEFAULT_MAX_TOKENS, request_arguments
 from lionflow.services.providers.base import ChunkStream, ModelRequest

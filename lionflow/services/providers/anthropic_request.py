@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 from anthropic.resources.messages import AsyncMessages
 
-from lionflow.services.errors import ConfigurationError
+from lionflow.errors import ConfigurationError
 from lionflow.services.providers._common import (
     content_text,
     parse_arguments,

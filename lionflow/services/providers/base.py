@@ -81,7 +81,7 @@ class Provider(ABC):
     Contract for the stream: text, reasoning and refusal deltas as they arrive; every tool-call
     fragment carries `tool_call_id` and `tool_name`; exactly one `finish` chunk with a normalized
     `finish_reason` (native value in `metadata`); one `usage` chunk with complete totals where the
-    provider reports usage. Errors are raised as `lionflow.services.errors` types with the SDK
+    provider reports usage. Errors are raised as `lionflow.errors` types with the SDK
     error as ``__cause__``.
     """
 

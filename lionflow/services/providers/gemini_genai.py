@@ -14,8 +14,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from lionflow.errors import ConfigurationError, ProviderConnectionError, ProviderError
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.errors import ConfigurationError, ProviderConnectionError, ProviderError
 from lionflow.services.providers._common import SdkProvider, interrupted, malformed, status_error
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 from lionflow.services.providers.gemini_genai_request import convert_messages, generate_config

@@ -13,7 +13,7 @@ from typing import Any
 import pydantic
 from google.genai import types
 
-from lionflow.services.errors import ConfigurationError
+from lionflow.errors import ConfigurationError
 from lionflow.services.providers._common import (
     content_text,
     parse_arguments,

@@ -14,8 +14,8 @@ import groq
 import httpx
 from groq.resources.chat.completions import AsyncCompletions
 
+from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted
 from lionflow.services.chunk import Chunk
-from lionflow.services.errors import ProviderConnectionError, ProviderError, StreamInterrupted
 from lionflow.services.providers._common import SdkProvider, listed, malformed, sdk_parameters
 from lionflow.services.providers._structured import (
     RESPONSE_FORMAT_TYPES,

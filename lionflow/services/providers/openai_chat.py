@@ -13,7 +13,7 @@ from typing import Any
 import openai
 from openai.resources.chat.completions import AsyncCompletions
 
-from lionflow.services.errors import ConfigurationError, ProviderError
+from lionflow.errors import ConfigurationError, ProviderError
 from lionflow.services.providers._common import listed, malformed, sdk_parameters
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 from lionflow.services.providers.openai_chat_mapping import (

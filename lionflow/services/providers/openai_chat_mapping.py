@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import ModuleType
 from typing import Any, Protocol
 
+from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.errors import ProviderConnectionError, ProviderError, StreamInterrupted
 from lionflow.services.providers._common import interrupted, malformed, status_error
 
 __all__ = [

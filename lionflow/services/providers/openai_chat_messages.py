@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lionflow.services.errors import ConfigurationError
+from lionflow.errors import ConfigurationError
 from lionflow.services.providers._common import content_text, tool_choice, tool_specs
 from lionflow.services.providers._structured import chat_response_format
 

@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 
 import openai
 
-from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.errors import (
+from lionflow.errors import (
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     RateLimitError,
     StreamInterrupted,
 )
+from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.providers._common import (
     content_text,
     interrupted,

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lionflow.services.errors import ConfigurationError, MissingDependency
+from lionflow.errors import ConfigurationError, MissingDependency
 
 __all__ = ["JSONGrammar", "schema_of"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from lionflow.services.errors import ConfigurationError, ProviderError
+from lionflow.errors import ConfigurationError, ProviderError
 
 __all__ = ["LoadedModel", "load_model", "resolve_device", "resolve_dtype"]
 

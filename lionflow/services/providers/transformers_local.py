@@ -37,8 +37,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
+from lionflow.errors import ConfigurationError, LionflowError, ProviderError
 from lionflow.services.chunk import Chunk, Usage, delta_chunk
-from lionflow.services.errors import ConfigurationError, LionflowError, ProviderError
 from lionflow.services.providers._common import content_text
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 from lionflow.services.providers.transformers_loading import (

@@ -148,7 +148,7 @@ def export_snapshot(snapshot: SessionSnapshot) -> dict[str, Any]:
 
 
 def import_snapshot(data: dict[str, Any]) -> SessionSnapshot:
-    from lionflow.services.errors import ConfigurationError
+    from lionflow.errors import ConfigurationError
 
     if data.get("format") != EXPORT_FORMAT or data.get("version") != 1:
         raise ConfigurationError(

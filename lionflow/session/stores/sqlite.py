@@ -28,7 +28,7 @@ from queue import SimpleQueue
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from lionflow.services.errors import ConfigurationError, LionflowError
+from lionflow.errors import ConfigurationError, StoreClosed
 from lionflow.session.messages import Message
 from lionflow.session.stores.base import BranchRecord, SessionInfo, SessionSnapshot, SessionStore, StoreWrite
 
@@ -72,10 +72,6 @@ _MIGRATIONS: list[list[str]] = [
     ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-class StoreClosed(LionflowError):
-    """The store was closed; open a new one to read or write."""
 
 
 def _now() -> str:

@@ -5,8 +5,8 @@
     LionflowError
     ├── ConfigurationError (ValueError)      bad arguments, found before any request is sent
     │   ├── UnknownProviderError             provider="..." names no registered provider
-    │   ├── MissingCredentials               no API key given and none in the environment
-    │   └── MissingDependency (ImportError)  the provider's SDK is not installed: names the extra
+    │   └── MissingCredentials               no API key given and none in the environment
+    ├── MissingDependency (ImportError)      an optional package is not installed: names the extra
     ├── ProviderError                        the provider failed; `.retryable`, `.response`
     │   ├── AuthenticationError              401 / 403
     │   ├── RateLimitError                   429; `.retry_after` in seconds when the provider says
@@ -17,7 +17,12 @@
     ├── StreamError
     │   ├── StreamConsumed                   a call's chunks were already iterated
     │   └── StreamClosed                     the call was closed before it was iterated
-    └── FlowValidationError                  a workflow is wrong before anything runs
+    ├── StoreError                           a store could not be opened, read or written; names the session
+    │   └── StoreClosed                      the store was closed; open a new one
+    ├── FlowValidationError (ValueError)     a workflow is wrong before anything runs
+    ├── FlowError                            a ``fail_fast`` flow stopped at a failure; `.results`
+    ├── PartialJSONError (ValueError)        streamed text is not JSON; `.position`
+    └── ScriptedModelExhausted               a ScriptedModel was called more often than it has replies
 
 Whenever a `ProviderError` ends a call, `.response` holds the `Response` assembled from what had
 arrived (``incomplete=True``), so nothing the provider sent is lost.
@@ -28,20 +33,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from lionflow.operations.flow import FlowResults
     from lionflow.services.response import Response
 
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "FlowError",
     "FlowValidationError",
     "LionflowError",
     "MissingCredentials",
     "MissingDependency",
+    "PartialJSONError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderHTTPError",
     "ProviderTimeout",
     "RateLimitError",
+    "ScriptedModelExhausted",
+    "StoreClosed",
+    "StoreError",
     "StreamClosed",
     "StreamConsumed",
     "StreamError",
@@ -198,3 +209,38 @@ class StreamClosed(StreamError):
 
 class FlowValidationError(LionflowError, ValueError):
     """A workflow is invalid (cycle, unknown dependency or model); raised before anything runs."""
+
+
+class FlowError(LionflowError):
+    """A ``fail_fast`` flow stopped at a failure. `__cause__` is the first error; `results` holds
+    what completed, with `failed`, `skipped` and `cancelled`."""
+
+    def __init__(self, message: str, *, results: FlowResults) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+class StoreError(LionflowError):
+    """A store could not be opened, read or written. `session_id` (and `turn`, for a failed turn)
+    say what was being stored; `__cause__` is the database's own error."""
+
+    def __init__(self, message: str, *, session_id: str | None = None, turn: str | None = None) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.turn = turn
+
+
+class StoreClosed(StoreError):
+    """The store was closed; open a new one to read or write."""
+
+
+class PartialJSONError(LionflowError, ValueError):
+    """The text is not JSON. `position` is the offset of the offending character in all text fed."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(f"{message} at position {position}")
+        self.position = position
+
+
+class ScriptedModelExhausted(LionflowError):
+    """A ScriptedModel was called more times than it has responses."""
