@@ -238,6 +238,22 @@ class Session:
             self._failed.append(error)
             log.error("lionflow: writing session %s failed: %r", self.id, error)
 
+    async def check_store(self) -> None:
+        """Raise `StoreError` if the session's store cannot be opened (no-op without a store).
+
+        A turn calls this before its request, so a bad store path fails before any model is called.
+        """
+        if self.store is not None:
+            await self.store.check()
+
+    async def add_turn(self, branch: Branch, instruction: Message, answer: Message) -> None:
+        """Append a whole turn (the instruction, then its answer) to `branch` and store both in one
+        write. Nothing else lands between them, whatever runs concurrently. A failed write raises
+        `StoreError` naming the session and the turn; the turn stays in memory."""
+        future = self._record([(branch, instruction), (branch, answer)])
+        if future is not None:
+            await wait_for(future)
+
     async def flush(self) -> None:
         """Wait until every write so far is durable; raise the first that failed."""
         for future in list(self._pending):

@@ -112,6 +112,9 @@ class SessionStore(ABC):
         await wait_for(self.submit(write))
         return snapshot.id
 
+    async def check(self) -> None:  # noqa: B027 - optional: stores that open lazily override it
+        """Raise `StoreError` if the store cannot be opened or used."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional: stores holding resources release them
         """Finish pending writes and release resources."""
 
