@@ -7,9 +7,10 @@ import pytest
 from tests.loopback import LoopbackServer
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs twice: lionflow promises anyio, so both of its backends must work."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, TypeVar, get_args, get_origin
 
+import anyio
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lionflow.structured.partial_json import PartialJSON
@@ -304,17 +305,30 @@ async def stream_partial(source: Any, model: type[M]) -> AsyncIterator[M]:
     builder = PartialBuilder(model)
     text: list[str] = []
     seen = -1
-    async for delta in source:
-        piece = _text_of(delta)
-        if not piece:
-            continue
-        text.append(piece)
-        parser.feed(piece)
-        if parser.revision != seen and not parser.done:
-            seen = parser.revision
-            partial = builder.build(parser)
-            if partial is not None:
-                yield partial
+    deltas = aiter(source)
+    try:
+        while True:
+            try:
+                delta = await anext(deltas)
+            except StopAsyncIteration:
+                break
+            piece = _text_of(delta)
+            if not piece:
+                continue
+            text.append(piece)
+            parser.feed(piece)
+            if parser.revision != seen and not parser.done:
+                seen = parser.revision
+                partial = builder.build(parser)
+                if partial is not None:
+                    yield partial
+    finally:
+        # Stopped early (bad JSON, the caller left): the source is ours to close, not the garbage
+        # collector's, which on trio would close it late and with a ResourceWarning.
+        close = getattr(deltas, "aclose", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await close()
     yield model.model_validate_json(json_document("".join(text)))
 
 
