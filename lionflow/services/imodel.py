@@ -10,8 +10,8 @@ import anyio
 
 from lionflow.errors import ConfigurationError
 from lionflow.services.call import ModelCall
-from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
-from lionflow.services.providers import provider_class
+from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout, check_count, check_seconds
+from lionflow.services.providers import provider_class, provider_names
 from lionflow.services.providers.base import ModelRequest, Provider
 
 __all__ = ["ChatMessageLike", "iModel"]
@@ -27,9 +27,21 @@ ChatMessageLike = Mapping[str, Any] | _HasChatMsg
 """A provider chat dict (``{"role": "user", "content": "hi"}``) or a lionflow `Message`."""
 
 
-def _chat_messages(messages: str | Iterable[ChatMessageLike]) -> list[dict[str, Any]]:
+_EXPECTED_MESSAGES = (
+    "expected a list of chat dicts like {'role': 'user', 'content': '...'} or lionflow Messages, or a string"
+)
+
+
+def _chat_messages(messages: object) -> list[dict[str, Any]]:
+    # `object`: the types say what a caller should pass; this checks what one did pass.
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
+    if isinstance(messages, Mapping | _HasChatMsg):
+        # (iterating one would give its keys or fields, and a puzzling error about those)
+        raise ConfigurationError("messages is a single message; wrap it in a list: messages=[message]")
+    if isinstance(messages, bytes | bytearray) or not isinstance(messages, Iterable):
+        what = "None" if messages is None else f"a {type(messages).__name__}"
+        raise ConfigurationError(f"messages is {what}; {_EXPECTED_MESSAGES}")
     result: list[dict[str, Any]] = []
     for position, message in enumerate(messages):
         if isinstance(message, Mapping):
@@ -48,9 +60,13 @@ def _chat_messages(messages: str | Iterable[ChatMessageLike]) -> list[dict[str, 
     return result
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _check_params(params: Mapping[str, Any]) -> None:
     temperature = params.get("temperature")
-    if temperature is not None and (not isinstance(temperature, int | float) or temperature < 0):
+    if temperature is not None and (not _is_number(temperature) or not temperature >= 0):
         raise ConfigurationError(f"temperature must be a number >= 0, not {temperature!r}")
     max_tokens = params.get("max_tokens")
     if max_tokens is not None and (
@@ -58,8 +74,27 @@ def _check_params(params: Mapping[str, Any]) -> None:
     ):
         raise ConfigurationError(f"max_tokens must be a positive integer, not {max_tokens!r}")
     top_p = params.get("top_p")
-    if top_p is not None and (not isinstance(top_p, int | float) or not 0 <= top_p <= 1):
+    if top_p is not None and (not _is_number(top_p) or not 0 <= top_p <= 1):
         raise ConfigurationError(f"top_p must be a number between 0 and 1, not {top_p!r}")
+    seed = params.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigurationError(f"seed must be an integer, not {seed!r}")
+
+
+def _check_settings(settings: Mapping[str, object]) -> None:
+    """iModel's own arguments: ConfigurationError saying what was expected, before anything is built."""
+    for name in ("model", "name", "api_key", "base_url", "endpoint"):
+        value = settings[name]
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{name} must be a string, not {value!r}")
+    if not isinstance(settings["stream"], bool):
+        raise ConfigurationError(f"stream must be True or False, not {settings['stream']!r}")
+    check_count(settings["max_retries"], "max_retries", minimum=0)
+    check_seconds(settings["retry_initial_delay"], "retry_initial_delay")
+    check_seconds(settings["retry_max_delay"], "retry_max_delay")
+    for name in ("max_concurrent", "requests_per_minute"):
+        if settings[name] is not None:
+            check_count(settings[name], name, minimum=1)
 
 
 class iModel:
@@ -108,12 +143,30 @@ class iModel:
         requests_per_minute: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(provider, str):
+            raise ConfigurationError(
+                f"provider must be a provider name such as 'openai', not {provider!r}; "
+                f"known: {', '.join(provider_names())}"
+            )
+        _check_settings(
+            {
+                "model": model,
+                "name": name,
+                "api_key": api_key,
+                "base_url": base_url,
+                "endpoint": endpoint,
+                "stream": stream,
+                "max_retries": max_retries,
+                "retry_initial_delay": retry_initial_delay,
+                "retry_max_delay": retry_max_delay,
+                "max_concurrent": max_concurrent,
+                "requests_per_minute": requests_per_minute,
+            }
+        )
         adapter_cls = provider_class(provider).for_endpoint(endpoint)
         model = model or getattr(adapter_cls, "default_model", None)
         if not model:
             raise ConfigurationError(f"provider {provider!r} needs model=, the model id to call")
-        if max_concurrent is not None and max_concurrent < 1:
-            raise ConfigurationError(f"max_concurrent must be >= 1, not {max_concurrent}")
 
         options = {key: kwargs.pop(key) for key in list(kwargs) if key in adapter_cls.option_names}
         explicit = {

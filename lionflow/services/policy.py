@@ -10,7 +10,31 @@ import anyio
 
 from lionflow.errors import ConfigurationError, ProviderError, RateLimitError
 
-__all__ = ["RateLimiter", "RetryPolicy", "Timeout"]
+__all__ = ["RateLimiter", "RetryPolicy", "Timeout", "check_count", "check_seconds"]
+
+
+def check_count(value: object, name: str, *, minimum: int) -> int:
+    """`value` if it is an integer of at least `minimum` (a bool is not); else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def check_seconds(value: object, name: str, *, positive: bool = False, optional: bool = False) -> None:
+    """ConfigurationError unless `value` is a number of seconds, >= 0 (> 0 when `positive`), or None
+    when `optional`. NaN is refused: every comparison with it is false, so it would never run out."""
+    if value is None and optional:
+        return
+    if (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and (value > 0 if positive else value >= 0)
+    ):
+        return
+    expected = "a positive number of seconds" if positive else "a number of seconds >= 0"
+    if optional:
+        expected += " or None"
+    raise ConfigurationError(f"{name} must be {expected}, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +55,17 @@ class Timeout:
     idle: float | None = None
     total: float | None = None
 
+    def __post_init__(self) -> None:
+        for phase in ("connect", "first_chunk", "idle", "total"):
+            check_seconds(getattr(self, phase), f"Timeout.{phase}", positive=True, optional=True)
+
     @classmethod
     def of(cls, value: float | Timeout | None) -> Timeout:
         if value is None:
             return cls()
         if isinstance(value, Timeout):
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ConfigurationError(
                 f"timeout must be a positive number of seconds or a Timeout, not {value!r}"
             )
@@ -62,8 +90,13 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, not {self.max_retries}")
+        check_count(self.max_retries, "max_retries", minimum=0)
+        check_seconds(self.initial_delay, "initial_delay")
+        check_seconds(self.max_delay, "max_delay")
+        check_seconds(self.max_retry_after, "max_retry_after")
+        multiplier = self.multiplier
+        if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or not multiplier >= 1:
+            raise ConfigurationError(f"multiplier must be a number >= 1, not {multiplier!r}")
 
     def delay(self, attempt: int, error: ProviderError) -> float | None:
         """Seconds to wait before retry `attempt` (0-based), or None when the error asks for too long."""
@@ -83,9 +116,8 @@ class RateLimiter:
     """
 
     def __init__(self, limit: int, *, per: float = 60.0) -> None:
-        if limit < 1:
-            raise ConfigurationError(f"requests_per_minute must be >= 1, not {limit}")
-        self.limit = limit
+        self.limit = check_count(limit, "requests_per_minute", minimum=1)
+        check_seconds(per, "per", positive=True)
         self.per = per
         self._starts: deque[float] = deque()
         self._lock = anyio.Lock()

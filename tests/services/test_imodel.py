@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lionflow import (
@@ -9,6 +11,7 @@ from lionflow import (
     InstructionContent,
     Message,
     MissingDependency,
+    Timeout,
     UnknownProviderError,
     iModel,
     provider_names,
@@ -92,6 +95,76 @@ async def test_messages_may_be_chat_dicts_messages_or_a_string() -> None:
         model.invoke(messages=[])
     with pytest.raises(ConfigurationError, match=r"messages\[1\] is a int"):
         model.invoke(messages=[{"role": "user", "content": "x"}, 42])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("messages", "fragment"),
+    [
+        (None, "messages is None; expected a list of chat dicts"),
+        (123, "messages is a int; expected a list of chat dicts"),
+        (b"hi", "messages is a bytes; expected a list of chat dicts"),
+        ({"role": "user", "content": "hi"}, "a single message; wrap it in a list"),
+        (Message(content=InstructionContent(instruction="hi")), "a single message; wrap it in a list"),
+    ],
+    ids=["None", "int", "bytes", "one-dict", "one-Message"],
+)
+def test_messages_of_the_wrong_type_are_refused_before_any_request(messages: object, fragment: str) -> None:
+    model = ScriptedModel(responses=["a"])
+
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        model.invoke(messages)  # type: ignore[arg-type]
+
+    assert model.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"max_retries": "2"}, "max_retries must be an integer >= 0, not '2'"),
+        ({"max_retries": 1.5}, "max_retries must be an integer >= 0"),
+        ({"max_retries": True}, "max_retries must be an integer >= 0"),
+        ({"max_retries": -1}, "max_retries must be an integer >= 0, not -1"),
+        ({"retry_initial_delay": "fast"}, "retry_initial_delay must be a number of seconds >= 0"),
+        ({"retry_max_delay": -1}, "retry_max_delay must be a number of seconds >= 0"),
+        ({"timeout": "30"}, "timeout must be a positive number of seconds or a Timeout"),
+        ({"max_concurrent": "2"}, "max_concurrent must be an integer >= 1, not '2'"),
+        ({"max_concurrent": 1.5}, "max_concurrent must be an integer >= 1"),
+        ({"requests_per_minute": "60"}, "requests_per_minute must be an integer >= 1, not '60'"),
+        ({"name": 5}, "name must be a string"),
+        ({"model": 5}, "model must be a string"),
+        ({"stream": "no"}, "stream must be True or False"),
+        ({"seed": "lucky"}, "seed must be an integer"),
+        ({"temperature": True}, "temperature must be a number"),
+        ({"api_key": 123}, "api_key must be a string"),
+        ({"base_url": 8080}, "base_url must be a string"),
+        ({"endpoint": 1}, "endpoint must be a string"),
+    ],
+)
+def test_settings_of_the_wrong_type_say_what_was_expected(kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        iModel(**({"provider": "scripted"} | kwargs))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("provider", [None, 5])
+def test_a_provider_that_is_not_a_name_is_refused(provider: object) -> None:
+    with pytest.raises(ConfigurationError, match="provider must be a provider name"):
+        iModel(provider=provider, model="m")  # type: ignore[arg-type]
+
+
+async def test_a_wrong_type_in_a_calls_parameters_is_refused_before_the_request() -> None:
+    model = ScriptedModel(responses=["a"])
+
+    with pytest.raises(ConfigurationError, match="seed must be an integer"):
+        model.invoke("hi", seed="lucky")
+    with pytest.raises(ConfigurationError, match="max_tokens must be a positive integer"):
+        model.invoke("hi", max_tokens="100")
+
+    assert model.requests == []
+
+
+def test_a_timeout_object_is_checked_too() -> None:
+    with pytest.raises(ConfigurationError, match=r"Timeout\.connect must be a positive number of seconds"):
+        iModel(provider="scripted", timeout=Timeout(connect="5"))  # type: ignore[arg-type]
 
 
 def test_name_defaults_to_the_model_id() -> None:

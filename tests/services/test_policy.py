@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 
 import anyio
 import pytest
 
 from lionflow import (
     AuthenticationError,
+    ConfigurationError,
     ProviderHTTPError,
     ProviderTimeout,
     RateLimitError,
@@ -240,3 +243,30 @@ async def test_rate_limiter_spaces_requests_by_the_window() -> None:
     assert starts[1] < 0.05
     assert 0.19 <= starts[2] < 0.35
     assert 0.39 <= starts[4] < 0.6
+
+
+# -- the policies' own arguments -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "fragment"),
+    [
+        (lambda: Timeout(connect="5"), "Timeout.connect must be a positive number of seconds or None"),
+        (lambda: Timeout(idle=-1), "Timeout.idle must be a positive number of seconds or None, not -1"),
+        (lambda: Timeout(total=0), "Timeout.total must be a positive number"),
+        (lambda: Timeout(first_chunk=True), "Timeout.first_chunk must be a positive number"),
+        (lambda: RetryPolicy(max_retries="2"), "max_retries must be an integer >= 0, not '2'"),
+        (lambda: RetryPolicy(max_retries=-1), "max_retries must be an integer >= 0, not -1"),
+        (lambda: RetryPolicy(initial_delay=-0.5), "initial_delay must be a number of seconds >= 0"),
+        (lambda: RetryPolicy(max_delay="1"), "max_delay must be a number of seconds >= 0"),
+        (lambda: RetryPolicy(multiplier=0.5), "multiplier must be a number >= 1"),
+        (lambda: RetryPolicy(max_retry_after=None), "max_retry_after must be a number of seconds >= 0"),
+        (lambda: RateLimiter("60"), "requests_per_minute must be an integer >= 1, not '60'"),
+        (lambda: RateLimiter(5, per=0), "per must be a positive number of seconds"),
+    ],
+)
+def test_policy_arguments_of_the_wrong_type_say_what_was_expected(
+    build: Callable[[], object], fragment: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        build()
