@@ -37,6 +37,8 @@ class Reply:
     `delay` is seconds before every piece, or a list with one entry per piece. A streaming reply
     (the default) uses chunked encoding; ``chunked=False`` sends the joined body with a length.
     ``abort=True`` drops the connection after the last piece, leaving the body unfinished.
+    `head_delay` is seconds before the status line: a server that took the request and has not
+    answered yet.
     """
 
     pieces: Sequence[bytes] = ()
@@ -45,6 +47,7 @@ class Reply:
     delay: float | Sequence[float] = 0.0
     chunked: bool = True
     abort: bool = False  # drop the connection after the pieces instead of ending the body
+    head_delay: float = 0.0
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -183,6 +186,10 @@ class LoopbackServer:
         reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}.get(
             reply.status, "Status"
         )
+        if reply.head_delay:
+            await asyncio.sleep(reply.head_delay)
+            if received.disconnected.is_set():
+                return
         head = [f"HTTP/1.1 {reply.status} {reason}", "connection: close"]
         head += [f"{name}: {value}" for name, value in reply.headers.items()]
         if not reply.chunked:

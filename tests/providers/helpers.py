@@ -1,4 +1,5 @@
-"""What the provider tests share: the provider under test (`ProviderCase`), calling it, a dead port.
+"""What the provider tests share: the provider under test (`ProviderCase`), calling it, a dead port,
+a port that never answers, and how a user sets an SDK's own timeout.
 
 Each ``test_<api>.py`` declares its provider as a module-level ``CASE``, built from its own wire-format
 builders; the `make` fixture (tests/providers/conftest.py) builds iModels of that provider pointed at
@@ -9,7 +10,8 @@ every ``CASE``.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,3 +96,25 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def unaccepted_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that listens but whose queue of connections is full: a client's connect
+    hangs there, as it does to a host that drops the packets, until its connect timeout runs out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):  # fills the queue
+            yield port
+
+
+def sdk_timeout(case: ProviderCase, seconds: float) -> dict[str, Any]:
+    """The call parameters that give the SDK's own request a timeout of `seconds`: ``timeout=`` for
+    the openai, anthropic and groq SDKs, Gemini's ``http_options`` (in milliseconds)."""
+    if case.provider == "gemini":
+        from google.genai import types
+
+        return {"http_options": types.HttpOptions(timeout=round(seconds * 1000))}
+    return {"timeout": seconds}

@@ -26,7 +26,7 @@ from lionflow import (
 )
 from tests.helpers import no_task_left
 from tests.loopback import LoopbackServer, Reply, split
-from tests.providers.helpers import HI, ProviderCase, closed_port, run
+from tests.providers.helpers import HI, ProviderCase, closed_port, run, sdk_timeout, unaccepted_port
 from tests.providers.structured import TRIP, TRIP_JSON, Trip, assert_growing, pieces, streamed_partials
 
 pytestmark = pytest.mark.anyio
@@ -230,6 +230,84 @@ async def test_connection_refused_is_a_connection_error(
 
     assert caught.value.retryable
     assert isinstance(caught.value.__cause__, case.errors.connection)
+
+
+# -- the SDKs' own timeouts -------------------------------------------------------------------------
+# A user sets one per call (``invoke(..., timeout=0.3)`` reaches the SDK's request; Gemini takes
+# ``http_options``), and every SDK has a default one. Whichever runs out, the caller gets the same
+# ProviderTimeout, of the phase it ran out in, as from iModel's own timeouts.
+
+STALL = 5.0  # how long the server stalls: far longer than the timeouts below
+
+
+def stalled(case: ProviderCase, where: str) -> Reply:
+    """An answer of "first" then "late" that stalls before its headers, before its first event,
+    or before the event carrying "late"."""
+    pieces = case.text_body("first", "late")
+    if where == "before_headers":
+        return Reply(pieces=pieces, head_delay=STALL)
+    if where == "before_the_first_event":
+        return Reply(pieces=pieces, delay=[STALL] + [0.0] * (len(pieces) - 1))
+    return Reply(pieces=pieces, delay=[STALL if b'"late"' in piece else 0.0 for piece in pieces])
+
+
+@every_provider
+@pytest.mark.parametrize(
+    ("where", "phase", "text"),
+    [
+        ("before_headers", "connect", ""),
+        ("before_the_first_event", "first_chunk", ""),
+        ("mid_stream", "idle", "first"),
+    ],
+)
+async def test_the_sdks_own_timeout_is_a_provider_timeout_of_its_phase(
+    case: ProviderCase,
+    server: LoopbackServer,
+    make: Callable[..., iModel],
+    where: str,
+    phase: str,
+    text: str,
+) -> None:
+    server.add(stalled(case, where))
+
+    with anyio.fail_after(STALL - 1), pytest.raises(ProviderTimeout) as caught:
+        await make().invoke(HI, **sdk_timeout(case, 0.3))
+
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.phase == phase
+    assert caught.value.seconds == 0.3
+    assert caught.value.retryable == (phase != "idle")  # as for iModel's own timeouts
+    assert caught.value.__cause__ is not None  # the SDK's (or its HTTP client's) timeout
+    assert caught.value.response is not None
+    assert caught.value.response.text == text
+    assert caught.value.response.incomplete
+    assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
+
+
+@every_provider
+async def test_a_connection_never_accepted_is_a_connect_timeout(
+    case: ProviderCase, make: Callable[..., iModel]
+) -> None:
+    with unaccepted_port() as port, anyio.fail_after(STALL), pytest.raises(ProviderTimeout) as caught:
+        await make(base_url=f"http://127.0.0.1:{port}{case.path}").invoke(HI, **sdk_timeout(case, 0.3))
+
+    assert caught.value.phase == "connect"
+    assert caught.value.retryable
+    assert "connect timeout" in str(caught.value)
+
+
+@every_provider
+async def test_an_sdk_timeout_before_the_answer_is_retried(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    server.add(stalled(case, "before_the_first_event"), Reply(pieces=case.text_body("second try")))
+
+    call = make(max_retries=1, retry_initial_delay=0.001).invoke(HI, **sdk_timeout(case, 0.3))
+    with anyio.fail_after(STALL - 1):
+        response = await call
+
+    assert response.text == "second try"
+    assert call.attempts == 2
 
 
 # -- streams that end badly --------------------------------------------------------------------------

@@ -28,8 +28,10 @@ from lionflow.errors import (
     MissingCredentials,
     ProviderError,
     ProviderHTTPError,
+    ProviderTimeout,
     RateLimitError,
     StreamInterrupted,
+    TimeoutPhase,
 )
 from lionflow.services.chunk import Chunk
 from lionflow.services.providers.base import Provider
@@ -48,6 +50,7 @@ __all__ = [
     "retry_after_seconds",
     "sdk_arguments",
     "sdk_parameters",
+    "sdk_timeout",
     "split_system",
     "status_error",
     "tool_choice",
@@ -189,13 +192,67 @@ def malformed(error: ValueError, provider: str) -> ProviderError:
     return ProviderError(f"{provider} sent a malformed response: {error}", provider=provider)
 
 
-def interrupted(error: ProviderError) -> StreamInterrupted:
-    """`error`, raised during iteration, as the StreamInterrupted it is (same message, retryability)."""
-    if isinstance(error, StreamInterrupted):
+def interrupted(error: ProviderError) -> ProviderError:
+    """`error`, raised during iteration, as the StreamInterrupted it is (same message, retryability).
+
+    A `ProviderTimeout` stays one: its phase already says that it happened in the stream.
+    """
+    if isinstance(error, StreamInterrupted | ProviderTimeout):
         return error
     result = StreamInterrupted(error.message, provider=error.provider, retryable=error.retryable)
     result.__cause__ = error.__cause__ or error
     return result
+
+
+# What the HTTP client (httpx, or the httpx2 fork some SDKs use) names each of its timeouts; the
+# client's own exceptions are matched by name so that this module imports no HTTP library.
+_HTTP_TIMEOUTS = {
+    "ConnectTimeout": "connect",
+    "ReadTimeout": "read",
+    "WriteTimeout": "write",
+    "PoolTimeout": "pool",
+}
+
+
+def _http_timeout(error: BaseException) -> tuple[str, float | None]:
+    """Which of the HTTP client's timeouts ran out under `error` (an SDK's timeout error or the
+    HTTP client's own), and the seconds the request was given for it."""
+    kind = "read"
+    seconds: float | None = None
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = _HTTP_TIMEOUTS.get(type(current).__name__, kind)
+        try:
+            request = getattr(current, "request", None)
+        except RuntimeError:  # httpx's way of saying that the error has no request
+            request = None
+        extensions = getattr(request, "extensions", None)
+        settings = extensions.get("timeout") if isinstance(extensions, Mapping) else None
+        if isinstance(settings, Mapping) and isinstance(settings.get(kind), int | float):
+            seconds = float(settings[kind])
+        current = current.__cause__ or current.__context__
+    return kind, seconds
+
+
+def sdk_timeout(error: BaseException, phase: TimeoutPhase, *, provider: str) -> ProviderTimeout:
+    """A timeout of the SDK's own (a ``timeout=`` the request was sent with, or its HTTP client's
+    default) as the `ProviderTimeout` it is; the caller chains `error`.
+
+    `phase` is where the adapter was waiting: ``connect`` until the provider's answer began (in
+    `open()`), ``first_chunk`` reading the stream before any chunk, ``idle`` after one. A connect,
+    write or pool timeout means the request never reached the provider: always ``connect``.
+    """
+    kind, seconds = _http_timeout(error)
+    if kind != "read":
+        phase = "connect"
+    return ProviderTimeout(
+        phase,
+        math.nan if seconds is None else seconds,
+        provider=provider,
+        detail=f"the {provider} SDK's {kind} timeout ran out",
+    )
 
 
 # -- request parameters ----------------------------------------------------------------------------

@@ -29,9 +29,16 @@ from lionflow.errors import (
     ConfigurationError,
     ProviderConnectionError,
     ProviderError,
+    TimeoutPhase,
 )
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._common import SdkProvider, interrupted, malformed, status_error
+from lionflow.services.providers._common import (
+    SdkProvider,
+    interrupted,
+    malformed,
+    sdk_timeout,
+    status_error,
+)
 from lionflow.services.providers.anthropic_request import DEFAULT_MAX_TOKENS, request_arguments
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 
@@ -63,8 +70,9 @@ _ERROR_TYPE_STATUS = {
 }
 
 
-def _provider_error(error: Exception) -> ProviderError:
-    """The lionflow error for an SDK (or, mid-stream, an httpx2) exception; the caller chains it."""
+def _provider_error(error: Exception, phase: TimeoutPhase = "connect") -> ProviderError:
+    """The lionflow error for an SDK (or, mid-stream, an httpx2) exception; the caller chains it.
+    The SDK's own timeout is a `ProviderTimeout` of `phase`, where the adapter was waiting."""
     if isinstance(error, anthropic.APIStatusError):
         message = error.api_message or error.message
         if error.type:
@@ -75,7 +83,7 @@ def _provider_error(error: Exception) -> ProviderError:
             message = f"error event mid-stream: {message}"
         return status_error(status, message, provider="anthropic", headers=error.response.headers)
     if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return ProviderConnectionError(f"the request to Anthropic timed out: {error}", provider="anthropic")
+        return sdk_timeout(error, phase, provider="anthropic")
     if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
         return ProviderConnectionError(f"connection to Anthropic failed: {error}", provider="anthropic")
     return ProviderError(f"Anthropic SDK error: {error}", provider="anthropic")
@@ -219,11 +227,13 @@ class AnthropicProvider(SdkProvider):
         silent_tools: set[int] = set()  # tool_use blocks that made no chunk yet
         start_usage: AnthropicUsage | None = None
         final: RawMessageDeltaEvent | None = None
+        phase: TimeoutPhase = "first_chunk"  # until a chunk went out; then "idle"
         try:
             async for event in events:
                 if type(event) is RawContentBlockDeltaEvent and type(event.delta) is TextDelta:
                     # nearly every event: a text delta
                     if event.delta.text:
+                        phase = "idle"
                         yield delta_chunk("text", event.delta.text, event.index, meta, event)
                 elif isinstance(event, _BLOCK_EVENTS):
                     index = event.index
@@ -231,20 +241,24 @@ class AnthropicProvider(SdkProvider):
                         event.delta if isinstance(event, RawContentBlockDeltaEvent) else event.content_block
                     )
                     if content := _content(part):
+                        phase = "idle"
                         yield delta_chunk(content[0], content[1], index, meta, event)
                     elif isinstance(part, InputJSONDelta) and part.partial_json and index in tool_blocks:
                         silent_tools.discard(index)
+                        phase = "idle"
                         yield _tool_chunk(part.partial_json, index, tool_blocks[index], meta, event)
                     elif isinstance(part, ToolUseBlock):
                         tool_blocks[index] = (part.id, part.name)
                         silent_tools.add(index)
                         if part.input:  # normally {}, with the input streamed in deltas
                             silent_tools.discard(index)
+                            phase = "idle"
                             yield _tool_chunk(json.dumps(part.input), index, tool_blocks[index], meta, event)
                 elif isinstance(event, RawContentBlockStopEvent):
                     if event.index in silent_tools:
                         # A call without arguments streams no delta; it must still reach the Response.
                         silent_tools.discard(event.index)
+                        phase = "idle"
                         yield _tool_chunk("{}", event.index, tool_blocks[event.index], meta, event)
                 elif isinstance(event, RawMessageStartEvent):
                     message = event.message
@@ -253,7 +267,7 @@ class AnthropicProvider(SdkProvider):
                 elif isinstance(event, RawMessageDeltaEvent):
                     final = event
         except (anthropic.AnthropicError, httpx2.TransportError) as error:
-            raise interrupted(_provider_error(error)) from error
+            raise interrupted(_provider_error(error, phase)) from error
         except json.JSONDecodeError as error:
             raise interrupted(malformed(error, self.name)) from error
         if final is None or final.delta.stop_reason is None:

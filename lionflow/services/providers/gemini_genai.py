@@ -14,9 +14,15 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from lionflow.errors import ConfigurationError, ProviderConnectionError, ProviderError
+from lionflow.errors import ConfigurationError, ProviderConnectionError, ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._common import SdkProvider, interrupted, malformed, status_error
+from lionflow.services.providers._common import (
+    SdkProvider,
+    interrupted,
+    malformed,
+    sdk_timeout,
+    status_error,
+)
 from lionflow.services.providers.base import ChunkStream, ModelRequest
 from lionflow.services.providers.gemini_genai_request import convert_messages, generate_config
 
@@ -60,8 +66,9 @@ async def _record_response(response: httpx2.Response) -> None:
         opened.append(response)
 
 
-def _provider_error(error: Exception) -> ProviderError:
-    """The lionflow error for an SDK or httpx2 exception; the caller chains it."""
+def _provider_error(error: Exception, phase: TimeoutPhase = "connect") -> ProviderError:
+    """The lionflow error for an SDK or httpx2 exception; the caller chains it. A timeout of the
+    HTTP client is a `ProviderTimeout` of `phase`, where the adapter was waiting."""
     if isinstance(error, genai_errors.APIError):
         message = f"{error.status}: {error.message}" if error.status else str(error.message or error)
         headers = getattr(error.response, "headers", None)
@@ -71,7 +78,7 @@ def _provider_error(error: Exception) -> ProviderError:
     if isinstance(error, json.JSONDecodeError):
         return malformed(error, "gemini")
     if isinstance(error, httpx2.TimeoutException):
-        return ProviderConnectionError(f"the request to Gemini timed out: {error!r}", provider="gemini")
+        return sdk_timeout(error, phase, provider="gemini")
     if isinstance(error, httpx2.TransportError):
         return ProviderConnectionError(f"connection to Gemini failed: {error!r}", provider="gemini")
     return ProviderError(f"Gemini SDK error: {error}", provider="gemini")
@@ -317,7 +324,7 @@ class GeminiProvider(SdkProvider):
         self, events: AsyncIterator[types.GenerateContentResponse], request: ModelRequest
     ) -> AsyncIterator[Chunk]:
         mapper = _Mapper(self.name, request.model)
-        received = False
+        received = sent = False
         while True:
             try:
                 event = await events.__anext__()
@@ -325,11 +332,16 @@ class GeminiProvider(SdkProvider):
                 break
             except _SDK_ERRORS as error:
                 # Before the first response the request failed (HTTP status, connection); after it,
-                # the stream was cut or carried an error payload.
-                failure = _provider_error(error)
+                # the stream was cut or carried an error payload. The SDK sends the request on the
+                # first step, so a timeout before the answer began is still the connect phase.
+                answered = received or (isinstance(events, _Stream) and bool(events.opened))
+                phase: TimeoutPhase = "idle" if sent else "first_chunk" if answered else "connect"
+                failure = _provider_error(error, phase)
                 raise (interrupted(failure) if received else failure) from error
             received = True
-            for chunk in mapper.feed(event):
+            chunks = mapper.feed(event)
+            sent = sent or bool(chunks)
+            for chunk in chunks:
                 yield chunk
         if not mapper.ended:
             lost = ProviderConnectionError(

@@ -14,9 +14,15 @@ import groq
 import httpx
 from groq.resources.chat.completions import AsyncCompletions
 
-from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted
+from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted, TimeoutPhase
 from lionflow.services.chunk import Chunk
-from lionflow.services.providers._common import SdkProvider, listed, malformed, sdk_parameters
+from lionflow.services.providers._common import (
+    SdkProvider,
+    listed,
+    malformed,
+    sdk_parameters,
+    sdk_timeout,
+)
 from lionflow.services.providers._structured import (
     RESPONSE_FORMAT_TYPES,
     output_format,
@@ -128,13 +134,13 @@ class GroqProvider(SdkProvider):
         arguments["messages"] = messages if note is None else with_system_note(messages, note)
         return arguments
 
-    def _error(self, exc: BaseException) -> ProviderError:
-        mapped = sdk_error(exc, provider=self.name, sdk=groq)
+    def _error(self, exc: BaseException, phase: TimeoutPhase = "connect") -> ProviderError:
+        mapped = sdk_error(exc, provider=self.name, sdk=groq, phase=phase)
         if mapped is not None:
             return mapped
         # Unlike openai's, the groq SDK lets httpx errors escape while a stream is read.
         if isinstance(exc, httpx.TimeoutException):
-            return ProviderConnectionError(f"the stream from groq timed out: {exc!r}", provider=self.name)
+            return sdk_timeout(exc, phase, provider=self.name)
         return ProviderConnectionError(f"the connection to groq was lost: {exc!r}", provider=self.name)
 
     async def open(self, request: ModelRequest) -> ChunkStream:

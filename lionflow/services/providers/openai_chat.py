@@ -13,7 +13,7 @@ from typing import Any
 import openai
 from openai.resources.chat.completions import AsyncCompletions
 
-from lionflow.errors import ConfigurationError, ProviderError
+from lionflow.errors import ConfigurationError, ProviderError, TimeoutPhase
 from lionflow.services.providers._common import listed, malformed, sdk_parameters
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 from lionflow.services.providers.openai_chat_mapping import (
@@ -81,8 +81,8 @@ class OpenAIChatProvider(OpenAIClientProvider):
             arguments["stream_options"] = {"include_usage": True, **stream_options}
         return arguments
 
-    def _error(self, exc: BaseException) -> ProviderError:
-        mapped = sdk_error(exc, provider=self.name, sdk=openai)
+    def _error(self, exc: BaseException, phase: TimeoutPhase = "connect") -> ProviderError:
+        mapped = sdk_error(exc, provider=self.name, sdk=openai, phase=phase)
         assert mapped is not None, exc  # only called with openai.APIError
         return mapped
 

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from types import ModuleType
 from typing import Any, Protocol
 
-from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted
+from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted, TimeoutPhase
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._common import interrupted, malformed, status_error
+from lionflow.services.providers._common import interrupted, malformed, sdk_timeout, status_error
 
 __all__ = [
     "CHAT_ENDPOINTS",
@@ -268,10 +268,12 @@ async def map_chunks(
     mapper: ChatChunkMapper,
     *,
     errors: tuple[type[BaseException], ...],
-    map_error: Callable[[BaseException], ProviderError],
+    map_error: Callable[[BaseException, TimeoutPhase], ProviderError],
 ) -> AsyncIterator[Chunk]:
     """The chunks of an open SDK stream; an exception of `errors` while reading becomes the
-    `StreamInterrupted` it is. Only the read is guarded, never the ``yield``."""
+    `StreamInterrupted` it is, or the `ProviderTimeout` of the phase it ran out in (`map_error`
+    gets the phase). Only the read is guarded, never the ``yield``."""
+    phase: TimeoutPhase = "first_chunk"
     while True:
         try:
             event = await stream.__anext__()
@@ -280,8 +282,11 @@ async def map_chunks(
         except json.JSONDecodeError as exc:
             raise interrupted(malformed(exc, mapper.provider)) from exc
         except errors as exc:
-            raise interrupted(map_error(exc)) from exc
-        for chunk in mapper.chunks(event):
+            raise interrupted(map_error(exc, phase)) from exc
+        chunks = mapper.chunks(event)
+        if chunks:
+            phase = "idle"
+        for chunk in chunks:
             yield chunk
     if not mapper.finished:
         # Every server of this format sends a finish_reason; a stream that ends without one was cut
@@ -331,11 +336,14 @@ def _message(exc: Any) -> str:
     return message if isinstance(message, str) and message else str(getattr(exc, "message", exc))
 
 
-def sdk_error(exc: BaseException, *, provider: str, sdk: ModuleType) -> ProviderError | None:
+def sdk_error(
+    exc: BaseException, *, provider: str, sdk: ModuleType, phase: TimeoutPhase = "connect"
+) -> ProviderError | None:
     """The lionflow error for an exception of the openai or groq SDK (their exception classes share
-    names), or None when `exc` is not one of the SDK's API errors."""
+    names), or None when `exc` is not one of the SDK's API errors. The SDK's own timeout is a
+    `ProviderTimeout` of `phase`, where the adapter was waiting (see `sdk_timeout`)."""
     if isinstance(exc, sdk.APITimeoutError):
-        return ProviderConnectionError(f"the request to {provider} timed out: {exc}", provider=provider)
+        return sdk_timeout(exc, phase, provider=provider)
     if isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
         detail = f"{exc} ({type(cause).__name__}: {cause})" if cause else str(exc)

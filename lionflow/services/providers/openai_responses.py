@@ -22,6 +22,7 @@ from lionflow.errors import (
     ProviderError,
     RateLimitError,
     StreamInterrupted,
+    TimeoutPhase,
 )
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.providers._common import (
@@ -31,6 +32,7 @@ from lionflow.services.providers._common import (
     malformed,
     sdk_arguments,
     sdk_parameters,
+    sdk_timeout,
     split_system,
     status_error,
     tool_choice,
@@ -148,9 +150,11 @@ def _failure(code: str | None, message: str | None, provider: str) -> ProviderEr
     return ProviderError(text, provider=provider, retryable=code in _TRANSIENT_CODES)
 
 
-def _map_error(error: openai.APIError, provider: str) -> ProviderError:
+def _map_error(error: openai.APIError, provider: str, phase: TimeoutPhase = "connect") -> ProviderError:
+    """The lionflow error for an SDK error; the SDK's own timeout is a `ProviderTimeout` of
+    `phase`, where the adapter was waiting."""
     if isinstance(error, openai.APITimeoutError):
-        return ProviderConnectionError(f"the request timed out: {error.message}", provider=provider)
+        return sdk_timeout(error, phase, provider=provider)
     if isinstance(error, openai.APIConnectionError):
         return ProviderConnectionError(f"connection failed: {error.message}", provider=provider)
     if isinstance(error, openai.APIStatusError):
@@ -391,6 +395,7 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
         return ChunkStream(self._events(result, mapper), close=result.close)
 
     async def _events(self, stream: Any, mapper: _Mapper) -> AsyncIterator[Chunk]:
+        phase: TimeoutPhase = "first_chunk"  # until a chunk went out; then "idle"
         try:
             async for event in stream:
                 if mapper.finished:
@@ -400,16 +405,18 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
                 if getattr(event, "type", None) == "response.output_text.delta":
                     # nearly every event: a text delta, mapped here without a generator per event
                     if event.delta:
+                        phase = "idle"
                         yield mapper.chunk("text", event.delta, event.output_index, event)
                     continue
                 for chunk in mapper.handle(event):
+                    phase = "idle"
                     yield chunk
         except (openai.APIError, json.JSONDecodeError) as error:
             if mapper.finished:
                 return  # the answer is complete; a failure while draining the body loses nothing
             if isinstance(error, json.JSONDecodeError):
                 raise interrupted(malformed(error, self.name)) from error
-            raise interrupted(_map_error(error, self.name)) from error
+            raise interrupted(_map_error(error, self.name, phase)) from error
         if not mapper.finished:
             # Every Responses stream ends with a terminal event; without one the answer was cut off.
             raise StreamInterrupted(
