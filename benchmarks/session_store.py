@@ -6,7 +6,9 @@ A turn is one `communicate` call on ScriptedModel (no delay): the instruction an
 written in one transaction, durable when the call returns. Measured one session at a time and
 eight sessions at once, with ``synchronous="full"`` (the default: each commit survives power loss)
 and ``"normal"`` (survives a process crash). Then a session of --messages messages is stored in
-one import and loaded back with `Session.load`, best of 3.
+one import and loaded back with `Session.load`, best of 3; and turns are appended to that long
+branch (the store finds each new position from the stored branch, inside the transaction, so this
+shows whether a long branch makes appending slower).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Literal
 
 import anyio
 
-from lionflow import InstructionContent, Message, Session, SQLiteStore
+from lionflow import AssistantResponseContent, InstructionContent, Message, Session, SQLiteStore
 from lionflow.operations import communicate
 from lionflow.testing import ScriptedModel
 
@@ -46,7 +48,7 @@ async def _turns(store: SQLiteStore, sessions: int, turns: int) -> float:
     return (turns // sessions * sessions) / (time.perf_counter() - started)
 
 
-async def _load_time(folder: Path, count: int) -> float:
+async def _load_and_append(folder: Path, count: int, turns: int) -> tuple[float, float]:
     session = Session()
     branch = session.create_branch(name="chat")
     for index in range(count):
@@ -62,7 +64,16 @@ async def _load_time(folder: Path, count: int) -> float:
             loaded = await Session.load(store, session.id)
             timings.append(time.perf_counter() - started)
             assert len(loaded.messages) == count
-    return min(timings)
+        branch = loaded.get_branch("chat")
+        started = time.perf_counter()
+        for turn in range(turns):
+            await loaded.add_turn(
+                branch,
+                Message(content=InstructionContent(instruction=f"question {turn}")),
+                Message(content=AssistantResponseContent(assistant_response="answer")),
+            )
+        rate = turns / (time.perf_counter() - started)
+    return min(timings), rate
 
 
 async def main(turns: int, messages: int) -> None:
@@ -77,8 +88,9 @@ async def main(turns: int, messages: int) -> None:
                 async with SQLiteStore(folder / f"{mode}-{sessions}.db", synchronous=mode) as store:
                     rates.append(await _turns(store, sessions, turns))
             print(f"{mode:<14}{rates[0]:>9,.0f} t/s{rates[1]:>9,.0f} t/s")
-        seconds = await _load_time(folder, messages)
+        seconds, rate = await _load_and_append(folder, messages, turns)
         print(f"\nload a session of {messages:,} messages: {seconds * 1000:,.0f} ms")
+        print(f"append turns to its branch (synchronous=normal): {rate:,.0f} t/s")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,11 @@ class Branch:
     """An ordered list of message ids; the messages themselves live once in the session.
 
     The same message may belong to several branches (a fork shares its history). `order` is the
-    ids in order, `messages` the messages, and `chat_messages()` what a model is sent.
+    ids in order, `messages` the messages, and `chat_messages()` what a model is sent. Create
+    branches with `Session.create_branch` or `Session.fork`. `metadata` is a plain dict that is
+    stored as JSON with the branch: a value JSON cannot hold raises `ConfigurationError` before the
+    next write. In a store, positions are the store's: a branch's order as stored is the order its
+    messages were written in, whichever `Session` object wrote them.
     """
 
     def __init__(
@@ -64,6 +68,5 @@ class Branch:
         """The branch as provider chat dicts, ready for `iModel.invoke(messages=...)`."""
         return [message.chat_msg for message in self.messages]
 
-    def _append(self, message_id: str) -> int:
+    def _append(self, message_id: str) -> None:
         self._order.append(message_id)
-        return len(self._order) - 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -19,8 +20,10 @@ from lionflow.session.stores.base import (
     SessionSnapshot,
     SessionStore,
     StoreWrite,
+    check_name,
     export_snapshot,
     import_snapshot,
+    json_metadata,
     wait_for,
 )
 
@@ -49,15 +52,26 @@ class MessageStore(Mapping[str, Message]):
     def __len__(self) -> int:
         return len(self._messages)
 
+    def _check(self, message: Message) -> None:
+        """Refuse another message under an id already taken (the same message again is fine)."""
+        known = self._messages.get(message.id)
+        if known is not None and known != message:
+            raise ConfigurationError(f"another message with id {message.id!r} is already in this session")
+
     def _add(self, message: Message) -> bool:
         """Add `message`; False when it was already there (it may then go in another branch)."""
-        known = self._messages.get(message.id)
-        if known is not None:
-            if known != message:
-                raise ConfigurationError(f"another message with id {message.id!r} is already in this session")
+        self._check(message)
+        if message.id in self._messages:
             return False
         self._messages[message.id] = message
         return True
+
+
+def _branch_record(branch: Branch) -> BranchRecord:
+    """What a store keeps of a branch besides its order; `ConfigurationError` for metadata that JSON
+    cannot hold."""
+    metadata = json_metadata(branch.metadata, what=f"metadata of branch {branch.name!r}")
+    return BranchRecord(branch.id, branch.name, branch.created_at, metadata)
 
 
 class Conversations:
@@ -70,7 +84,7 @@ class Conversations:
         """Add `item` to the session and append it to each branch in `progressions` (names, ids or
         Branch objects). With a store, the message is written durably in one transaction."""
         branches = [self._session.get_branch(ref) for ref in progressions or ()]
-        self._session._record([(branch, item) for branch in branches] or [(None, item)])
+        self._session._record([(branch, item) for branch in branches] or [(None, item)], turn=None)
         return item
 
     @property
@@ -91,8 +105,16 @@ class Session:
         again = await Session.load(store, session.id)      # later, in another process
 
     With a store, every message is written durably as it is added (one transaction per turn or
-    `add_item`), on the store's own thread: the event loop never waits on disk. `await flush()`
-    waits for the writes in flight and raises any that failed.
+    `add_item`), on the store's own thread: the event loop never waits on disk. The store assigns
+    each message its place in a branch when it writes it (after the last one stored), so turns
+    added by other `Session` objects or processes to the same stored session are all kept.
+    `await flush()` waits for the writes in flight and raises any that failed (and that no
+    `add_turn` raised already).
+
+    Metadata (the session's, a branch's, a message's) is JSON: values pydantic serializes in JSON
+    mode are stored that way (a datetime as an ISO string); anything else raises
+    `ConfigurationError` when it is given, or, for a value put into `metadata` later, before the
+    next write and at `check_store()` (so before a turn's request).
     """
 
     def __init__(
@@ -102,7 +124,8 @@ class Session:
         id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self.id = id or uuid.uuid4().hex
+        self.id = check_name(id, what="session id") if id is not None else uuid.uuid4().hex
+        json_metadata(metadata or {}, what="session metadata")
         self.created_at = datetime.now(UTC)
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.store = store
@@ -111,9 +134,11 @@ class Session:
         self.conversations = Conversations(self)
         self._branches: dict[str, Branch] = {}
         self._pending: set[concurrent.futures.Future[None]] = set()
-        self._failed: list[BaseException] = []
+        # failed writes no caller was told of yet, for flush(); appended from the store's thread
+        self._failed: list[tuple[concurrent.futures.Future[None], BaseException]] = []
+        self._failed_lock = threading.Lock()
         if store is not None and id is None:
-            self._submit(StoreWrite(self.id, self.created_at, self.metadata))
+            self._submit(self._write_of([]))
 
     def __repr__(self) -> str:
         names = [branch.name for branch in self.branches]
@@ -143,6 +168,12 @@ class Session:
     def has_branch(self, ref: str) -> bool:
         return ref in self._branches or any(b.name == ref for b in self._branches.values())
 
+    def _new_name(self, name: str | None, default: str) -> str:
+        name = check_name(name, what="a branch name") if name is not None else default
+        if self.has_branch(name):
+            raise ConfigurationError(f"a branch named {name!r} already exists in this session")
+        return name
+
     def create_branch(
         self,
         name: str | None = None,
@@ -150,79 +181,105 @@ class Session:
         system: str | Message | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Branch:
-        """A new branch, optionally starting with a system message. Names are unique in a session."""
-        name = name or f"branch-{len(self._branches) + 1}"
-        if self.has_branch(name):
-            raise ConfigurationError(f"a branch named {name!r} already exists in this session")
+        """A new branch, optionally starting with a system message. Names are unique in a session;
+        a name that is not valid text, or metadata JSON cannot hold, raises `ConfigurationError`."""
+        name = self._new_name(name, f"branch-{len(self._branches) + 1}")
+        json_metadata(metadata or {}, what=f"metadata of branch {name!r}")
         branch = Branch(self, name=name, metadata=metadata)
-        self._branches[branch.id] = branch
-        if system is None:
-            self._submit(self._write_of([], new_branches=[branch]))
-        else:
+        message = None
+        if system is not None:
             message = system if isinstance(system, Message) else Message(content=SystemContent(system=system))
-            self._record([(branch, message)], new_branches=[branch])
+            self._check_message(message)
+        self._branches[branch.id] = branch
+        if message is None:
+            self._submit(self._write_of([], branches=[branch]))
+        else:
+            self._record([(branch, message)])
         return branch
 
     def fork(self, branch: BranchRef, *, at: str | None = None, name: str | None = None) -> Branch:
-        """A new branch sharing `branch`'s messages up to and including message `at` (all by default)."""
+        """A new branch sharing `branch`'s messages up to and including message `at` (all by default).
+        With a store, the fork's whole order is appended to the new branch in one write."""
         source = self.get_branch(branch)
         order = list(source.order)
         if at is not None:
             if at not in order:
                 raise ConfigurationError(f"message {at!r} is not in branch {source.name!r}")
             order = order[: order.index(at) + 1]
-        name = name or f"{source.name}-fork-{len(self._branches) + 1}"
-        if self.has_branch(name):
-            raise ConfigurationError(f"a branch named {name!r} already exists in this session")
+        name = self._new_name(name, f"{source.name}-fork-{len(self._branches) + 1}")
         fork = Branch(self, name=name, metadata=dict(source.metadata), order=order)
+        write = self._write_of([], branches=[fork], placements=tuple((fork.id, m) for m in order))
         self._branches[fork.id] = fork
-        placements = tuple((fork.id, position, message_id) for position, message_id in enumerate(order))
-        self._submit(self._write_of([], new_branches=[fork], placements=placements))
+        self._submit(write)
         return fork
 
     # -- recording messages ----------------------------------------------------------------------
 
-    def _place(self, branch: Branch | None, message: Message) -> tuple[str, int, str] | None:
-        """Add `message` in memory (and to `branch`); the placement to persist, if any."""
-        self.messages._add(message)
-        if branch is None:
-            return None
-        return (branch.id, branch._append(message.id), message.id)
+    def _check_message(self, message: Message) -> None:
+        """Refuse, before anything changes, a message this session cannot hold or store."""
+        self.messages._check(message)
+        if message.metadata:
+            json_metadata(message.metadata, what=f"metadata of message {message.id}")
 
     def _write_of(
         self,
         messages: list[Message],
         *,
-        new_branches: Iterable[Branch] = (),
-        placements: tuple[tuple[str, int, str], ...] = (),
-    ) -> StoreWrite:
+        branches: Iterable[Branch] = (),
+        placements: tuple[tuple[str, str], ...] = (),
+        turn: str | None = None,
+    ) -> StoreWrite | None:
+        """The write that stores `messages` and appends `placements` (branch id, message id), with
+        the record of every branch involved; None without a store. Raises `ConfigurationError` for
+        metadata JSON cannot hold (it may have been changed since it was given)."""
+        if self.store is None:
+            return None
+        involved = {branch.id: branch for branch in branches}
+        for branch_id, _ in placements:
+            if branch_id not in involved:
+                involved[branch_id] = self._branches[branch_id]
         return StoreWrite(
             session_id=self.id,
             session_created_at=self.created_at,
-            session_metadata=self.metadata,
-            branches=tuple(BranchRecord(b.id, b.name, b.created_at, b.metadata) for b in new_branches),
+            session_metadata=json_metadata(self.metadata, what="session metadata"),
+            branches=tuple(_branch_record(branch) for branch in involved.values()),
             messages=tuple(messages),
             placements=placements,
+            turn=turn,
         )
 
     def _record(
-        self, entries: list[tuple[Branch | None, Message]], *, new_branches: Iterable[Branch] = ()
+        self, entries: list[tuple[Branch | None, Message]], *, turn: str | None = None
     ) -> concurrent.futures.Future[None] | None:
-        """Add messages (to branches) in memory and persist them in one write."""
-        placements = tuple(
-            p for branch, message in entries if (p := self._place(branch, message)) is not None
-        )
+        """Add messages (to branches) in memory and persist them in one write. Everything is
+        checked first, so a refused message changes nothing."""
         unique = list({message.id: message for _, message in entries}.values())
-        return self._submit(self._write_of(unique, new_branches=new_branches, placements=placements))
+        for message in unique:
+            self._check_message(message)
+        placements = tuple((branch.id, message.id) for branch, message in entries if branch is not None)
+        write = self._write_of(unique, placements=placements, turn=turn)
+        for branch, message in entries:
+            self._place(branch, message)
+        return self._submit(write)
+
+    def _place(self, branch: Branch | None, message: Message) -> tuple[str, str] | None:
+        """Add `message` in memory (and to `branch`); the placement to persist, if any."""
+        self.messages._add(message)
+        if branch is None:
+            return None
+        branch._append(message.id)
+        return (branch.id, message.id)
 
     def _persist(
-        self, messages: list[Message], placements: list[tuple[str, int, str]]
+        self, messages: list[Message], placements: list[tuple[str, str]]
     ) -> concurrent.futures.Future[None] | None:
-        """Persist messages already placed in memory (a turn written when it ends), in one write."""
-        return self._submit(self._write_of(messages, placements=tuple(placements)))
+        """Persist messages already placed in memory, in one write (the first is the turn's
+        instruction). `add_turn` is the whole-turn form of this."""
+        turn = messages[0].id if messages else None
+        return self._submit(self._write_of(messages, placements=tuple(placements), turn=turn))
 
-    def _submit(self, write: StoreWrite) -> concurrent.futures.Future[None] | None:
-        if self.store is None:
+    def _submit(self, write: StoreWrite | None) -> concurrent.futures.Future[None] | None:
+        if self.store is None or write is None:
             return None
         future = self.store.submit(write)
         self._pending.add(future)
@@ -230,38 +287,60 @@ class Session:
         return future
 
     def _written(self, future: concurrent.futures.Future[None]) -> None:
+        # Runs on the store's thread. The log line is the error's message, which names the file,
+        # the session and the turn, never the contents or metadata being written.
         self._pending.discard(future)
         if future.cancelled():
             return
         error = future.exception()
         if error is not None:
-            self._failed.append(error)
-            log.error("lionflow: writing session %s failed: %r", self.id, error)
+            with self._failed_lock:
+                self._failed.append((future, error))
+            log.error("lionflow: a write of session %s failed: %s", self.id, error)
+
+    def _told(self, future: concurrent.futures.Future[None]) -> None:
+        """Its caller was given this write's error: flush() need not raise it again."""
+        with self._failed_lock:
+            self._failed = [(f, error) for f, error in self._failed if f is not future]
 
     async def check_store(self) -> None:
-        """Raise `StoreError` if the session's store cannot be opened (no-op without a store).
+        """Raise `StoreError` if the session's store cannot be opened or written (no-op without a
+        store), and `ConfigurationError` if metadata was since changed to values JSON cannot hold.
 
         A turn calls this before its request, so a bad store path fails before any model is called.
         """
-        if self.store is not None:
-            await self.store.check()
+        if self.store is None:
+            return
+        json_metadata(self.metadata, what="session metadata")
+        for branch in self._branches.values():
+            _branch_record(branch)
+        await self.store.check(writable=True)
 
     async def add_turn(self, branch: Branch, instruction: Message, answer: Message) -> None:
         """Append a whole turn (the instruction, then its answer) to `branch` and store both in one
         write. Nothing else lands between them, whatever runs concurrently. A failed write raises
-        `StoreError` naming the session and the turn; the turn stays in memory."""
-        future = self._record([(branch, instruction), (branch, answer)])
-        if future is not None:
+        `StoreError` naming the session and the turn (the instruction's id); the turn stays in
+        memory, and later turns are stored normally. Metadata JSON cannot hold raises
+        `ConfigurationError` before anything is added."""
+        branch = self.get_branch(branch)
+        future = self._record([(branch, instruction), (branch, answer)], turn=instruction.id)
+        if future is None:
+            return
+        try:
             await wait_for(future)
+        finally:
+            if future.done():  # a cancelled waiter's write may still fail: flush() reports it then
+                self._told(future)
 
     async def flush(self) -> None:
-        """Wait until every write so far is durable; raise the first that failed."""
+        """Wait until every write so far is durable; raise the first failure not raised already."""
         for future in list(self._pending):
             with contextlib.suppress(Exception):
                 await wait_for(future)
-        if self._failed:
-            error, self._failed = self._failed[0], []
-            raise error
+        with self._failed_lock:
+            failed, self._failed = self._failed, []
+        if failed:
+            raise failed[0][1]
 
     # -- loading, export, import -----------------------------------------------------------------
 
@@ -269,12 +348,9 @@ class Session:
         return SessionSnapshot(
             id=self.id,
             created_at=self.created_at,
-            metadata=self.metadata,
+            metadata=json_metadata(self.metadata, what="session metadata"),
             messages=list(self.messages.values()),
-            branches=[
-                (BranchRecord(b.id, b.name, b.created_at, b.metadata), list(b.order))
-                for b in self._branches.values()
-            ],
+            branches=[(_branch_record(b), list(b.order)) for b in self._branches.values()],
         )
 
     @classmethod

@@ -5,16 +5,19 @@
 - ``midstream``: three complete turns, then a slow streamed fourth; prints ``STREAMING <id>``
   once the fourth is under way, and waits to be killed.
 - ``hammer``: turns back to back as fast as possible; prints ``STARTED <id>``, then waits to be killed.
+- ``readonly``: opens DB (a read-only file in a read-only folder) without saying so, lists, loads
+  SESSION_ID and tries a turn; then tries a new database beside it. Prints what happened as JSON.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import anyio
 
-from lionflow import Session, SQLiteStore
+from lionflow import AssistantResponseContent, InstructionContent, Message, Session, SQLiteStore, StoreError
 from lionflow.operations import communicate
 from lionflow.testing import ScriptedModel, ScriptedReply
 
@@ -36,7 +39,34 @@ async def _turns(session: Session, count: int) -> None:
         await communicate(session, branch, instruction=f"question {turn}", temperature=0.5)
 
 
+async def _read_only(path: str, session_id: str) -> dict[str, object]:
+    seen: dict[str, object] = {"writable": os.access(path, os.W_OK)}
+    async with SQLiteStore(path) as store:
+        seen["listed"] = [info.id for info in await store.list_sessions()]
+        session = await Session.load(store, session_id)
+        seen["loaded"] = len(session.get_branch("chat"))
+        turn = (
+            Message(content=InstructionContent(instruction="refused")),
+            Message(content=AssistantResponseContent(assistant_response="ok")),
+        )
+        try:
+            await session.add_turn(session.get_branch("chat"), *turn)
+            seen["write_error"] = None
+        except StoreError as error:
+            seen["write_error"] = type(error).__name__
+    try:
+        SQLiteStore(os.path.join(os.path.dirname(path), "new.db"))
+        seen["new_file_error"] = None
+    except StoreError as error:
+        seen["new_file_error"] = type(error).__name__
+    return seen
+
+
 async def main(mode: str, path: str, session_id: str | None) -> None:
+    if mode == "readonly":
+        assert session_id is not None
+        print(json.dumps(await _read_only(path, session_id)))
+        return
     async with SQLiteStore(path) as store:
         if mode == "load":
             assert session_id is not None

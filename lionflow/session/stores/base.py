@@ -3,21 +3,71 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.lowlevel
+import pydantic_core
+
+from lionflow.errors import ConfigurationError
 from lionflow.session.messages import Message
 
-__all__ = ["EXPORT_FORMAT", "BranchRecord", "SessionInfo", "SessionSnapshot", "SessionStore", "StoreWrite"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "BranchRecord",
+    "SessionInfo",
+    "SessionSnapshot",
+    "SessionStore",
+    "StoreWrite",
+    "check_name",
+    "json_metadata",
+    "wait_for",
+]
 
 EXPORT_FORMAT = "lionflow.session"
+
+T = TypeVar("T")
+
+
+def json_metadata(value: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+    """`value` in JSON mode (what a store holds: datetimes become ISO strings, tuples lists), or
+    `ConfigurationError` naming `what` when JSON has no form for it. The message names the type,
+    never the value (metadata may hold secrets)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{what} must be a dict, not {type(value).__name__}")
+    try:
+        encoded = pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise ConfigurationError(
+            f"{what} must be JSON (str, numbers, bools, None, lists, dicts, or what pydantic "
+            f"serializes to them, such as datetime): {exc}"
+        ) from None
+    result: dict[str, Any] = json.loads(encoded)
+    return result
+
+
+def check_name(name: object, *, what: str) -> str:
+    """`name` if it is a non-empty string a store can hold (UTF-8: no lone surrogates)."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{what} must be a non-empty string, not {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigurationError(
+            f"{what} must be valid Unicode text: it has a lone surrogate at position {exc.start}"
+        ) from None
+    return name
 
 
 @dataclass(frozen=True, slots=True)
 class BranchRecord:
-    """A branch's identity; its order is written as placements."""
+    """A branch's identity; its order is written as placements. `metadata` is in JSON mode."""
 
     id: str
     name: str
@@ -29,8 +79,14 @@ class BranchRecord:
 class StoreWrite:
     """One atomic write: everything in it lands together or not at all.
 
-    `placements` are (branch id, position, message id): the message at that place of the branch.
+    `placements` are (branch id, message id) pairs, appended in order: the store gives each the
+    position after the branch's last one *as stored*, inside the write's transaction, so two
+    writers (two Session objects, two processes) never take the same place and nothing stored is
+    ever overwritten. `branches` holds the record of every branch the write creates or appends
+    to, upserted, so a branch whose creating write failed is created by the next write instead.
     A message already stored is not written again (the same message may sit in several branches).
+    `turn` is the id of the turn's instruction when the write stores a turn: a `StoreError` names
+    it. Metadata is already in JSON mode (see `json_metadata`).
     """
 
     session_id: str
@@ -38,7 +94,8 @@ class StoreWrite:
     session_metadata: dict[str, Any] = field(default_factory=dict)
     branches: tuple[BranchRecord, ...] = ()
     messages: tuple[Message, ...] = ()
-    placements: tuple[tuple[str, int, str], ...] = ()
+    placements: tuple[tuple[str, str], ...] = ()
+    turn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +125,13 @@ class SessionStore(ABC):
 
     `submit()` is synchronous and never blocks on I/O: it queues one atomic write and returns a
     future that resolves once the write is durable. Writes apply in submission order. The rest is
-    async.
+    async. Every failure is a `StoreError` (naming the session, and the turn for a turn's write)
+    whose ``__cause__`` is the database's own error; never a raw driver error.
     """
 
     @abstractmethod
     def submit(self, write: StoreWrite) -> concurrent.futures.Future[None]:
-        """Queue `write`; the future resolves when it is durable (or raises what failed)."""
+        """Queue `write`; the future resolves when it is durable (or raises `StoreError`)."""
 
     @abstractmethod
     async def load_session(self, session_id: str) -> SessionSnapshot | None:
@@ -95,36 +153,61 @@ class SessionStore(ABC):
         return export_snapshot(snapshot)
 
     async def import_session(self, data: dict[str, Any]) -> str:
-        """Store a session exported by `export_session` (or `Session.export()`); returns its id."""
+        """Store a session exported by `export_session` (or `Session.export()`); returns its id.
+        Each branch's whole order is appended to it. A session already in the store is refused
+        (`ConfigurationError`): importing it again would append its turns a second time."""
         snapshot = import_snapshot(data)
+        if await self.load_session(snapshot.id) is not None:
+            raise ConfigurationError(
+                f"session {snapshot.id!r} is already in this store: delete it first to replace it"
+            )
         write = StoreWrite(
             session_id=snapshot.id,
             session_created_at=snapshot.created_at,
-            session_metadata=snapshot.metadata,
-            branches=tuple(record for record, _ in snapshot.branches),
+            session_metadata=json_metadata(snapshot.metadata, what="session metadata"),
+            branches=tuple(
+                BranchRecord(
+                    record.id,
+                    record.name,
+                    record.created_at,
+                    json_metadata(record.metadata, what=f"metadata of branch {record.name!r}"),
+                )
+                for record, _ in snapshot.branches
+            ),
             messages=tuple(snapshot.messages),
             placements=tuple(
-                (record.id, position, message_id)
-                for record, order in snapshot.branches
-                for position, message_id in enumerate(order)
+                (record.id, message_id) for record, order in snapshot.branches for message_id in order
             ),
         )
         await wait_for(self.submit(write))
         return snapshot.id
 
-    async def check(self) -> None:  # noqa: B027 - optional: stores that open lazily override it
-        """Raise `StoreError` if the store cannot be opened or used."""
+    async def check(self, *, writable: bool = False) -> None:  # noqa: B027 - stores that open lazily override it
+        """Raise `StoreError` if the store cannot be opened (and, with `writable`, written).
+        `Session.check_store` awaits it before every turn's request."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional: stores holding resources release them
         """Finish pending writes and release resources."""
 
 
-async def wait_for(future: concurrent.futures.Future[None]) -> None:
-    """Await a store future from the event loop without blocking it. Cancelling the waiter leaves
-    the write itself alone: it still lands."""
-    import asyncio
+async def wait_for(future: concurrent.futures.Future[T]) -> T:
+    """Await a store future from any anyio backend without blocking the event loop, and without a
+    thread per waiter: the future's completion wakes an `anyio.Event` through the loop's token.
+    Cancelling the waiter leaves the work itself alone (a write still lands)."""
+    if future.done():
+        await anyio.lowlevel.checkpoint()
+        return future.result()
+    token = anyio.lowlevel.current_token()
+    done = anyio.Event()
 
-    await asyncio.shield(asyncio.wrap_future(future))
+    def wake(_: concurrent.futures.Future[T]) -> None:
+        # RunFinishedError: the event loop has ended, so nobody is waiting any more
+        with contextlib.suppress(anyio.RunFinishedError):
+            token.backend_class.run_sync_soon(done.set, (), token.native_token)
+
+    future.add_done_callback(wake)
+    await done.wait()
+    return future.result()
 
 
 def export_snapshot(snapshot: SessionSnapshot) -> dict[str, Any]:
@@ -151,8 +234,6 @@ def export_snapshot(snapshot: SessionSnapshot) -> dict[str, Any]:
 
 
 def import_snapshot(data: dict[str, Any]) -> SessionSnapshot:
-    from lionflow.errors import ConfigurationError
-
     if data.get("format") != EXPORT_FORMAT or data.get("version") != 1:
         raise ConfigurationError(
             f"not a lionflow session export (format {data.get('format')!r}, version {data.get('version')!r})"

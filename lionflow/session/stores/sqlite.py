@@ -7,13 +7,18 @@ committed write intact and no partial one. The database runs in WAL mode; ``sync
 (the default) makes each commit survive power loss, ``"normal"`` only a crash of the process.
 
 Many stores (and processes) may share one file: SQLite serializes their writers, and each waits up
-to `busy_timeout` seconds for its turn. The schema version is SQLite's ``user_version``; opening a
-database applies the migrations it lacks, and refuses one written by a newer lionflow.
+to `busy_timeout` seconds for its turn. Positions in a branch are assigned inside the write's
+transaction (after the branch's last stored one), so concurrent writers append, never overwrite.
+The schema version is SQLite's ``user_version``; opening a database applies the migrations it
+lacks, and refuses one written by a newer lionflow.
+
+A database that cannot be written (``read_only=True``, or a file or folder without write
+permission) is opened read-only: listing, loading and exporting work, a write raises `StoreError`.
+Every sqlite3 error becomes a `StoreError` naming the file, the session and the turn.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import concurrent.futures
 import json
@@ -21,16 +26,25 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from queue import SimpleQueue
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from lionflow.errors import ConfigurationError, StoreClosed
+from lionflow.errors import ConfigurationError, LionflowError, StoreClosed, StoreError
 from lionflow.session.messages import Message
-from lionflow.session.stores.base import BranchRecord, SessionInfo, SessionSnapshot, SessionStore, StoreWrite
+from lionflow.session.stores.base import (
+    BranchRecord,
+    SessionInfo,
+    SessionSnapshot,
+    SessionStore,
+    StoreWrite,
+    wait_for,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreClosed"]
 
@@ -78,52 +92,137 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A unit of work for the store's thread, and what to name if it fails."""
+
+    work: Callable[[sqlite3.Connection], Any]
+    future: concurrent.futures.Future[Any]
+    action: str  # "store turn T of session S", "load session S", ...
+    session_id: str | None = None
+    turn: str | None = None
+
+    def fail(self, path: str, exc: BaseException) -> None:
+        """Fail the job with `exc` as a `StoreError` (lionflow's own errors pass as they are)."""
+        if isinstance(exc, LionflowError) or not isinstance(exc, Exception):
+            error: BaseException = exc
+        else:
+            error = StoreError(
+                f"{path}: could not {self.action}: {exc}", session_id=self.session_id, turn=self.turn
+            )
+            error.__cause__ = exc
+        self.future.set_exception(error)
+
+
+def _looks_read_only(path: str) -> bool:
+    """An existing file this process may not write, or in a folder it may not write (WAL mode
+    writes files beside the database)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.path.exists(path) and not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
+
+
+def _check_path(path: str, read_only: bool | None) -> None:
+    """The cheap checks that need no database: fail at `SQLiteStore(...)`, not after a model call."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return
+    if os.path.isdir(path):
+        raise StoreError(f"cannot open {path}: it is a directory; give the path of a database file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreError(f"cannot open {path}: the directory {folder} does not exist; create it first")
+    if not os.path.exists(path):
+        if read_only:
+            raise StoreError(f"cannot open {path} read-only: the file does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot create {path}: the directory {folder} is not writable")
+
+
 class _Worker:
     """The thread that owns the connection. Kept apart from the store so that atexit and the
     thread hold no reference to the store itself."""
 
-    def __init__(self, path: str, synchronous: str, busy_timeout: float) -> None:
+    def __init__(self, path: str, synchronous: str, busy_timeout: float, read_only: bool | None) -> None:
         self.path = path
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
-        self.jobs: SimpleQueue[
-            tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]] | None
-        ]
-        self.jobs = SimpleQueue()
+        self.read_only = read_only
+        self.jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        # resolves once the connection is open; `read_only` is decided by then
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.thread = threading.Thread(
             target=self._run, name=f"lionflow-sqlite:{os.path.basename(path)}", daemon=True
         )
         self.thread.start()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only is None:
+            self.read_only = _looks_read_only(self.path)
+        if self.read_only:
+            return self._connect_read_only()
         connection = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
         try:
             self._enter_wal(connection)
             connection.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             connection.execute("PRAGMA foreign_keys=ON")
-            # Read the version under the write lock: two stores opening one new file at once must
-            # not both see version 0 and both create the tables.
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise ConfigurationError(
-                        f"{self.path} has schema version {version}, newer than this lionflow's "
-                        f"{SCHEMA_VERSION}: upgrade lionflow to open it"
-                    )
-                for target in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[target - 1]:
-                        connection.execute(statement)
-                    connection.execute(f"PRAGMA user_version={target}")
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+            if self._schema_version(connection) != SCHEMA_VERSION:
+                self._migrate(connection)
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        uri = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro"
+        try:
+            connection = self._open_uri(uri)
+        except sqlite3.OperationalError:
+            # A WAL database in a folder we may not write: SQLite cannot make its shared-memory
+            # file there. Nobody can be writing it through this folder, so read it as immutable.
+            connection = self._open_uri(uri + "&immutable=1")
+        try:
+            version = self._schema_version(connection)
+            if version < SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, older than this lionflow's "
+                    f"{SCHEMA_VERSION}: open it once with write access to upgrade it"
+                )
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _open_uri(self, uri: str) -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=self.busy_timeout)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the file now
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _schema_version(self, connection: sqlite3.Connection) -> int:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"{self.path} has schema version {version}, newer than this lionflow's "
+                f"{SCHEMA_VERSION}: upgrade lionflow to open it"
+            )
+        return version
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        # Read the version again under the write lock: two stores opening one new file at once
+        # must not both see version 0 and both create the tables.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for target in range(self._schema_version(connection) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target - 1]:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version={target}")
+            connection.execute("COMMIT")
+        except BaseException:
+            _roll_back(connection)
+            raise
 
     def _enter_wal(self, connection: sqlite3.Connection) -> None:
         # Two stores opening one new file at once: the second's switch to WAL can fail with
@@ -140,26 +239,32 @@ class _Worker:
 
     def _run(self) -> None:
         try:
+            self._serve()
+        finally:
+            self.stopped.set_result(None)
+
+    def _serve(self) -> None:
+        try:
             connection = self._connect()
         except BaseException as exc:
-            self.ready.set_exception(exc)
+            opening = _Job(lambda _: None, self.ready, "open the database")
+            opening.fail(self.path, exc)
             # Every job, queued already or later, gets the error rather than waiting forever.
             while (job := self.jobs.get()) is not None:
-                if job[1].set_running_or_notify_cancel():
-                    job[1].set_exception(exc)
+                if job.future.set_running_or_notify_cancel():
+                    job.fail(self.path, exc)
             return
         self.ready.set_result(None)
         try:
             while (job := self.jobs.get()) is not None:
-                work, future = job
-                if future.set_running_or_notify_cancel():
+                if job.future.set_running_or_notify_cancel():
                     try:
-                        future.set_result(work(connection))
+                        job.future.set_result(job.work(connection))
                     except BaseException as exc:
-                        future.set_exception(exc)
+                        job.fail(self.path, exc)
                 # Drop the finished job now: waiting for the next one must not keep its future,
                 # and through its callbacks the session and the store, alive.
-                del job, work, future
+                del job
         finally:
             connection.close()
 
@@ -168,10 +273,24 @@ class _Worker:
         self.thread.join()
 
 
-def _stop_at_exit(worker_ref: weakref.ref[_Worker]) -> None:
-    worker = worker_ref()
-    if worker is not None and worker.thread.is_alive():
-        worker.stop()  # writes already queued complete before the interpreter goes
+# The store threads still running. One exit hook serves them all: CPython's atexit keeps a slot
+# for every registration, even an unregistered one, so a hook per store grows without end.
+_LIVE: weakref.WeakSet[_Worker] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    with _LIVE_LOCK:
+        workers = list(_LIVE)
+    for worker in workers:
+        if worker.thread.is_alive():
+            worker.stop()  # writes already queued complete before the interpreter goes
+
+
+def _dropped(jobs: SimpleQueue[_Job | None]) -> None:
+    """A store dropped without `aclose()`: queued writes finish, then the thread ends."""
+    jobs.put(None)
 
 
 class SQLiteStore(SessionStore):
@@ -183,6 +302,11 @@ class SQLiteStore(SessionStore):
             session = Session(store=store)
             ...
             again = await Session.load(store, session.id)
+
+    A path in a missing directory, or one that is a directory, raises `StoreError` here; a file
+    that is not a database raises it from `check()` (which every turn awaits before its request)
+    or from the first read or write. `read_only=True` opens the file read-only; by default a file
+    (or folder) this process may not write is opened read-only by itself.
     """
 
     def __init__(
@@ -191,56 +315,99 @@ class SQLiteStore(SessionStore):
         *,
         synchronous: Literal["full", "normal"] = "full",
         busy_timeout: float = 30.0,
+        read_only: bool | None = None,
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise ConfigurationError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         self.path = os.fspath(path)
+        _check_path(self.path, read_only)
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         self._worker: _Worker | None = None
+        self._release: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
-    def _call(self, work: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
+    def _started(self) -> _Worker:
         with self._lock:
             if self._closed:
                 raise StoreClosed(f"{self!r} is closed")
             if self._worker is None:
-                self._worker = _Worker(self.path, self.synchronous, self.busy_timeout)
-                atexit.register(_stop_at_exit, weakref.ref(self._worker))
-                # dropped without aclose(): queued writes finish, then the thread ends
-                weakref.finalize(self, self._worker.jobs.put, None)
-            worker = self._worker
+                worker = _Worker(self.path, self.synchronous, self.busy_timeout, self.read_only)
+                with _LIVE_LOCK:
+                    _LIVE.add(worker)
+                self._release = weakref.finalize(self, _dropped, worker.jobs)
+                self._worker = worker
+            return self._worker
+
+    def _call(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        action: str,
+        *,
+        session_id: str | None = None,
+        turn: str | None = None,
+    ) -> concurrent.futures.Future[T]:
+        worker = self._started()
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        worker.jobs.put((work, future))
+        worker.jobs.put(_Job(work, future, action, session_id, turn))
         return future
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.wrap_future(self._call(work))
+    async def _run(
+        self, work: Callable[[sqlite3.Connection], T], action: str, *, session_id: str | None = None
+    ) -> T:
+        return await wait_for(self._call(work, action, session_id=session_id))
+
+    async def check(self, *, writable: bool = False) -> None:
+        """Open the database now; raise `StoreError` if it cannot be opened (a corrupt file, a
+        folder without permission, ...), or, with `writable`, if it is open read-only."""
+        worker = self._started()
+        await wait_for(worker.ready)
+        if writable and worker.read_only:
+            raise StoreError(f"{self.path} is open read-only: nothing can be stored in it")
 
     # -- writes ----------------------------------------------------------------------------------
 
     def submit(self, write: StoreWrite) -> concurrent.futures.Future[None]:
-        return self._call(lambda connection: _write(connection, write))
+        if write.turn is not None:
+            action = f"store turn {write.turn} of session {write.session_id}"
+        else:
+            action = f"store session {write.session_id}"
+        return self._call(
+            lambda connection: _write(connection, write),
+            action,
+            session_id=write.session_id,
+            turn=write.turn,
+        )
 
     # -- reads and maintenance -------------------------------------------------------------------
 
     async def load_session(self, session_id: str) -> SessionSnapshot | None:
-        return await self._run(lambda connection: _load(connection, session_id))
+        return await self._run(
+            lambda connection: _load(connection, session_id),
+            f"load session {session_id}",
+            session_id=session_id,
+        )
 
     async def list_sessions(self) -> list[SessionInfo]:
-        return await self._run(_list)
+        return await self._run(_list, "list the sessions")
 
     async def delete_session(self, session_id: str) -> bool:
-        return await self._run(lambda connection: _delete(connection, session_id))
+        return await self._run(
+            lambda connection: _delete(connection, session_id),
+            f"delete session {session_id}",
+            session_id=session_id,
+        )
 
     async def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound database."""
         return await self._run(
-            lambda connection: str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+            lambda connection: str(connection.execute("PRAGMA integrity_check").fetchone()[0]),
+            "check the database's integrity",
         )
 
     async def aclose(self) -> None:
@@ -248,8 +415,14 @@ class SQLiteStore(SessionStore):
         with self._lock:
             self._closed = True
             worker, self._worker = self._worker, None
+            release, self._release = self._release, None
+        if release is not None:
+            release.detach()
         if worker is not None:
-            await asyncio.to_thread(worker.stop)
+            with _LIVE_LOCK:
+                _LIVE.discard(worker)
+            worker.jobs.put(None)
+            await wait_for(worker.stopped)
 
     async def __aenter__(self) -> SQLiteStore:
         return self
@@ -263,6 +436,13 @@ class SQLiteStore(SessionStore):
 # -- the SQL, run on the store's thread -------------------------------------------------------------
 
 
+def _roll_back(connection: sqlite3.Connection) -> None:
+    # Some errors (a full disk, an I/O error) end the transaction themselves: a second ROLLBACK
+    # would hide the error that matters behind "no transaction is active".
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
 def _write(connection: sqlite3.Connection, write: StoreWrite) -> None:
     now = _now()
     connection.execute("BEGIN IMMEDIATE")
@@ -274,7 +454,7 @@ def _write(connection: sqlite3.Connection, write: StoreWrite) -> None:
         )
         connection.executemany(
             "INSERT INTO branches (id, session_id, name, created_at, metadata) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, metadata = excluded.metadata",
+            "ON CONFLICT(id) DO UPDATE SET metadata = excluded.metadata",
             [
                 (b.id, write.session_id, b.name, b.created_at.isoformat(), json.dumps(b.metadata))
                 for b in write.branches
@@ -295,13 +475,16 @@ def _write(connection: sqlite3.Connection, write: StoreWrite) -> None:
                 for m in write.messages
             ],
         )
+        # Append: the position is computed here, inside the transaction, from what is stored;
+        # a plain INSERT, so a clash would fail the write rather than overwrite a stored message.
         connection.executemany(
-            "INSERT OR REPLACE INTO branch_items (branch_id, position, message_id) VALUES (?, ?, ?)",
+            "INSERT INTO branch_items (branch_id, position, message_id) "
+            "SELECT ?1, coalesce(max(position), -1) + 1, ?2 FROM branch_items WHERE branch_id = ?1",
             write.placements,
         )
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        _roll_back(connection)
         raise
 
 
@@ -375,6 +558,6 @@ def _delete(connection: sqlite3.Connection, session_id: str) -> bool:
         deleted = connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        _roll_back(connection)
         raise
     return bool(deleted)
