@@ -29,13 +29,18 @@ without blocking either side, so the loop keeps serving other tasks while a mode
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, ClassVar, cast
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
 
 from lionflow.errors import ConfigurationError, LionflowError, ProviderError
 from lionflow.services.chunk import Chunk, Usage, delta_chunk
@@ -71,56 +76,85 @@ def plain_prompt(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _thread_caller() -> Callable[[Callable[[], object]], object]:
+    """A function that another thread calls to have a callback run soon in this event loop,
+    without waiting for it.
+
+    Each backend's own thread-safe "call soon" (asyncio's ``call_soon_threadsafe``, trio's
+    ``run_sync_soon``), found through anyio's backend-neutral token; any other backend gets anyio's
+    ``from_thread.run_sync``, which does the same but waits until the loop ran the callback.
+    """
+    token = anyio.lowlevel.current_token()
+    native = token.native_token
+    for name in ("call_soon_threadsafe", "run_sync_soon"):
+        call_soon = getattr(native, name, None)
+        if callable(call_soon):
+            return cast("Callable[[Callable[[], object]], object]", call_soon)
+    return lambda callback: anyio.from_thread.run_sync(callback, token=token)
+
+
 class _Bridge:
     """Items from the generation thread to the event loop; neither side ever blocks on the other.
 
     Each wake-up of the loop preempts the generation thread (the GIL, and torch's OpenMP workers
     on a busy CPU): about 0.2 ms of generation lost per wake-up, measured on the tiny model. So
-    wake-ups are spaced: a piece arriving `interval` (10 ms, below a screen refresh) or more after
-    the last wake-up wakes the loop at once, as every token of a real model does, while faster
-    pieces share one wake-up at most `interval` later and reach the consumer joined. The end of the
-    stream and errors always wake it at once.
+    wake-ups are spaced: while pieces come faster than `interval` (10 ms, below a screen refresh),
+    the consumer collects them for one interval at a time and they reach it joined, one wake-up
+    per interval; a slower piece, as every token of a real model is, wakes it at once. The end of
+    the stream and errors always wake it at once.
+
+    The consumer waits on an `anyio.Event`; the generation thread has it set in the event loop (see
+    `_thread_caller`), at most once per event, and only when the consumer is waiting and not already
+    collecting. Both sides append or check the deque before reading the other's flags, so a piece
+    is never left unannounced.
     """
 
     def __init__(self, interval: float = 0.01) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._call_soon = _thread_caller()
         self._items: deque[tuple[str, Any]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
         self._interval = interval
-        self._last_wake = 0.0
-        self._armed = False
+        self._event: anyio.Event | None = None  # the consumer's, while it waits
+        self._signalled: anyio.Event | None = None  # the last event the thread had set
+        self._collecting = False  # the consumer waits out an interval: text needs no wake-up
+        self._fast = False  # pieces came faster than the interval: collect rather than wake
+        self._last_wake = -math.inf
 
     def put(self, kind: str, value: Any) -> None:  # generation thread
-        # Append before looking at the flags: whichever wake-up comes next then sees the item.
         self._items.append((kind, value))
-        if self._armed and kind == "text":
+        if kind == "text" and self._collecting:
             return
-        now = time.monotonic()
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-            if kind != "text" or now - self._last_wake >= self._interval:
-                self._last_wake = now
-                self._loop.call_soon_threadsafe(self._wake)
+        event = self._event
+        if event is not None and event is not self._signalled:
+            self._signalled = event
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
+                self._call_soon(event.set)
+
+    async def _wait(self) -> None:
+        collect = self._fast
+        while not self._items:
+            event = self._event = anyio.Event()
+            self._collecting = collect
+            if self._items:
+                break
+            if collect:
+                with anyio.move_on_after(self._interval):
+                    await event.wait()
+                # Nothing came in a whole interval: the pieces have slowed down, so the next one
+                # wakes the loop itself.
+                self._fast = collect = bool(self._items)
             else:
-                self._armed = True
-                self._loop.call_soon_threadsafe(self._wake_at, self._last_wake + self._interval)
-
-    def _wake_at(self, when: float) -> None:
-        self._loop.call_at(when, self._wake)
-
-    def _wake(self) -> None:
-        self._armed = False
-        self._last_wake = time.monotonic()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+                await event.wait()
+        self._event = None
+        self._collecting = False
+        now = time.monotonic()
+        if now - self._last_wake < self._interval:
+            self._fast = True
+        self._last_wake = now
 
     async def get(self) -> tuple[str, Any]:
         """The next item: consecutive text pieces waiting together come joined, as one."""
-        while not self._items:
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        if not self._items:
+            await self._wait()
         kind, value = self._items.popleft()
         if kind == "text" and self._items and self._items[0][0] == "text":
             pieces = [value]
@@ -263,16 +297,21 @@ class _Generation:
         with torch.inference_mode():
             self.loaded.model.generate(**kwargs, **self.extra)
 
+    def _acquire(self) -> bool:
+        """Wait for this model's turn; False when the caller left first."""
+        while not self.loaded.generate_lock.acquire(timeout=0.05):
+            if self.cancelled.is_set():
+                return False
+        return True
+
     def _run(self) -> None:
         try:
-            while not self.loaded.generate_lock.acquire(timeout=0.05):
-                if self.cancelled.is_set():
-                    return
-            try:
-                if not self.cancelled.is_set():
-                    self._generate()
-            finally:
-                self.loaded.generate_lock.release()
+            if self._acquire():
+                try:
+                    if not self.cancelled.is_set():
+                        self._generate()
+                finally:
+                    self.loaded.generate_lock.release()
             if not self.stop_strings.hit:
                 self._emit(self.detokenizer.flush())
                 self._emit(self.stop_strings.flush())
@@ -312,11 +351,12 @@ class _Generation:
                 raise ProviderError(f"local generation failed: {value!r}", provider="transformers") from value
 
     async def close(self) -> None:
+        """Stop generating (after the token in progress) and wait for the thread to end, in a
+        worker thread so that the event loop runs on meanwhile. A caller that stops waiting (its
+        close grace ran out) leaves the thread to end by itself: the flag is set either way."""
         self.cancelled.set()
         if self.thread.is_alive():
-            import anyio
-
-            await anyio.to_thread.run_sync(self.thread.join)
+            await anyio.to_thread.run_sync(self.thread.join, abandon_on_cancel=True)
 
 
 class TransformersProvider(Provider):
