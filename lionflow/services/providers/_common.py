@@ -1,11 +1,8 @@
 """What every adapter needs and no SDK provides: credentials and the client's life, HTTP error
-mapping, tool normalization.
+mapping, and the request parameters every API shares (tools, tool_choice, stop).
 
-The one chat-message format lionflow accepts is OpenAI's chat format: dicts with ``role`` (system,
-user, assistant, tool), ``content`` (a string or a list of ``{"type": "text", "text": ...}``
-parts), assistant ``tool_calls`` (``[{"id", "type": "function", "function": {"name", "arguments"}}]``
-with arguments as a JSON string or an object) and tool results (``{"role": "tool",
-"tool_call_id": ..., "content": ...}``). Adapters of other providers convert from it.
+Chat messages are parsed once into a neutral form in `lionflow.services.providers.messages`;
+adapters render that form.
 """
 
 from __future__ import annotations
@@ -51,9 +48,10 @@ __all__ = [
     "sdk_arguments",
     "sdk_parameters",
     "sdk_timeout",
-    "split_system",
     "status_error",
+    "stop_sequences",
     "tool_choice",
+    "tool_list",
     "tool_specs",
 ]
 
@@ -303,18 +301,6 @@ def content_text(content: Any) -> str:
     return str(content)
 
 
-def split_system(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[Mapping[str, Any]]]:
-    """The system prompt (system and developer messages joined) and the other messages."""
-    system: list[str] = []
-    rest: list[Mapping[str, Any]] = []
-    for message in messages:
-        if message.get("role") in ("system", "developer"):
-            system.append(content_text(message.get("content")))
-        else:
-            rest.append(message)
-    return ("\n\n".join(system) if system else None), rest
-
-
 def parse_arguments(arguments: Any) -> dict[str, Any]:
     """Tool-call arguments as an object, from a JSON string or a mapping."""
     if arguments is None or arguments == "":
@@ -328,6 +314,18 @@ def parse_arguments(arguments: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigurationError(f"tool-call arguments must be a JSON object, not {arguments!r}")
     return value
+
+
+def stop_sequences(stop: Any) -> list[str]:
+    """The ``stop`` parameter as a list of sequences (empty when none); `ConfigurationError` unless
+    it is a string or a list of strings."""
+    if stop is None or stop == "":
+        return []
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list | tuple) and all(isinstance(item, str) for item in stop):
+        return list(stop)
+    raise ConfigurationError(f"stop must be a string or a list of strings, not {stop!r}")
 
 
 # -- tools -----------------------------------------------------------------------------------------
@@ -356,10 +354,22 @@ def _tool_spec(tool: Any) -> ToolSpec:
     return ToolSpec(str(name), str(tool.get("description") or ""), dict(parameters))
 
 
-def tool_specs(tools: Iterable[Any] | None) -> list[ToolSpec]:
+def tool_list(tools: Any) -> list[Any]:
+    """The ``tools`` parameter as a list; `ConfigurationError` unless it is a list (or another
+    iterable) of tools: a string, a single dict or a model class is a mistake, not a list of tools."""
+    if tools is None:
+        return []
+    if isinstance(tools, str | bytes | Mapping | type) or not isinstance(tools, Iterable):
+        raise ConfigurationError(
+            f"tools must be a list of tools (dicts or pydantic model classes), not {tools!r}"
+        )
+    return list(tools)
+
+
+def tool_specs(tools: Any) -> list[ToolSpec]:
     """Tools given in OpenAI form, flat ``{name, description, parameters}`` form, Anthropic form
     (``input_schema``) or as pydantic model classes, normalized."""
-    return [_tool_spec(tool) for tool in tools or ()]
+    return [_tool_spec(tool) for tool in tool_list(tools)]
 
 
 @dataclass(frozen=True, slots=True)

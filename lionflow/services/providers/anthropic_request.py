@@ -3,7 +3,7 @@ as the keyword arguments of ``messages.create()``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anthropic
@@ -11,16 +11,16 @@ from anthropic.resources.messages import AsyncMessages
 
 from lionflow.errors import ConfigurationError
 from lionflow.services.providers._common import (
-    content_text,
-    parse_arguments,
     sdk_arguments,
     sdk_parameters,
-    split_system,
+    stop_sequences,
     tool_choice,
+    tool_list,
     tool_specs,
 )
 from lionflow.services.providers._structured import OutputFormat, output_format
 from lionflow.services.providers.base import ModelRequest
+from lionflow.services.providers.messages import ChatMessage, ChatToolCall, parse_messages
 
 __all__ = ["DEFAULT_MAX_TOKENS", "convert_messages", "request_arguments"]
 
@@ -32,55 +32,49 @@ DEFAULT_MAX_TOKENS = 4096
 _SDK_ARGUMENTS = sdk_parameters(AsyncMessages.create)
 
 
-def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
-    function = call.get("function") or {}
-    name = function.get("name") or call.get("name")
-    if not name or not call.get("id"):
-        raise ConfigurationError(
-            f"an assistant tool call needs an 'id' and a function 'name': {dict(call)!r}"
-        )
-    arguments = function.get("arguments", call.get("arguments"))
-    return {"type": "tool_use", "id": call["id"], "name": name, "input": parse_arguments(arguments)}
+def _tool_use(call: ChatToolCall, position: int) -> dict[str, Any]:
+    if call.id is None:
+        raise ConfigurationError(f"messages[{position}]: a tool call needs an 'id' for Anthropic")
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments_object()}
 
 
-def convert_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
-    """OpenAI-style chat dicts as Anthropic's ``(system, messages)``.
+def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.require_call_id()}
+        if message.text:  # the content is optional; an empty one is left out rather than sent empty
+            result["content"] = message.text
+        return [result]
+    # The API rejects text blocks that are empty or only whitespace: a tool-calling turn often has no text.
+    blocks = [{"type": "text", "text": message.text}] if message.text.strip() else []
+    return blocks + [_tool_use(call, message.position) for call in message.tool_calls]
+
+
+def convert_messages(messages: Sequence[Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """lionflow chat messages (see `parse_messages`) as Anthropic's ``(system, messages)``.
 
     System and developer messages become `system`; assistant tool calls become ``tool_use`` blocks;
     tool results become ``tool_result`` blocks of a user message. Consecutive messages of the same
     role are merged, since the API wants user and assistant turns to alternate.
     """
-    system, rest = split_system(messages)
+    conversation = parse_messages(messages)
     converted: list[dict[str, Any]] = []
-    for message in rest:
-        role = message.get("role")
-        blocks: list[dict[str, Any]] = []
-        if role in ("tool", "function"):
-            role = "user"
-            tool_use_id = message.get("tool_call_id")
-            if not tool_use_id:
-                raise ConfigurationError(f"a tool result needs its 'tool_call_id': {dict(message)!r}")
-            result = content_text(message.get("content"))
-            blocks.append({"type": "tool_result", "tool_use_id": tool_use_id, "content": result})
-        elif role in ("user", "assistant"):
-            text = content_text(message.get("content"))
-            calls = (message.get("tool_calls") or []) if role == "assistant" else []
-            # The API rejects empty text blocks; a tool-calling turn often has no text.
-            if text or not calls:
-                blocks.append({"type": "text", "text": text})
-            blocks += [_tool_use(call) for call in calls]
-        else:
-            raise ConfigurationError(f"message role {role!r} is not supported by Anthropic")
+    for message in conversation.turns:
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _blocks(message)
         if converted and converted[-1]["role"] == role:
             converted[-1]["content"].extend(blocks)
         else:
             converted.append({"role": role, "content": blocks})
-    return system, converted
+    if not converted:
+        raise ConfigurationError(
+            "Anthropic needs at least one user or assistant message besides the system prompt"
+        )
+    return conversation.system, converted
 
 
-def _tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
+def _tools(tools: Any) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
-    for tool in tools:
+    for tool in tool_list(tools):
         # Anthropic's server tools ({"type": "web_search_20250305", ...}) are sent as given.
         if isinstance(tool, Mapping) and tool.get("type") not in (None, "function", "custom"):
             result.append(dict(tool))
@@ -117,12 +111,12 @@ def request_arguments(request: ModelRequest) -> tuple[dict[str, Any], str | None
     }
     if system is not None:
         arguments["system"] = system
-    stop = params.pop("stop", None)
+    stop = stop_sequences(params.pop("stop", None))
     if stop:
-        arguments["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    tools = params.pop("tools", None)
+        arguments["stop_sequences"] = stop
+    tools = _tools(params.pop("tools", None))
     if tools:
-        arguments["tools"] = _tools(tools)
+        arguments["tools"] = tools
     choice = _tool_choice(params.pop("tool_choice", None))
     if choice is not None:
         arguments["tool_choice"] = choice

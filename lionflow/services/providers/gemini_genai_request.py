@@ -7,21 +7,16 @@ import binascii
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pydantic
 from google.genai import types
 
 from lionflow.errors import ConfigurationError
-from lionflow.services.providers._common import (
-    content_text,
-    parse_arguments,
-    split_system,
-    tool_choice,
-    tool_specs,
-)
+from lionflow.services.providers._common import stop_sequences, tool_choice, tool_list, tool_specs
 from lionflow.services.providers._structured import OutputFormat, output_format
+from lionflow.services.providers.messages import ChatMessage, ChatToolCall, parse_messages
 
 __all__ = ["convert_messages", "generate_config"]
 
@@ -31,97 +26,84 @@ _CONFIG_FIELDS = frozenset(types.GenerateContentConfig.model_fields)
 _SYNTHETIC_ID = re.compile(r"call_\d+")
 
 
-def _signature(call: Mapping[str, Any]) -> bytes | None:
+def _signature(call: ChatToolCall) -> bytes | None:
     """The thought signature Gemini 3 needs back with its function calls, carried the way Google's
     OpenAI-compatible API does: ``extra_content.google.thought_signature`` (base64)."""
-    extra = call.get("extra_content")
-    google = extra.get("google") if isinstance(extra, Mapping) else None
-    value = google.get("thought_signature") if isinstance(google, Mapping) else None
-    if not value:
+    if call.thought_signature is None:
         return None
     try:
-        return base64.b64decode(value)
+        return base64.b64decode(call.thought_signature)
     except (binascii.Error, TypeError, ValueError) as exc:
-        raise ConfigurationError(f"thought_signature is not base64: {value!r}") from exc
+        raise ConfigurationError(f"thought_signature is not base64: {call.thought_signature!r}") from exc
 
 
-def _function_call(call: Mapping[str, Any]) -> tuple[str, types.Part]:
-    function = call.get("function") or {}
-    name = function.get("name") or call.get("name")
-    if not name:
-        raise ConfigurationError(f"an assistant tool call needs a function 'name': {dict(call)!r}")
-    call_id = call.get("id")
-    native_id = call_id if call_id and not _SYNTHETIC_ID.fullmatch(str(call_id)) else None
-    arguments = parse_arguments(function.get("arguments", call.get("arguments")))
-    part = types.Part(
-        function_call=types.FunctionCall(name=name, args=arguments, id=native_id),
+def _native_id(call_id: str | None) -> str | None:
+    return call_id if call_id and not _SYNTHETIC_ID.fullmatch(call_id) else None
+
+
+def _function_call(call: ChatToolCall) -> types.Part:
+    return types.Part(
+        function_call=types.FunctionCall(
+            name=call.name, args=call.arguments_object(), id=_native_id(call.id)
+        ),
         thought_signature=_signature(call),
     )
-    return str(name), part
 
 
-def _function_response(message: Mapping[str, Any], names: Mapping[str, str]) -> types.Part:
-    call_id = message.get("tool_call_id")
-    name = names.get(str(call_id)) or message.get("name")
+def _function_response(message: ChatMessage, names: Mapping[str, str]) -> types.Part:
+    call_id = message.tool_call_id
+    name = (names.get(call_id) if call_id else None) or message.name
     if not name:
         raise ConfigurationError(
-            f"a tool result needs the 'tool_call_id' of an earlier assistant tool call: {dict(message)!r}"
+            f"messages[{message.position}]: a tool result needs the 'tool_call_id' of an earlier "
+            "assistant tool call"
         )
-    content = message.get("content")
-    response: dict[str, Any] | None = dict(content) if isinstance(content, Mapping) else None
+    response = message.output
     if response is None:
-        text = content_text(content)
         with contextlib.suppress(ValueError):
-            value = json.loads(text)
+            value = json.loads(message.text)
             response = value if isinstance(value, dict) else None
         if response is None:
-            response = {"result": text}
-    native_id = call_id if call_id and not _SYNTHETIC_ID.fullmatch(str(call_id)) else None
-    return types.Part(function_response=types.FunctionResponse(name=name, response=response, id=native_id))
+            response = {"result": message.text}
+    return types.Part(
+        function_response=types.FunctionResponse(name=name, response=response, id=_native_id(call_id))
+    )
 
 
-def convert_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[types.Content]]:
-    """OpenAI-style chat dicts as Gemini's ``(system_instruction, contents)``.
+def convert_messages(messages: Sequence[Any]) -> tuple[str | None, list[types.Content]]:
+    """lionflow chat messages (see `parse_messages`) as Gemini's ``(system_instruction, contents)``.
 
     System and developer messages become the system instruction; assistant messages become
     ``model`` contents with text and ``function_call`` parts; tool results become ``user`` contents
     with ``function_response`` parts, named after the assistant tool call they answer. Consecutive
     contents of the same role are merged.
     """
-    system, rest = split_system(messages)
+    conversation = parse_messages(messages)
     contents: list[types.Content] = []
     names: dict[str, str] = {}  # tool_call id -> function name, the latest assistant call wins
-    for message in rest:
-        role = message.get("role")
+    for message in conversation.turns:
         parts: list[types.Part] = []
-        if role in ("tool", "function"):
-            role = "user"
+        if message.role == "tool":
             parts.append(_function_response(message, names))
-        elif role in ("user", "assistant"):
-            text = content_text(message.get("content"))
-            if text:  # Gemini rejects empty text parts
-                parts.append(types.Part(text=text))
-            for call in (message.get("tool_calls") or []) if role == "assistant" else []:
-                name, part = _function_call(call)
-                if call.get("id"):
-                    names[str(call["id"])] = name
-                parts.append(part)
-            role = "model" if role == "assistant" else "user"
         else:
-            raise ConfigurationError(f"message role {role!r} is not supported by Gemini")
-        if not parts:
-            continue
+            if message.text.strip():  # Gemini rejects empty text parts
+                parts.append(types.Part(text=message.text))
+            for call in message.tool_calls:
+                if call.id:
+                    names[call.id] = call.name
+                parts.append(_function_call(call))
+        role = "model" if message.role == "assistant" else "user"
         if contents and contents[-1].role == role and contents[-1].parts is not None:
             contents[-1].parts.extend(parts)
         else:
             contents.append(types.Content(role=role, parts=parts))
-    return system, contents
+    return conversation.system, contents
 
 
-def _tools(tools: Iterable[Any]) -> list[types.Tool]:
+def _tools(tools: Any) -> list[types.Tool]:
     declarations: list[types.FunctionDeclaration] = []
     native: list[types.Tool] = []
-    for tool in tools:
+    for tool in tool_list(tools):
         if isinstance(tool, types.Tool):  # Gemini's own tools (google_search, code_execution) as given
             native.append(tool)
             continue
@@ -173,12 +155,12 @@ def generate_config(params: Mapping[str, Any], system: str | None) -> types.Gene
     fields: dict[str, Any] = {} if system is None else {"system_instruction": system}
     if "max_tokens" in params:
         fields["max_output_tokens"] = params.pop("max_tokens")
-    stop = params.pop("stop", None)
+    stop = stop_sequences(params.pop("stop", None))
     if stop:
-        fields["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    tools = params.pop("tools", None)
+        fields["stop_sequences"] = stop
+    tools = _tools(params.pop("tools", None))
     if tools:
-        fields["tools"] = _tools(tools)
+        fields["tools"] = tools
     config = _tool_config(params.pop("tool_choice", None))
     if config is not None:
         fields["tool_config"] = config

@@ -3,13 +3,13 @@ chat API takes, shared by the OpenAI and Groq adapters (no SDK imported here).""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lionflow.errors import ConfigurationError
-from lionflow.services.providers._common import content_text, tool_choice, tool_specs
+from lionflow.services.providers._common import stop_sequences, tool_choice, tool_list, tool_specs
 from lionflow.services.providers._structured import chat_response_format
+from lionflow.services.providers.messages import ChatMessage, ChatToolCall, SystemMessage, parse_messages
 
 __all__ = ["chat_messages", "chat_params", "chat_tool_choice", "chat_tools"]
 
@@ -17,72 +17,45 @@ __all__ = ["chat_messages", "chat_params", "chat_tool_choice", "chat_tools"]
 _RESERVED = frozenset({"model", "messages", "stream"})
 
 
-def _tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
-    function = call.get("function")
-    if not isinstance(function, Mapping):
-        function = call  # the flat {"id", "name", "arguments"} form
-    name = function.get("name")
-    if not name or not call.get("id"):
-        raise ConfigurationError(
-            f"an assistant tool call needs an 'id' and a function 'name': {dict(call)!r}"
-        )
-    arguments = function.get("arguments")
-    if arguments is None or isinstance(arguments, Mapping):
-        arguments = json.dumps(dict(arguments or {}))
-    return {
-        "id": str(call["id"]),
-        "type": "function",
-        "function": {"name": str(name), "arguments": arguments},
-    }
+def _tool_call(call: ChatToolCall, position: int) -> dict[str, Any]:
+    if call.id is None:
+        raise ConfigurationError(f"messages[{position}]: a tool call needs an 'id' for Chat Completions")
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
-def chat_messages(
-    messages: Iterable[Mapping[str, Any]], *, developer_role: str = "developer"
-) -> list[dict[str, Any]]:
-    """lionflow chat dicts as Chat Completions messages: text content joined into one string,
-    tool-call arguments as JSON strings. `developer_role` is what ``developer`` messages become
-    (Groq has no developer role: ``"system"``)."""
-    result: list[dict[str, Any]] = []
-    for message in messages:
-        role = message.get("role")
-        content = message.get("content")
-        converted: dict[str, Any]
-        if role in ("system", "developer", "user"):
-            converted = {
-                "role": developer_role if role == "developer" else role,
-                "content": content_text(content),
-            }
-        elif role == "assistant":
-            calls = message.get("tool_calls")
-            converted = {"role": "assistant", "content": None if content is None else content_text(content)}
-            if calls:
-                converted["tool_calls"] = [_tool_call(call) for call in calls]
-            elif content is None:
-                converted["content"] = ""
-        elif role == "tool":
-            if not message.get("tool_call_id"):
-                raise ConfigurationError(
-                    f"a tool message needs the 'tool_call_id' it answers: {dict(message)!r}"
-                )
-            converted = {
-                "role": "tool",
-                "tool_call_id": str(message["tool_call_id"]),
-                "content": content_text(content),
-            }
-        else:
-            raise ConfigurationError(
-                f"message role {role!r} is not supported; use system, developer, user, assistant or tool"
-            )
-        if message.get("name") and role != "tool":
-            converted["name"] = message["name"]
-        result.append(converted)
-    return result
+def _chat_message(message: ChatMessage | SystemMessage, developer_role: str) -> dict[str, Any]:
+    converted: dict[str, Any]
+    if isinstance(message, SystemMessage):
+        converted = {
+            "role": developer_role if message.role == "developer" else message.role,
+            "content": message.text,
+        }
+    elif message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.require_call_id(), "content": message.text}
+    elif message.tool_calls:
+        converted = {
+            "role": "assistant",
+            "content": None if message.null_content else message.text,
+            "tool_calls": [_tool_call(call, message.position) for call in message.tool_calls],
+        }
+    else:
+        converted = {"role": message.role, "content": message.text}
+    if message.name:
+        converted["name"] = message.name
+    return converted
 
 
-def chat_tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
+def chat_messages(messages: Sequence[Any], *, developer_role: str = "developer") -> list[dict[str, Any]]:
+    """lionflow chat messages (see `parse_messages`) as Chat Completions messages: text content
+    joined into one string, tool-call arguments as JSON strings. `developer_role` is what
+    ``developer`` messages become (Groq has no developer role: ``"system"``)."""
+    return [_chat_message(message, developer_role) for message in parse_messages(messages).messages]
+
+
+def chat_tools(tools: Any) -> list[dict[str, Any]]:
     """Tools in Chat Completions form. Tools already in that form are sent as given, so options such
     as ``strict`` survive; every other form is normalized."""
-    tools = list(tools)
+    tools = tool_list(tools)
     result: list[dict[str, Any]] = []
     for tool, spec in zip(tools, tool_specs(tools), strict=True):
         if (
@@ -132,7 +105,12 @@ def chat_params(
         if key == "max_tokens":
             arguments[max_tokens_field] = value
         elif key == "tools":
-            arguments["tools"] = chat_tools(value)
+            tools = chat_tools(value)
+            if tools:
+                arguments["tools"] = tools
+        elif key == "stop":
+            if stop_sequences(value):  # checked here; sent as given, a string or a list
+                arguments["stop"] = value
         elif key == "tool_choice":
             arguments["tool_choice"] = chat_tool_choice(value)
         elif key == "response_format":

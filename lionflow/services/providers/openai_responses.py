@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,20 +26,20 @@ from lionflow.errors import (
 )
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.providers._common import (
-    content_text,
     interrupted,
     listed,
     malformed,
     sdk_arguments,
     sdk_parameters,
     sdk_timeout,
-    split_system,
     status_error,
     tool_choice,
+    tool_list,
     tool_specs,
 )
 from lionflow.services.providers._structured import output_format, responses_format
 from lionflow.services.providers.base import ChunkStream, ModelRequest
+from lionflow.services.providers.messages import ChatMessage, parse_messages
 from lionflow.services.providers.openai_client import OpenAIClientProvider
 
 __all__ = ["OpenAIResponsesProvider", "responses_input"]
@@ -54,64 +54,33 @@ _TRANSIENT_CODES = frozenset(
 # -- messages and parameters in ---------------------------------------------------------------------
 
 
-def _arguments_json(arguments: Any) -> str:
-    if arguments is None or arguments == "":
-        return "{}"
-    return arguments if isinstance(arguments, str) else json.dumps(arguments)
-
-
-def _tool_output(content: Any) -> str:
-    # Tool results are strings on the wire; a structured result is sent as its JSON.
-    if isinstance(content, Mapping):
-        return json.dumps(content)
-    return content_text(content)
-
-
-def responses_input(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
-    """lionflow's chat dicts as the Responses API's ``instructions`` and ``input`` items."""
-    instructions, rest = split_system(messages)
+def _items(message: ChatMessage) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        # Tool results are strings on the wire; a structured result is sent as its JSON.
+        call_id = message.require_call_id()
+        return [{"type": "function_call_output", "call_id": call_id, "output": message.text}]
     items: list[dict[str, Any]] = []
-    for position, message in enumerate(rest):
-        role = message.get("role")
-        if role in ("user", "assistant"):
-            text = content_text(message.get("content"))
-            if text or role == "user":
-                items.append({"type": "message", "role": role, "content": text})
-            calls = message.get("tool_calls") if role == "assistant" else None
-            for call in calls or ():
-                function = call.get("function") or {}
-                if not call.get("id") or not function.get("name"):
-                    raise ConfigurationError(
-                        f"messages[{position}]: a tool call needs an 'id' and a function 'name'"
-                    )
-                items.append(
-                    {
-                        "type": "function_call",
-                        "call_id": call["id"],
-                        "name": function["name"],
-                        "arguments": _arguments_json(function.get("arguments")),
-                    }
-                )
-        elif role == "tool":
-            if not message.get("tool_call_id"):
-                raise ConfigurationError(f"messages[{position}]: a tool result needs 'tool_call_id'")
-            items.append(
-                {
-                    "type": "function_call_output",
-                    "call_id": message["tool_call_id"],
-                    "output": _tool_output(message.get("content")),
-                }
-            )
-        else:
-            raise ConfigurationError(
-                f"messages[{position}]: role {role!r} is not supported by the Responses API"
-            )
-    return instructions, items
+    if message.text.strip():
+        items.append({"type": "message", "role": message.role, "content": message.text})
+    for call in message.tool_calls:
+        if call.id is None:
+            raise ConfigurationError(f"messages[{message.position}]: a tool call needs an 'id'")
+        items.append(
+            {"type": "function_call", "call_id": call.id, "name": call.name, "arguments": call.arguments}
+        )
+    return items
 
 
-def _tools(tools: Iterable[Any]) -> list[dict[str, Any]]:
+def responses_input(messages: Sequence[Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """lionflow chat messages (see `parse_messages`) as the Responses API's ``instructions`` and
+    ``input`` items (messages, ``function_call`` and ``function_call_output``)."""
+    conversation = parse_messages(messages)
+    return conversation.system, [item for message in conversation.turns for item in _items(message)]
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
-    for tool in tools:
+    for tool in tool_list(tools):
         if isinstance(tool, Mapping) and tool.get("type") not in (None, "function"):
             result.append(dict(tool))  # a built-in tool (web_search, file_search, ...): sent as given
             continue
@@ -360,9 +329,9 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
             if params.get("max_output_tokens") is not None:
                 raise ConfigurationError("give max_tokens or max_output_tokens, not both")
             kwargs["max_output_tokens"] = max_tokens
-        tools = params.pop("tools", None)
+        tools = _tools(params.pop("tools", None))
         if tools:
-            kwargs["tools"] = _tools(tools)
+            kwargs["tools"] = tools
         choice = tool_choice(params.pop("tool_choice", None))
         if choice is not None:
             kwargs["tool_choice"] = (

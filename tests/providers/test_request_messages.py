@@ -1,0 +1,353 @@
+"""One conversation, every endpoint: the same histories go through each provider's real SDK to the
+loopback server, and what arrived is read back into one provider-neutral transcript.
+
+Tool calls in the flat or the nested form, tool results as text, parts or objects, system prompts and
+lionflow's own `Message`s must reach every API with their ids, names and arguments intact; an empty
+assistant turn (a failed or refused one, kept in the session) must never reach an API as an empty
+content block; and malformed input must fail with `ConfigurationError` before any request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lionflow import (
+    ActionResponseContent,
+    AssistantResponseContent,
+    ConfigurationError,
+    InstructionContent,
+    Message,
+    ProviderHTTPError,
+    SystemContent,
+    ToolCall,
+    iModel,
+)
+from lionflow.services.providers.base import ModelRequest
+from tests.loopback import LoopbackServer, Reply
+from tests.providers.helpers import ProviderCase
+from tests.providers.test_common_behaviour import CASES, every_provider
+
+pytestmark = pytest.mark.anyio
+
+# A transcript entry: ("system", text) | (role, text) | ("call", id, name, arguments) | ("result", id, output)
+Entry = tuple[Any, ...]
+
+
+# -- reading a request back, per API ---------------------------------------------------------------
+
+
+def _chat(body: dict[str, Any]) -> list[Entry]:
+    system: list[str] = []
+    entries: list[Entry] = []
+    for message in body["messages"]:
+        role = message["role"]
+        if role in ("system", "developer"):
+            system.append(message["content"])
+        elif role == "tool":
+            entries.append(("result", message["tool_call_id"], message["content"]))
+        else:
+            if message.get("content"):
+                entries.append((role, message["content"]))
+            for call in message.get("tool_calls") or ():
+                function = call["function"]
+                entries.append(("call", call["id"], function["name"], json.loads(function["arguments"])))
+    return ([("system", "\n\n".join(system))] if system else []) + entries
+
+
+def _responses(body: dict[str, Any]) -> list[Entry]:
+    entries: list[Entry] = [("system", body["instructions"])] if "instructions" in body else []
+    for item in body["input"]:
+        if item["type"] == "message":
+            entries.append((item["role"], item["content"]))
+        elif item["type"] == "function_call":
+            entries.append(("call", item["call_id"], item["name"], json.loads(item["arguments"])))
+        else:
+            entries.append(("result", item["call_id"], item["output"]))
+    return entries
+
+
+def _anthropic(body: dict[str, Any]) -> list[Entry]:
+    entries: list[Entry] = [("system", body["system"])] if "system" in body else []
+    for message in body["messages"]:
+        for block in message["content"]:
+            if block["type"] == "text":
+                entries.append((message["role"], block["text"]))
+            elif block["type"] == "tool_use":
+                entries.append(("call", block["id"], block["name"], block["input"]))
+            else:
+                entries.append(("result", block["tool_use_id"], block.get("content", "")))
+    return entries
+
+
+def _gemini(body: dict[str, Any]) -> list[Entry]:
+    entries: list[Entry] = []
+    if "systemInstruction" in body:
+        entries.append(("system", "".join(part["text"] for part in body["systemInstruction"]["parts"])))
+    for content in body["contents"]:
+        role = "assistant" if content["role"] == "model" else "user"
+        for part in content["parts"]:
+            if "text" in part:
+                entries.append((role, part["text"]))
+            elif "functionCall" in part:
+                call = part["functionCall"]
+                entries.append(("call", call.get("id"), call["name"], call.get("args", {})))
+            else:
+                result = part["functionResponse"]
+                response = result["response"]
+                output = response["result"] if set(response) == {"result"} else json.dumps(response)
+                entries.append(("result", result.get("id"), output))
+    return entries
+
+
+READERS: dict[str, Callable[[dict[str, Any]], list[Entry]]] = {
+    "openai_chat": _chat,
+    "groq": _chat,
+    "openai_responses": _responses,
+    "anthropic": _anthropic,
+    "gemini": _gemini,
+}
+
+
+def test_every_provider_has_a_reader() -> None:
+    assert {case.id for case in CASES} == set(READERS)
+
+
+async def sent(case: ProviderCase, server: LoopbackServer, model: iModel, messages: Any) -> dict[str, Any]:
+    """The JSON body `model`'s SDK sent for `messages`. The server answers 400, so that only the
+    request is under test here, not the reading of a stream."""
+    server.add(Reply.json(400, case.error_body(400, "recorded")))
+    with pytest.raises(ProviderHTTPError):
+        await model.invoke(messages)
+    (received,) = server.requests
+    body: dict[str, Any] = received.json
+    return body
+
+
+# -- the same histories on every endpoint ------------------------------------------------------------
+
+WEATHER = {"city": "Paris"}
+RESULT = {"temp": 18, "sky": "clear"}
+
+NESTED_CALLS: dict[str, Any] = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {
+            "id": "call_a",
+            "type": "function",
+            "function": {"name": "weather", "arguments": json.dumps(WEATHER)},
+        },
+        {"id": "call_b", "type": "function", "function": {"name": "clock", "arguments": {"tz": "CET"}}},
+    ],
+}
+FLAT_CALLS: dict[str, Any] = {
+    "role": "assistant",
+    "content": "",
+    "tool_calls": [
+        {"id": "call_a", "name": "weather", "arguments": json.dumps(WEATHER)},
+        {"id": "call_b", "name": "clock", "arguments": {"tz": "CET"}},
+    ],
+}
+CALLS_SENT: list[Entry] = [("call", "call_a", "weather", WEATHER), ("call", "call_b", "clock", {"tz": "CET"})]
+RESULTS: list[dict[str, Any]] = [
+    {"role": "tool", "tool_call_id": "call_a", "content": "18 degrees"},
+    {"role": "tool", "tool_call_id": "call_b", "content": [{"type": "text", "text": "14:00"}]},
+]
+RESULTS_SENT: list[Entry] = [("result", "call_a", "18 degrees"), ("result", "call_b", "14:00")]
+QUESTION = {"role": "user", "content": "Weather and time in Paris?"}
+THANKS = {"role": "user", "content": "Thanks."}
+
+HISTORIES: dict[str, tuple[list[Any], list[Entry]]] = {
+    "plain": (
+        [
+            {"role": "user", "content": [{"type": "text", "text": "Hello "}, "there."]},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "Bye."},
+        ],
+        [("user", "Hello there."), ("assistant", "Hi."), ("user", "Bye.")],
+    ),
+    "system": (
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
+            {"role": "user", "content": "Hi."},
+        ],
+        [("system", "Be brief.\n\nUse metric units."), ("user", "Hi.")],
+    ),
+    "nested tool calls": (
+        [QUESTION, NESTED_CALLS, *RESULTS, THANKS],
+        [("user", QUESTION["content"]), *CALLS_SENT, *RESULTS_SENT, ("user", "Thanks.")],
+    ),
+    "flat tool calls": (
+        [QUESTION, FLAT_CALLS, *RESULTS, THANKS],
+        [("user", QUESTION["content"]), *CALLS_SENT, *RESULTS_SENT, ("user", "Thanks.")],
+    ),
+    "text beside tool calls, an object result": (
+        [
+            QUESTION,
+            {"role": "assistant", "content": "Checking.", "tool_calls": FLAT_CALLS["tool_calls"][:1]},
+            {"role": "tool", "tool_call_id": "call_a", "content": RESULT},
+        ],
+        [
+            ("user", QUESTION["content"]),
+            ("assistant", "Checking."),
+            CALLS_SENT[0],
+            ("result", "call_a", json.dumps(RESULT)),
+        ],
+    ),
+    "lionflow messages": (
+        [
+            Message(content=SystemContent(system="Be brief.")),
+            Message(content=InstructionContent(instruction="Weather in Paris?")),
+            Message(
+                content=AssistantResponseContent(
+                    tool_calls=[ToolCall(id="call_a", name="weather", arguments=WEATHER)]
+                )
+            ),
+            Message(content=ActionResponseContent(call_id="call_a", function="weather", output="18 degrees")),
+        ],
+        [("system", "Be brief."), ("user", "Weather in Paris?"), CALLS_SENT[0], RESULTS_SENT[0]],
+    ),
+}
+
+
+@every_provider
+@pytest.mark.parametrize("history", list(HISTORIES))
+async def test_every_endpoint_renders_the_same_history(
+    case: ProviderCase, history: str, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    messages, expected = HISTORIES[history]
+
+    body = await sent(case, server, make(), messages)
+
+    assert READERS[case.id](body) == expected
+
+
+# -- empty turns -----------------------------------------------------------------------------------
+
+
+def _empty_parts(value: Any) -> list[Any]:
+    """Every text block, part or message content in a request body that is empty or blank."""
+    found: list[Any] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            blank = (isinstance(item, list) and not item) or (isinstance(item, str) and not item.strip())
+            if key in ("text", "content") and blank:
+                found.append(value)
+            else:
+                found += _empty_parts(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _empty_parts(item)
+    return found
+
+
+EMPTY_TURNS: list[Any] = [
+    {"role": "system", "content": ""},
+    Message(content=InstructionContent(instruction="First question?")),
+    Message(content=AssistantResponseContent(incomplete=True)),  # failed before its first chunk
+    Message(content=InstructionContent(instruction="Second question?")),
+    Message(content=AssistantResponseContent(finish_reason="refusal")),  # an empty refusal
+    {"role": "assistant", "content": [{"type": "text", "text": " "}]},
+    {"role": "user", "content": "Third question?"},
+]
+
+
+@every_provider
+async def test_an_empty_assistant_turn_sends_no_empty_block(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    body = await sent(case, server, make(), EMPTY_TURNS)
+
+    assert _empty_parts(body) == []
+    assert READERS[case.id](body) == [
+        ("user", "First question?"),
+        ("user", "Second question?"),
+        ("user", "Third question?"),
+    ]
+
+
+# -- malformed input fails before any request ------------------------------------------------------
+
+HI = [{"role": "user", "content": "hi"}]
+
+BAD_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
+    "stop=5": ({"stop": 5}, "stop"),
+    "stop=[5]": ({"stop": ["END", 5]}, "stop"),
+    "tools='nope'": ({"tools": "nope"}, "tools must be a list"),
+    "tools={...}": ({"tools": {"name": "weather"}}, "tools must be a list"),
+    "tools=[42]": ({"tools": [42]}, "a tool must be"),
+}
+
+BAD_MESSAGES: dict[str, tuple[list[Any], str]] = {
+    "content None": ([{"role": "user", "content": None}], r"messages\[0\].*needs 'content'"),
+    "no content": ([{"role": "user"}], r"messages\[0\].*needs 'content'"),
+    "content a number": ([{"role": "user", "content": 42}], "a string or a list of text parts"),
+    "an image part": (
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+        "image_url",
+    ),
+    "unknown role": ([{"role": "critic", "content": "x"}], "role 'critic'.*use system, developer"),
+    "a nameless tool call": (
+        [*HI, {"role": "assistant", "tool_calls": [{"id": "c", "arguments": "{}"}]}],
+        r"messages\[1\].*'name'",
+    ),
+    "tool_calls not a list": (
+        [*HI, {"role": "assistant", "content": "x", "tool_calls": "weather"}],
+        "'tool_calls' must be a list",
+    ),
+    "a tool result without its call": (
+        [*HI, {"role": "tool", "content": "18 degrees"}],
+        r"messages\[1\].*tool_call_id",
+    ),
+    "a tool result without content": (
+        [*HI, {"role": "tool", "tool_call_id": "c", "content": None}],
+        r"messages\[1\].*needs 'content'",
+    ),
+    "only empty messages": ([{"role": "user", "content": ""}], "nothing to send"),
+}
+
+
+@every_provider
+@pytest.mark.parametrize("bad", list(BAD_PARAMS))
+async def test_bad_parameters_raise_before_any_request(
+    case: ProviderCase, bad: str, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    params, complaint = BAD_PARAMS[bad]
+
+    with pytest.raises(ConfigurationError, match=complaint):
+        await make().invoke(HI, **params)
+
+    assert server.requests == []
+
+
+@every_provider
+@pytest.mark.parametrize("bad", list(BAD_MESSAGES))
+async def test_bad_messages_raise_before_any_request(
+    case: ProviderCase, bad: str, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    messages, complaint = BAD_MESSAGES[bad]
+
+    with pytest.raises(ConfigurationError, match=complaint):
+        await make().invoke(messages)
+
+    assert server.requests == []
+
+
+@every_provider
+@pytest.mark.parametrize("message", [42, None, "hi", ["user", "hi"]], ids=repr)
+async def test_a_request_whose_message_is_not_a_dict_is_refused_by_the_adapter(
+    case: ProviderCase, message: Any, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    # A ModelRequest built by hand skips iModel's checks; the adapter must still refuse it.
+    model = make()
+    request = ModelRequest(model=model.model, messages=[message])
+
+    with pytest.raises(ConfigurationError, match=r"messages\[0\] is a .*expected a chat dict"):
+        await model.adapter.open(request)
+
+    assert server.requests == []
