@@ -351,3 +351,33 @@ async def test_a_request_whose_message_is_not_a_dict_is_refused_by_the_adapter(
         await model.adapter.open(request)
 
     assert server.requests == []
+
+
+CUT_OFF_CALL: list[Any] = [
+    Message(content=InstructionContent(instruction="Weather in Paris?")),
+    # the stream broke while the tool call's arguments were arriving: never executed, never answered
+    Message(
+        content=AssistantResponseContent(
+            assistant_response="Let me check.",
+            tool_calls=[ToolCall(id="call_1", name="weather", raw_arguments='{"city": "Par')],
+            incomplete=True,
+            finish_reason="error",
+        )
+    ),
+    {"role": "user", "content": "Never mind. Say hi."},
+]
+
+
+@every_provider
+async def test_an_interrupted_tool_call_stays_in_the_record_but_is_not_sent(
+    case: ProviderCase, server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    # A tool call no tool result answers is rejected by every API, and its arguments are cut off:
+    # the interrupted turn goes out as the text that had arrived.
+    body = await sent(case, server, make(), CUT_OFF_CALL)
+
+    assert READERS[case.id](body) == [
+        ("user", "Weather in Paris?"),
+        ("assistant", "Let me check."),
+        ("user", "Never mind. Say hi."),
+    ]

@@ -120,7 +120,9 @@ class AssistantResponseContent(BaseModel):
 
     def chat_msg(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": self.assistant_response}
-        if self.tool_calls:
+        # An interrupted turn's tool calls were never run and may be cut off mid-arguments; no tool
+        # result can answer them, and every API rejects a call left unanswered. They stay in the record.
+        if self.tool_calls and not self.incomplete:
             message["tool_calls"] = [_chat_tool_call(call) for call in self.tool_calls]
         return message
 
