@@ -117,10 +117,11 @@ class iModel:
     `timeout` is seconds (connect, first chunk and idle gap alike) or a `Timeout`. The SDKs' own
     timeouts (their defaults, or one a call passes on to the SDK, such as ``invoke(...,
     timeout=5)`` for the openai, anthropic and groq SDKs) raise the same `ProviderTimeout`, with the
-    phase they ran out in. Retryable errors
-    are retried up to `max_retries` times with exponential backoff and jitter, only before the first
-    chunk reached the caller. `max_concurrent` bounds the calls in flight on this model, and
-    `requests_per_minute` the requests started in any 60-second window.
+    phase they ran out in.
+
+    Retryable errors are retried up to `max_retries` times with exponential backoff and jitter,
+    only before the first chunk reached the caller. `max_concurrent` bounds the calls in flight on
+    this model, and `requests_per_minute` the requests started in any 60-second window.
     """
 
     def __init__(
