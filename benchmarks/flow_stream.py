@@ -11,7 +11,9 @@ From one run, each from the first request to the last item consumed:
   producers, each with its own send clone;
 - a bare asyncio.Queue fan-in of those tuples.
 
-Target: flow_stream at most 5x the asyncio.Queue fan-in per chunk. Then peak memory (tracemalloc)
+Then the anyio fan-in and flow_stream again under trio (anyio's other backend, where flow_stream
+runs the same code; there is no asyncio.Queue there). Target: flow_stream at most 5x the
+asyncio.Queue fan-in per chunk, on either backend. Then peak memory (tracemalloc)
 of flow_stream at N and 2N operations: the fan-in holds at most `buffer` chunks whatever N is, so
 what grows with N is only each operation's own state (its turn, its Response text).
 """
@@ -96,21 +98,35 @@ async def peak_memory(operations: int, chunks: int) -> float:
     return peak / 2**20
 
 
+Rows = list[tuple[str, Callable[[int, int], Awaitable[int]]]]
+
+
+async def measure(rows: Rows, operations: int, chunks: int, per_chunk: dict[str, float]) -> None:
+    total = operations * chunks
+    for label, run in rows:
+        seconds, count = await timed(run, operations, chunks)
+        per_chunk[label] = seconds / total * 1e6
+        print(f"{label:<34}{seconds:>8.3f} s{per_chunk[label]:>8.2f} us/chunk   ({count:,} items)")
+
+
 async def main(operations: int, chunks: int) -> None:
     total = operations * chunks
     print(f"{operations} operations x {chunks:,} chunks = {total:,} chunks, one run each\n")
-    rows = [
+    rows: Rows = [
         ("asyncio.Queue fan-in", run_queue),
         ("anyio memory-stream fan-in", run_anyio),
         ("flow_stream", run_flow),
     ]
     per_chunk: dict[str, float] = {}
-    for label, run in rows:
-        seconds, count = await timed(run, operations, chunks)
-        per_chunk[label] = seconds / total * 1e6
-        print(f"{label:<28}{seconds:>8.3f} s{per_chunk[label]:>8.2f} us/chunk   ({count:,} items)")
-    ratio = per_chunk["flow_stream"] / per_chunk["asyncio.Queue fan-in"]
-    print(f"\nflow_stream / asyncio.Queue fan-in: {ratio:.1f}x per chunk (target: at most 5x)")
+    await measure(rows, operations, chunks, per_chunk)
+    trio_rows: Rows = [("anyio memory-stream fan-in (trio)", run_anyio), ("flow_stream (trio)", run_flow)]
+    await anyio.to_thread.run_sync(
+        lambda: anyio.run(measure, trio_rows, operations, chunks, per_chunk, backend="trio")
+    )
+    queue = per_chunk["asyncio.Queue fan-in"]
+    print(f"\nflow_stream / asyncio.Queue fan-in: {per_chunk['flow_stream'] / queue:.1f}x per chunk")
+    print(f"flow_stream on trio / asyncio.Queue fan-in: {per_chunk['flow_stream (trio)'] / queue:.1f}x")
+    print("(target: at most 5x)")
     small, large = await peak_memory(operations, chunks), await peak_memory(operations * 2, chunks)
     print(f"peak memory: {small:.1f} MiB at {operations} operations, {large:.1f} MiB at {operations * 2}")
     print(

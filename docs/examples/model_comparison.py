@@ -39,11 +39,12 @@ async def main() -> None:
         "Compare the two answers in one sentence.", imodel="judge", branch="judge", context_from=answers
     )
 
+    names = {op.id: op.name for op in builder.operations}  # looked up per chunk: a dict, not a scan
     texts: dict[str, str] = {}
     current = None
     async with flow_stream(builder, max_concurrent=4) as stream:
         async for operation_id, item in stream:
-            name = next(op.name for op in builder.operations if op.id == operation_id)
+            name = names[operation_id]
             if isinstance(item, Chunk) and item.type == "text":
                 if name != current:  # another operation's turn: tag it, as the chunks interleave
                     print(f"\n[{name}] ", end="")

@@ -1,28 +1,33 @@
 """`flow` and `flow_stream`: run a workflow, with the chunks of parallel operations interleaved.
 
 A consumer's ``async for`` cannot host the task group that runs the operations (a generator must
-not yield inside one, PEP 789), so `FlowStream` owns a runner task that does, and the two meet at
-one bounded queue: chunks arrive in order per operation and as they come across operations, and a
-slow consumer slows the producers instead of growing memory. Leaving the loop (``aclose()``, the
-end of an ``async with`` block, or dropping the stream) cancels the runner, which cancels every
-running operation; each records its partial turn as incomplete and closes its provider stream.
+not yield inside one, PEP 789), so the runner lives beside the consumer: in a task group that
+``async with flow_stream(...)`` opens around its block, or, in the seed form (a bare ``async for``),
+in a task of its own (`start_detached`). The two meet at one bounded `FanIn` buffer: chunks arrive
+in order per operation and as they come across operations, and a slow consumer slows the producers
+instead of growing memory. Stopping (``aclose()`` from any task, the end of the ``async with``
+block, or dropping the stream) cancels the runner's scope: every running operation closes its
+provider stream and records its partial turn, and the consumer's loop ends.
 
-The queue is asyncio's: on the per-chunk path it costs a fraction of an anyio memory stream.
+Ordering rules the runner adds to the DAG: operations that name the same branch run one after
+another in the order they were added (so the branch reads as a conversation), and every operation
+gets exactly one terminal event, delivered even when it was cut short (see `_Runner._conclude`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
 import anyio
+import anyio.abc
 from pydantic import BaseModel
 
 from lionflow.errors import FlowError, FlowValidationError, LionflowError
+from lionflow.operations._fanin import FanIn, cancelled_from_outside, start_detached
 from lionflow.operations.builder import Builder, Inputs, Operation, validate
 from lionflow.operations.communicate import communicate
 from lionflow.services.chunk import Chunk
@@ -40,8 +45,9 @@ DEFAULT_BUFFER = 256
 
 @dataclass(frozen=True, slots=True)
 class FlowEvent:
-    """An operation's lifecycle, interleaved with its chunks: started, completed (with `result`),
-    failed (with `error`), skipped (a dependency did not complete) or cancelled (the flow stopped).
+    """An operation's lifecycle, interleaved with its chunks: started, then exactly one of completed
+    (with `result`), failed (with `error`), skipped (a dependency did not complete) or cancelled
+    (the flow stopped before it finished).
 
     Its `str()` is empty, so a loop printing every item shows only the text.
     """
@@ -65,11 +71,7 @@ class FlowResults(dict[str, Any]):
         self.cancelled: list[str] = []
 
 
-class _End:
-    __slots__ = ()
-
-
-_END = _End()
+Item = tuple[str, Chunk | FlowEvent]
 
 
 def _context_value(result: Any) -> Any:
@@ -86,83 +88,128 @@ class _Runner:
     def __init__(
         self,
         session: Session,
-        operations: list[Operation],
+        order: list[Operation],
         max_concurrent: int | None,
         on_error: OnError,
         buffer: int,
     ) -> None:
         self.session = session
-        self.operations = {op.id: op for op in operations}
+        self.order = order  # a dependency order that keeps the order of addition where it can
+        self.operations = {op.id: op for op in order}
+        self.max_concurrent = max_concurrent
         self.on_error = on_error
-        self.queue: asyncio.Queue[tuple[str, Chunk | FlowEvent] | _End] = asyncio.Queue(maxsize=buffer)
-        self.limiter = anyio.CapacityLimiter(max_concurrent) if max_concurrent else None
-        self.done = {op.id: anyio.Event() for op in operations}
+        self.channel: FanIn[Item] = FanIn(buffer)
         self.status: dict[str, str] = dict.fromkeys(self.operations, "pending")
+        self.reported: set[str] = set()  # operations whose terminal event reached the buffer
         self.results = FlowResults()
         self.branches: dict[str, Branch] = {}
+        self.previous: dict[str, str] = {}  # operation -> the one before it on its branch
         self.error: BaseException | None = None  # a failure of the runner itself
         self.aborted = False
-        self.abandoned = False  # the consumer left: nobody reads the queue any more
+        self.stopped = False
+        self.scope: anyio.CancelScope | None = None  # made by start(), in the event loop
+        self.finished: anyio.Event | None = None
 
     def prepare_branches(self) -> None:
-        """Named branches that do not exist yet are created; an operation without one gets its own."""
-        for op in self.operations.values():
+        """Named branches that do not exist yet are created; an operation without one gets its own.
+        Operations on one branch are chained in order, each waiting for the one before."""
+        known: dict[str, Branch] = {}
+        for existing in self.session.branches:  # one pass: a lookup per operation must not scan
+            known.setdefault(existing.id, existing)
+            known.setdefault(existing.name, existing)
+        last_on: dict[str, str] = {}
+        for op in self.order:
             if op.kind != "communicate":
                 continue
             name = op.parameters.get("branch")
             if name is None:
-                base, count = op.name, 1
-                name = base
-                while self.session.has_branch(name):
+                name, count = op.name, 1
+                while name in known:
                     count += 1
-                    name = f"{base}-{count}"
-            self.branches[op.id] = (
-                self.session.get_branch(name)
-                if self.session.has_branch(name)
-                else self.session.create_branch(name)
-            )
+                    name = f"{op.name}-{count}"
+            branch: Branch | None = known.get(name)
+            if branch is None:
+                branch = known[name] = self.session.create_branch(name)
+                known.setdefault(branch.id, branch)
+            self.branches[op.id] = branch
+            if branch.id in last_on:
+                self.previous[op.id] = last_on[branch.id]
+            last_on[branch.id] = op.id
 
-    async def _emit(self, op_id: str, item: Chunk | FlowEvent) -> None:
-        await self.queue.put((op_id, item))
+    def start(self) -> None:
+        """Make what needs a running event loop; called by the stream just before `run`."""
+        self.scope = anyio.CancelScope()
+        self.finished = anyio.Event()
+        self.done = {op_id: anyio.Event() for op_id in self.operations}
+        self.limiter = anyio.CapacityLimiter(self.max_concurrent) if self.max_concurrent else None
+
+    def stop(self) -> None:
+        """Cancel everything and end the consumer's loop. Synchronous: safe from a loop callback."""
+        self.stopped = True
+        self.channel.close()  # first: whatever the runner still emits is dropped, not awaited
+        if self.scope is None:  # never started
+            self._conclude()
+        elif self.finished is not None and not self.finished.is_set():
+            self.scope.cancel()
 
     async def run(self) -> None:
+        assert self.scope is not None
+        assert self.finished is not None
         try:
-            async with anyio.create_task_group() as group:
-                self.group = group
-                for op in self.operations.values():
-                    group.start_soon(self._operation, op)
-            await self._report_unfinished()
-        except BaseException as exc:
-            if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                self.error = exc
-            raise
+            with self.scope:
+                async with anyio.create_task_group() as group:
+                    self.group = group
+                    for op in self.order:
+                        group.start_soon(self._operation, op, name=f"lionflow operation {op.name}")
+                for op_id, event in self._conclude():
+                    await self._deliver(op_id, event)
+        except Exception as exc:  # a fault of the runner itself, handed to the consumer
+            self.error = exc
         finally:
-            if not self.abandoned:
-                if not self.queue.full():
-                    self.queue.put_nowait(_END)
-                else:  # the consumer is still reading: the end waits for it like any chunk
-                    with anyio.CancelScope(shield=True):
-                        await self.queue.put(_END)
+            self._conclude()  # after a stop: recorded in the results, delivered to nobody
+            self.channel.close()
+            self.finished.set()
 
-    async def _report_unfinished(self) -> None:
-        for op in self.operations.values():
-            if self.status[op.id] in ("pending", "running"):
+    def _conclude(self) -> list[tuple[str, FlowEvent]]:
+        """Give every operation that has none a terminal status; return the terminal events not yet
+        delivered. An event cut off by cancellation (a fail_fast stop while the buffer was full) is
+        delivered here, after the task group, so none is lost and none is sent twice."""
+        undelivered: list[tuple[str, FlowEvent]] = []
+        for op in self.order:
+            status = self.status[op.id]
+            if status in ("pending", "running"):
                 upstream_failed = any(self.status[d] in ("failed", "skipped") for d in op.depends_on)
-                kind: EventKind = "skipped" if upstream_failed else "cancelled"
-                self.status[op.id] = kind
-                (self.results.skipped if kind == "skipped" else self.results.cancelled).append(op.id)
-                await self._emit(op.id, FlowEvent(kind, op))
+                status = self.status[op.id] = "skipped" if upstream_failed else "cancelled"
+                (self.results.skipped if upstream_failed else self.results.cancelled).append(op.id)
+            if op.id not in self.reported:
+                result, error = self.results.get(op.id), self.results.failed.get(op.id)
+                undelivered.append((op.id, FlowEvent(status, op, result=result, error=error)))  # type: ignore[arg-type]
+        return undelivered
+
+    async def _deliver(self, op_id: str, event: FlowEvent) -> None:
+        await self.channel.put((op_id, event))
+        self.reported.add(op_id)
+
+    async def _end(self, op: Operation, kind: EventKind, result: Any = None, error: Any = None) -> None:
+        self.status[op.id] = kind
+        if kind == "completed":
+            self.results[op.id] = result
+        elif kind == "failed":
+            self.results.failed[op.id] = error
+        elif kind == "skipped":
+            self.results.skipped.append(op.id)
+        await self._deliver(op.id, FlowEvent(kind, op, result=result, error=error))
 
     async def _operation(self, op: Operation) -> None:
         try:
             for dependency in op.depends_on:
                 await self.done[dependency].wait()
+            previous = self.previous.get(op.id)
+            if previous is not None:  # an order, not a dependency: it runs whatever became of that one
+                await self.done[previous].wait()
             if any(self.status[d] != "completed" for d in op.depends_on):
-                self.status[op.id] = "skipped"
-                self.results.skipped.append(op.id)
-                await self._emit(op.id, FlowEvent("skipped", op))
-                return
-            if self.limiter is not None:
+                await self._end(op, "skipped")
+            elif self.limiter is not None:
                 async with self.limiter:
                     await self._execute(op)
             else:
@@ -171,29 +218,27 @@ class _Runner:
             self.done[op.id].set()
 
     async def _execute(self, op: Operation) -> None:
+        await self.channel.put((op.id, FlowEvent("started", op)))
         self.status[op.id] = "running"
-        await self._emit(op.id, FlowEvent("started", op))
+        error: Exception
         try:
             result = await (self._communicate(op) if op.kind == "communicate" else self._function(op))
-        except anyio.get_cancelled_exc_class():
-            raise
+        except anyio.get_cancelled_exc_class() as exc:
+            if cancelled_from_outside():
+                raise  # the flow is stopping: `_conclude` reports it as cancelled
+            # The step raised a cancellation nobody sent it: its own failure, not a stop.
+            error = LionflowError(f"operation {op.name!r} raised a cancellation the flow did not send")
+            error.__cause__ = exc
         except Exception as exc:
-            self.status[op.id] = "failed"
-            self.results.failed[op.id] = exc
-            await self._emit(op.id, FlowEvent("failed", op, error=exc))
-            if self.on_error == "fail_fast":
-                self.aborted = True
-                self.group.cancel_scope.cancel()
+            error = exc
+        else:
+            await self._end(op, "completed", result=result)
             return
-        self.status[op.id] = "completed"
-        self.results[op.id] = result
-        await self._emit(op.id, FlowEvent("completed", op, result=result))
-
-    def _inputs(self, op: Operation, ids: Iterable[str]) -> Inputs:
-        return Inputs(
-            {op_id: self.results[op_id] for op_id in ids},
-            {self.operations[i].name: i for i in self.operations},
-        )
+        if self.on_error == "fail_fast":
+            # Stop the others first: a slow consumer must not hold them running while it catches up.
+            self.aborted = True
+            self.group.cancel_scope.cancel()
+        await self._end(op, "failed", error=error)
 
     async def _communicate(self, op: Operation) -> Response:
         parameters = op.parameters
@@ -209,14 +254,13 @@ class _Runner:
             context=context,
             **params,
         )
-        queue, op_id = self.queue, op.id
+        channel, op_id = self.channel, op.id
         try:
             async for chunk in turn:
-                # The per-chunk path: straight into the queue, waiting only when it is full.
-                if queue.full():
-                    await queue.put((op_id, chunk))
-                else:
-                    queue.put_nowait((op_id, chunk))
+                # The per-chunk path: a plain append, waiting only when the buffer is full.
+                item = (op_id, chunk)
+                if not channel.offer(item):
+                    await channel.put(item)
         finally:
             # Leaving by cancellation, the turn must still close and record its partial answer now.
             with anyio.CancelScope(shield=True):
@@ -228,49 +272,82 @@ class _Runner:
     async def _function(self, op: Operation) -> Any:
         assert op.function is not None
         takes_inputs = bool(inspect.signature(op.function).parameters)
-        outcome = op.function(self._inputs(op, op.depends_on)) if takes_inputs else op.function()
+        if takes_inputs:
+            names = {self.operations[d].name: d for d in op.depends_on}
+            inputs = Inputs({d: self.results[d] for d in op.depends_on}, names)
+            outcome = op.function(inputs)
+        else:
+            outcome = op.function()
         return await outcome if inspect.isawaitable(outcome) else outcome
 
 
 class FlowStream:
     """The iterator `flow_stream` returns: ``(operation_id, item)`` pairs, each item a `Chunk` or a
-    `FlowEvent`. Use ``async with`` (or ``await stream.aclose()``) for prompt cleanup; a stream
-    dropped mid-way cancels its operations too, on the next turn of the event loop.
+    `FlowEvent`.
+
+    ``async with flow_stream(...) as stream:`` runs the operations in a task group around the block
+    and stops them when it ends; the bare ``async for`` form runs them in a task of its own, stopped
+    when the loop ends or the stream is dropped. `aclose()` stops the flow from any task: the
+    operations are cancelled, their partial turns recorded, and the consumer's loop ends::
+
+        async with flow_stream(builder) as stream:
+            stop_button.on_click(stream.aclose)    # another task may call it
+            async for operation_id, item in stream:
+                ...
 
     After the loop, `results` holds the `FlowResults`. A ``fail_fast`` flow that stopped at a
-    failure raises `FlowError` once its events are delivered.
+    failure raises `FlowError` once its events are delivered (not after `aclose()`: you stopped it).
     """
 
     def __init__(self, runner: _Runner) -> None:
         self._runner = runner
-        self._task: asyncio.Task[None] | None = None
-        self._finished = False
+        self._started = False
+        self._closed = False
+        self._group: anyio.abc.TaskGroup | None = None
+        self._schedule: Callable[[Callable[[], None]], None] | None = None  # the detached runner's loop
 
     @property
     def results(self) -> FlowResults:
         return self._runner.results
 
+    def _start(self, group: anyio.abc.TaskGroup | None) -> None:
+        self._started = True
+        runner = self._runner
+        runner.start()
+        if group is not None:
+            group.start_soon(runner.run, name="lionflow flow_stream")
+        else:
+            self._schedule = start_detached(runner.run)
+
     def __aiter__(self) -> FlowStream:
         return self
 
-    async def __anext__(self) -> tuple[str, Chunk | FlowEvent]:
-        if self._task is None:
-            if self._finished:
-                raise StopAsyncIteration
-            self._task = asyncio.get_running_loop().create_task(self._runner.run())
-        item = await self._runner.queue.get()
-        if item is _END:
-            await self._finish()
+    async def __anext__(self) -> Item:
+        if self._closed:
             raise StopAsyncIteration
-        return item  # type: ignore[return-value]
+        if not self._started:
+            self._start(None)
+        channel = self._runner.channel
+        item = channel.poll()
+        if item is None:
+            try:
+                item = await channel.get()
+            except anyio.EndOfStream:
+                await self._finish()
+                raise StopAsyncIteration from None
+            if self._closed:  # aclose() from another task while this one waited
+                raise StopAsyncIteration
+        return item
 
     async def _finish(self) -> None:
-        self._finished = True
-        task, self._task = self._task, None
-        if task is not None:
-            with anyio.CancelScope(shield=True):
-                await asyncio.gather(task, return_exceptions=True)
+        stopped_by_user = self._closed
+        self._closed = True
         runner = self._runner
+        assert runner.finished is not None
+        with anyio.CancelScope(shield=True):  # the runner closes the buffer as its very last step
+            await runner.finished.wait()
+        if stopped_by_user:
+            return
         if runner.error is not None:
             raise runner.error
         if runner.aborted and runner.results.failed:
@@ -281,29 +358,37 @@ class FlowStream:
             raise FlowError(message, results=runner.results) from first
 
     async def aclose(self) -> None:
-        """Stop the flow: cancel every running operation and wait until they have cleaned up."""
-        task = self._task
-        self._finished = True
-        self._runner.abandoned = True
-        if task is not None and not task.done():
-            task.cancel()
+        """Stop the flow, from any task: cancel every running operation, wait until each has closed
+        its provider stream and recorded its partial turn, and end the consumer's loop."""
+        self._closed = True
+        runner = self._runner
+        runner.stop()
+        if runner.finished is not None:
             with anyio.CancelScope(shield=True):
-                await asyncio.gather(task, return_exceptions=True)
-        self._task = None
+                await runner.finished.wait()
 
     def __del__(self) -> None:
-        task = self._task
-        if task is not None and not task.done():
-            self._runner.abandoned = True
-            task.cancel()
+        # Dropped mid-way in the seed form: stop the detached runner on the loop's next turn.
+        if self._schedule is not None and not self._closed:
+            self._schedule(self._runner.stop)
 
     async def __aenter__(self) -> FlowStream:
+        if not self._started and not self._closed:
+            group = anyio.create_task_group()
+            await group.__aenter__()
+            self._group = group
+            self._start(group)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+        group, self._group = self._group, None
+        if group is not None:
+            # The runner has ended, so this only closes the group. The block's own exception is not
+            # handed to it: anyio would wrap it in an ExceptionGroup; it propagates as it is.
+            await group.__aexit__(None, None, None)
 
 
 def _operations_of(source: Builder | Iterable[Operation]) -> tuple[Session | None, list[Operation]]:
@@ -326,15 +411,18 @@ def flow_stream(
     """Run a workflow, yielding ``(operation_id, item)`` as things happen.
 
     Items are the chunks of every running operation as they arrive (in order within an operation),
-    and `FlowEvent`s (started, completed, failed, skipped, cancelled) whose `str()` is empty::
+    and `FlowEvent`s (started, then one of completed, failed, skipped, cancelled) whose `str()` is
+    empty::
 
         async for operation_id, item in flow_stream(builder):
             print(item, end="", flush=True)
 
-    The workflow is validated first (`FlowValidationError`). ``on_error="fail_fast"`` cancels the
-    rest at the first failure and raises `FlowError` at the end; ``"continue"`` lets independent
-    operations finish. Dependents of a failed operation are skipped. `max_concurrent` bounds the
-    operations running at once; `buffer` bounds the chunks waiting for the consumer.
+    The workflow is validated first (`FlowValidationError`). Operations run as soon as their
+    dependencies have completed, except that operations naming the same branch run one after
+    another in the order they were added. ``on_error="fail_fast"`` cancels the rest at the first
+    failure and raises `FlowError` at the end; ``"continue"`` lets the others finish. Dependents of a
+    failed operation are skipped. `max_concurrent` bounds the operations running at once; `buffer`
+    bounds the items waiting for the consumer.
     """
     session, operations = _operations_of(source)
     if on_error not in ("fail_fast", "continue"):
@@ -344,8 +432,8 @@ def flow_stream(
     if buffer < 1:
         raise FlowValidationError(f"buffer must be >= 1, not {buffer}")
     session = session if session is not None else Session()
-    validate(operations, session)
-    runner = _Runner(session, operations, max_concurrent, on_error, buffer)
+    order = validate(operations, session)
+    runner = _Runner(session, order, max_concurrent, on_error, buffer)
     runner.prepare_branches()
     return FlowStream(runner)
 

@@ -187,7 +187,7 @@ async def test_a_slow_consumer_slows_the_producers_instead_of_buffering() -> Non
         consumed = 0
         async for _item in stream:
             consumed += 1
-            buffered.append(stream._runner.queue.qsize())
+            buffered.append(len(stream._runner.channel))
             await anyio.sleep(0.001)  # a consumer slower than the producers
             if consumed == 200:
                 break
