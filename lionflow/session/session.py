@@ -17,6 +17,7 @@ from lionflow.session.messages import Message, SystemContent
 from lionflow.session.services import ServiceRegistry
 from lionflow.session.stores.base import (
     BranchRecord,
+    BranchWrite,
     SessionSnapshot,
     SessionStore,
     StoreWrite,
@@ -24,6 +25,7 @@ from lionflow.session.stores.base import (
     export_snapshot,
     import_snapshot,
     json_metadata,
+    metadata_text,
     wait_for,
 )
 
@@ -109,7 +111,11 @@ class Session:
     each message its place in a branch when it writes it (after the last one stored), so turns
     added by other `Session` objects or processes to the same stored session are all kept.
     `await flush()` waits for the writes in flight and raises any that failed (and that no
-    `add_turn` raised already).
+    `add_turn` raised already). A branch whose creating write failed (`fork`, `create_branch`)
+    is stored whole, with all its messages, by the next write that touches it. A write carries
+    only the metadata this `Session` changed, so an older `Session` object never reverts another
+    one's newer metadata. A message id is one message: storing a different message under an id
+    the stored session already has fails with `StoreError` (the same message again is fine).
 
     Metadata (the session's, a branch's, a message's) is JSON: values pydantic serializes in JSON
     mode are stored that way (a datetime as an ISO string); anything else raises
@@ -134,9 +140,16 @@ class Session:
         self.conversations = Conversations(self)
         self._branches: dict[str, Branch] = {}
         self._pending: set[concurrent.futures.Future[None]] = set()
-        # failed writes no caller was told of yet, for flush(); appended from the store's thread
+        # The store's thread updates these as writes end, hence the lock.
+        self._lock = threading.Lock()
+        # failed writes no caller was told of yet, for flush()
         self._failed: list[tuple[concurrent.futures.Future[None], BaseException]] = []
-        self._failed_lock = threading.Lock()
+        # branches whose creating write failed or is pending: the next write touching one carries
+        # its record, its whole order and those messages (the store creates it only if it lacks it)
+        self._unstored: set[str] = set()
+        # the metadata JSON last written or loaded, by "" (the session) or branch id: a write
+        # carries only what this Session changed, so it never reverts another writer's metadata
+        self._sent: dict[str, str] = {}
         if store is not None and id is None:
             self._submit(self._write_of([]))
 
@@ -190,11 +203,7 @@ class Session:
         if system is not None:
             message = system if isinstance(system, Message) else Message(content=SystemContent(system=system))
             self._check_message(message)
-        self._branches[branch.id] = branch
-        if message is None:
-            self._submit(self._write_of([], branches=[branch]))
-        else:
-            self._record([(branch, message)])
+        self._record([(branch, message)] if message is not None else [], new=branch)
         return branch
 
     def fork(self, branch: BranchRef, *, at: str | None = None, name: str | None = None) -> Branch:
@@ -208,9 +217,7 @@ class Session:
             order = order[: order.index(at) + 1]
         name = self._new_name(name, f"{source.name}-fork-{len(self._branches) + 1}")
         fork = Branch(self, name=name, metadata=dict(source.metadata), order=order)
-        write = self._write_of([], branches=[fork], placements=tuple((fork.id, m) for m in order))
-        self._branches[fork.id] = fork
-        self._submit(write)
+        self._record([], new=fork)
         return fork
 
     # -- recording messages ----------------------------------------------------------------------
@@ -221,86 +228,123 @@ class Session:
         if message.metadata:
             json_metadata(message.metadata, what=f"metadata of message {message.id}")
 
+    def _metadata(
+        self, key: str, metadata: dict[str, Any], *, what: str, changed: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """`metadata` in JSON mode if it differs from what was last written (adding its text to
+        `changed`), else None; `ConfigurationError` if JSON cannot hold it."""
+        value = json_metadata(metadata, what=what)
+        text = metadata_text(value)
+        if self._sent.get(key) == text:
+            return None
+        changed[key] = text
+        return value
+
     def _write_of(
         self,
         messages: list[Message],
         *,
-        branches: Iterable[Branch] = (),
         placements: tuple[tuple[str, str], ...] = (),
+        new: Branch | None = None,
         turn: str | None = None,
     ) -> StoreWrite | None:
-        """The write that stores `messages` and appends `placements` (branch id, message id), with
-        the record of every branch involved; None without a store. Raises `ConfigurationError` for
-        metadata JSON cannot hold (it may have been changed since it was given)."""
+        """The write that stores `messages` and appends `placements` (branch id, message id); None
+        without a store. It carries the metadata this Session changed since its last write, and
+        each touched branch not known to be stored with its whole order and messages. Raises
+        `ConfigurationError` for metadata JSON cannot hold (it may have been changed since it was
+        given), before anything changes."""
         if self.store is None:
             return None
-        involved = {branch.id: branch for branch in branches}
-        for branch_id, _ in placements:
-            if branch_id not in involved:
-                involved[branch_id] = self._branches[branch_id]
+        changed: dict[str, str] = {}
+        session_metadata = self._metadata("", self.metadata, what="session metadata", changed=changed)
+        touched = {branch_id for branch_id, _ in placements}
+        with self._lock:
+            unstored = self._unstored & touched
+        if new is not None:
+            touched.add(new.id)
+            unstored.add(new.id)
+        carried: dict[str, Message] = {}
+        branches = []
+        for branch in [*self._branches.values(), *([new] if new is not None else [])]:
+            what = f"metadata of branch {branch.name!r}"
+            metadata = self._metadata(branch.id, branch.metadata, what=what, changed=changed)
+            order = None
+            if branch.id in unstored:
+                order = branch.order  # what it holds before this write's placements
+                if metadata is None:
+                    metadata = json_metadata(branch.metadata, what=what)
+                carried.update((message_id, self.messages[message_id]) for message_id in order)
+            if metadata is not None or order is not None:
+                branches.append(BranchWrite(branch.id, branch.name, branch.created_at, metadata, order))
+        carried.update((message.id, message) for message in messages)
+        with self._lock:
+            self._sent.update(changed)
         return StoreWrite(
             session_id=self.id,
             session_created_at=self.created_at,
-            session_metadata=json_metadata(self.metadata, what="session metadata"),
-            branches=tuple(_branch_record(branch) for branch in involved.values()),
-            messages=tuple(messages),
+            session_metadata=session_metadata,
+            branches=tuple(branches),
+            messages=tuple(carried.values()),
             placements=placements,
             turn=turn,
         )
 
     def _record(
-        self, entries: list[tuple[Branch | None, Message]], *, turn: str | None = None
+        self,
+        entries: list[tuple[Branch | None, Message]],
+        *,
+        new: Branch | None = None,
+        turn: str | None = None,
     ) -> concurrent.futures.Future[None] | None:
-        """Add messages (to branches) in memory and persist them in one write. Everything is
-        checked first, so a refused message changes nothing."""
+        """Add messages (to branches) in memory, and the `new` branch, and persist them in one
+        write. Everything is checked first, so a refused message changes nothing."""
         unique = list({message.id: message for _, message in entries}.values())
         for message in unique:
             self._check_message(message)
         placements = tuple((branch.id, message.id) for branch, message in entries if branch is not None)
-        write = self._write_of(unique, placements=placements, turn=turn)
+        write = self._write_of(unique, placements=placements, new=new, turn=turn)
+        if new is not None:
+            self._branches[new.id] = new
+            if write is not None:
+                with self._lock:
+                    self._unstored.add(new.id)
         for branch, message in entries:
-            self._place(branch, message)
+            self.messages._add(message)
+            if branch is not None:
+                branch._append(message.id)
         return self._submit(write)
-
-    def _place(self, branch: Branch | None, message: Message) -> tuple[str, str] | None:
-        """Add `message` in memory (and to `branch`); the placement to persist, if any."""
-        self.messages._add(message)
-        if branch is None:
-            return None
-        branch._append(message.id)
-        return (branch.id, message.id)
-
-    def _persist(
-        self, messages: list[Message], placements: list[tuple[str, str]]
-    ) -> concurrent.futures.Future[None] | None:
-        """Persist messages already placed in memory, in one write (the first is the turn's
-        instruction). `add_turn` is the whole-turn form of this."""
-        turn = messages[0].id if messages else None
-        return self._submit(self._write_of(messages, placements=tuple(placements), turn=turn))
 
     def _submit(self, write: StoreWrite | None) -> concurrent.futures.Future[None] | None:
         if self.store is None or write is None:
             return None
         future = self.store.submit(write)
         self._pending.add(future)
-        future.add_done_callback(self._written)
+        future.add_done_callback(lambda done: self._written(done, write))
         return future
 
-    def _written(self, future: concurrent.futures.Future[None]) -> None:
+    def _written(self, future: concurrent.futures.Future[None], write: StoreWrite) -> None:
         # Runs on the store's thread. The log line is the error's message, which names the file,
         # the session and the turn, never the contents or metadata being written.
         self._pending.discard(future)
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            with self._failed_lock:
+        error = None if future.cancelled() else future.exception()
+        with self._lock:
+            if not future.cancelled() and error is None:
+                self._unstored.difference_update(b.id for b in write.branches if b.order is not None)
+                return
+            # Not written: the metadata it carried goes with the next write again (unless this
+            # Session has sent newer metadata since).
+            carried = [(b.id, b.metadata) for b in write.branches]
+            for key, metadata in [("", write.session_metadata), *carried]:
+                if metadata is not None and self._sent.get(key) == metadata_text(metadata):
+                    del self._sent[key]
+            if error is not None:
                 self._failed.append((future, error))
+        if error is not None:
             log.error("lionflow: a write of session %s failed: %s", self.id, error)
 
     def _told(self, future: concurrent.futures.Future[None]) -> None:
         """Its caller was given this write's error: flush() need not raise it again."""
-        with self._failed_lock:
+        with self._lock:
             self._failed = [(f, error) for f, error in self._failed if f is not future]
 
     async def check_store(self) -> None:
@@ -337,7 +381,7 @@ class Session:
         for future in list(self._pending):
             with contextlib.suppress(Exception):
                 await wait_for(future)
-        with self._failed_lock:
+        with self._lock:
             failed, self._failed = self._failed, []
         if failed:
             raise failed[0][1]
@@ -358,6 +402,7 @@ class Session:
         session = cls(id=snapshot.id, metadata=snapshot.metadata)
         session.store = store
         session.created_at = snapshot.created_at
+        session._sent[""] = metadata_text(snapshot.metadata)
         for message in snapshot.messages:
             session.messages._add(message)
         for record, order in snapshot.branches:
@@ -370,6 +415,7 @@ class Session:
                 order=order,
             )
             session._branches[branch.id] = branch
+            session._sent[branch.id] = metadata_text(record.metadata)
         return session
 
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import pydantic
 import pydantic_core
 
 from lionflow.errors import ConfigurationError
@@ -21,12 +22,14 @@ from lionflow.session.messages import Message
 __all__ = [
     "EXPORT_FORMAT",
     "BranchRecord",
+    "BranchWrite",
     "SessionInfo",
     "SessionSnapshot",
     "SessionStore",
     "StoreWrite",
     "check_name",
     "json_metadata",
+    "metadata_text",
     "wait_for",
 ]
 
@@ -43,13 +46,20 @@ def json_metadata(value: Mapping[str, Any], *, what: str) -> dict[str, Any]:
         raise ConfigurationError(f"{what} must be a dict, not {type(value).__name__}")
     try:
         encoded = pydantic_core.to_json(value)
-    except pydantic_core.PydanticSerializationError as exc:
+        result: dict[str, Any] = json.loads(encoded)
+        # NaN and infinities: pydantic writes them as tokens JSON does not have
+        json.dumps(result, allow_nan=False)
+    except (pydantic_core.PydanticSerializationError, ValueError) as exc:
         raise ConfigurationError(
-            f"{what} must be JSON (str, numbers, bools, None, lists, dicts, or what pydantic "
-            f"serializes to them, such as datetime): {exc}"
+            f"{what} must be JSON (str, finite numbers, bools, None, lists, dicts, or what "
+            f"pydantic serializes to them, such as datetime): {exc}"
         ) from None
-    result: dict[str, Any] = json.loads(encoded)
     return result
+
+
+def metadata_text(metadata: Mapping[str, Any]) -> str:
+    """How a store writes metadata already in JSON mode: strict JSON text."""
+    return json.dumps(metadata, allow_nan=False, ensure_ascii=False)
 
 
 def check_name(name: object, *, what: str) -> str:
@@ -76,26 +86,47 @@ class BranchRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BranchWrite:
+    """A branch a `StoreWrite` touches: its metadata changed, or it may not be stored yet.
+
+    `order` given: the branch's creating write failed or is still pending. If the store lacks the
+    branch, it creates it with `order` as its first positions (the write carries those messages);
+    if it has it, `order` is ignored: creation is idempotent, so a pending creation that lands
+    first is not repeated. `metadata` None leaves the stored metadata alone ({} for a branch the
+    write creates); it is in JSON mode.
+    """
+
+    id: str
+    name: str
+    created_at: datetime
+    metadata: dict[str, Any] | None = None
+    order: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreWrite:
     """One atomic write: everything in it lands together or not at all.
 
     `placements` are (branch id, message id) pairs, appended in order: the store gives each the
     position after the branch's last one *as stored*, inside the write's transaction, so two
     writers (two Session objects, two processes) never take the same place and nothing stored is
-    ever overwritten. `branches` holds the record of every branch the write creates or appends
-    to, upserted, so a branch whose creating write failed is created by the next write instead.
-    A message already stored is not written again (the same message may sit in several branches).
-    `turn` is the id of the turn's instruction when the write stores a turn: a `StoreError` names
-    it. Metadata is already in JSON mode (see `json_metadata`).
+    ever overwritten. `branches` are those created if absent or whose metadata changed (see
+    `BranchWrite`). A message already stored is not written again (the same message may sit in
+    several branches); a *different* message under a stored id fails the write with `StoreError`.
+    `session_metadata` None leaves the stored session metadata alone ({} for a new session).
+    `new_session` refuses (`ConfigurationError`), inside the transaction, a session already
+    stored: an import. `turn` is the id of the turn's instruction when the write stores a turn: a
+    `StoreError` names it. Metadata is already in JSON mode (see `json_metadata`).
     """
 
     session_id: str
     session_created_at: datetime
-    session_metadata: dict[str, Any] = field(default_factory=dict)
-    branches: tuple[BranchRecord, ...] = ()
+    session_metadata: dict[str, Any] | None = None
+    branches: tuple[BranchWrite, ...] = ()
     messages: tuple[Message, ...] = ()
     placements: tuple[tuple[str, str], ...] = ()
     turn: str | None = None
+    new_session: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,30 +185,20 @@ class SessionStore(ABC):
 
     async def import_session(self, data: dict[str, Any]) -> str:
         """Store a session exported by `export_session` (or `Session.export()`); returns its id.
-        Each branch's whole order is appended to it. A session already in the store is refused
-        (`ConfigurationError`): importing it again would append its turns a second time."""
+        Malformed data raises `ConfigurationError`, and so does a session already in the store
+        (checked inside the write, so of two concurrent imports one is refused): importing it
+        again would append its turns a second time."""
         snapshot = import_snapshot(data)
-        if await self.load_session(snapshot.id) is not None:
-            raise ConfigurationError(
-                f"session {snapshot.id!r} is already in this store: delete it first to replace it"
-            )
         write = StoreWrite(
             session_id=snapshot.id,
             session_created_at=snapshot.created_at,
-            session_metadata=json_metadata(snapshot.metadata, what="session metadata"),
+            session_metadata=snapshot.metadata,
             branches=tuple(
-                BranchRecord(
-                    record.id,
-                    record.name,
-                    record.created_at,
-                    json_metadata(record.metadata, what=f"metadata of branch {record.name!r}"),
-                )
-                for record, _ in snapshot.branches
+                BranchWrite(record.id, record.name, record.created_at, record.metadata, tuple(order))
+                for record, order in snapshot.branches
             ),
             messages=tuple(snapshot.messages),
-            placements=tuple(
-                (record.id, message_id) for record, order in snapshot.branches for message_id in order
-            ),
+            new_session=True,
         )
         await wait_for(self.submit(write))
         return snapshot.id
@@ -233,30 +254,70 @@ def export_snapshot(snapshot: SessionSnapshot) -> dict[str, Any]:
     }
 
 
-def import_snapshot(data: dict[str, Any]) -> SessionSnapshot:
-    if data.get("format") != EXPORT_FORMAT or data.get("version") != 1:
-        raise ConfigurationError(
-            f"not a lionflow session export (format {data.get('format')!r}, version {data.get('version')!r})"
+def import_snapshot(data: object) -> SessionSnapshot:
+    """The snapshot in `export_snapshot` data; `ConfigurationError` for anything malformed."""
+    if not isinstance(data, Mapping) or data.get("format") != EXPORT_FORMAT or data.get("version") != 1:
+        found = (
+            (data.get("format"), data.get("version")) if isinstance(data, Mapping) else type(data).__name__
         )
+        raise ConfigurationError(f"not a lionflow session export (format, version: {found!r})")
+    try:
+        return _import_snapshot(data)
+    except ConfigurationError:
+        raise
+    except pydantic.ValidationError as exc:
+        # the locations only: the values may be secrets
+        where = ", ".join(".".join(map(str, error["loc"])) for error in exc.errors()[:3])
+        raise ConfigurationError(f"malformed lionflow session export: invalid message ({where})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ConfigurationError(f"malformed lionflow session export: {what}") from None
+
+
+def _import_snapshot(data: Mapping[str, Any]) -> SessionSnapshot:
     session = data["session"]
-    messages = [Message.model_validate(item) for item in data.get("messages", [])]
-    known = {message.id for message in messages}
+    messages: dict[str, Message] = {}
+    for item in data.get("messages") or []:
+        message = Message.model_validate(item)
+        if messages.setdefault(message.id, message) != message:
+            raise ConfigurationError(
+                f"malformed lionflow session export: two messages with id {message.id!r}"
+            )
+        if message.metadata:
+            json_metadata(message.metadata, what=f"metadata of message {message.id}")
     branches = []
-    for item in data.get("branches", []):
-        missing = [message_id for message_id in item["order"] if message_id not in known]
+    names: set[str] = set()
+    ids: set[str] = set()
+    for item in data.get("branches") or []:
+        name = check_name(item["name"], what="a branch name")
+        branch_id = check_name(item["id"], what="a branch id")
+        if name in names or branch_id in ids:
+            raise ConfigurationError(
+                f"malformed lionflow session export: two branches named {name!r} or with id {branch_id!r}"
+            )
+        names.add(name)
+        ids.add(branch_id)
+        order = [check_name(message_id, what="a message id") for message_id in item["order"]]
+        missing = [message_id for message_id in order if message_id not in messages]
         if missing:
-            raise ConfigurationError(f"branch {item['name']!r} refers to unknown messages: {missing[:3]}")
+            raise ConfigurationError(f"branch {name!r} refers to unknown messages: {missing[:3]}")
         record = BranchRecord(
-            id=item["id"],
-            name=item["name"],
-            created_at=datetime.fromisoformat(item["created_at"]),
-            metadata=item.get("metadata") or {},
+            id=branch_id,
+            name=name,
+            created_at=_timestamp(item["created_at"]),
+            metadata=json_metadata(item.get("metadata") or {}, what=f"metadata of branch {name!r}"),
         )
-        branches.append((record, list(item["order"])))
+        branches.append((record, order))
     return SessionSnapshot(
-        id=session["id"],
-        created_at=datetime.fromisoformat(session["created_at"]),
-        metadata=session.get("metadata") or {},
-        messages=messages,
+        id=check_name(session["id"], what="session id"),
+        created_at=_timestamp(session["created_at"]),
+        metadata=json_metadata(session.get("metadata") or {}, what="session metadata"),
+        messages=list(messages.values()),
         branches=branches,
     )
+
+
+def _timestamp(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"a timestamp must be an ISO 8601 string, not {type(value).__name__}")
+    return datetime.fromisoformat(value)

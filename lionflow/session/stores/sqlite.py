@@ -43,6 +43,7 @@ from lionflow.session.stores.base import (
     SessionSnapshot,
     SessionStore,
     StoreWrite,
+    metadata_text,
     wait_for,
 )
 
@@ -443,38 +444,16 @@ def _roll_back(connection: sqlite3.Connection) -> None:
         connection.execute("ROLLBACK")
 
 
+class _Conflict(Exception):
+    """The write contradicts what is stored; the job turns it into a `StoreError`."""
+
+
 def _write(connection: sqlite3.Connection, write: StoreWrite) -> None:
-    now = _now()
     connection.execute("BEGIN IMMEDIATE")
     try:
-        connection.execute(
-            "INSERT INTO sessions (id, created_at, updated_at, metadata) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at, metadata = excluded.metadata",
-            (write.session_id, write.session_created_at.isoformat(), now, json.dumps(write.session_metadata)),
-        )
-        connection.executemany(
-            "INSERT INTO branches (id, session_id, name, created_at, metadata) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET metadata = excluded.metadata",
-            [
-                (b.id, write.session_id, b.name, b.created_at.isoformat(), json.dumps(b.metadata))
-                for b in write.branches
-            ],
-        )
-        connection.executemany(
-            "INSERT OR IGNORE INTO messages (session_id, id, created_at, role, kind, data) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    write.session_id,
-                    m.id,
-                    m.created_at.isoformat(),
-                    m.role,
-                    m.content.kind,
-                    m.model_dump_json(),
-                )
-                for m in write.messages
-            ],
-        )
+        _write_session(connection, write)
+        _write_messages(connection, write)
+        _write_branches(connection, write)
         # Append: the position is computed here, inside the transaction, from what is stored;
         # a plain INSERT, so a clash would fail the write rather than overwrite a stored message.
         connection.executemany(
@@ -486,6 +465,86 @@ def _write(connection: sqlite3.Connection, write: StoreWrite) -> None:
     except BaseException:
         _roll_back(connection)
         raise
+
+
+def _write_session(connection: sqlite3.Connection, write: StoreWrite) -> None:
+    if (
+        write.new_session
+        and connection.execute("SELECT 1 FROM sessions WHERE id = ?", (write.session_id,)).fetchone()
+    ):
+        # checked here, in the write's transaction: of two concurrent imports, one is refused
+        raise ConfigurationError(
+            f"session {write.session_id!r} is already in this store: delete it first to replace it"
+        )
+    connection.execute(
+        "INSERT INTO sessions (id, created_at, updated_at, metadata) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+        (
+            write.session_id,
+            write.session_created_at.isoformat(),
+            _now(),
+            metadata_text(write.session_metadata or {}),
+        ),
+    )
+    # Only metadata the writer changed: another writer's newer metadata is not reverted.
+    if write.session_metadata is not None:
+        connection.execute(
+            "UPDATE sessions SET metadata = ? WHERE id = ?",
+            (metadata_text(write.session_metadata), write.session_id),
+        )
+
+
+def _write_messages(connection: sqlite3.Connection, write: StoreWrite) -> None:
+    for message in write.messages:
+        data = message.model_dump_json()
+        inserted = connection.execute(
+            "INSERT OR IGNORE INTO messages (session_id, id, created_at, role, kind, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                write.session_id,
+                message.id,
+                message.created_at.isoformat(),
+                message.role,
+                message.content.kind,
+                data,
+            ),
+        ).rowcount
+        if inserted:
+            continue
+        # Stored already: the same message again (a fork carries its history) is fine; another
+        # one under its id (two writers choosing one id) must not vanish silently.
+        (stored,) = connection.execute(
+            "SELECT data FROM messages WHERE session_id = ? AND id = ?", (write.session_id, message.id)
+        ).fetchone()
+        if stored != data and Message.model_validate_json(stored) != message:
+            raise _Conflict(f"another message with id {message.id!r} is already stored in this session")
+
+
+def _write_branches(connection: sqlite3.Connection, write: StoreWrite) -> None:
+    for branch in write.branches:
+        if branch.order is not None:
+            created = connection.execute(
+                "INSERT INTO branches (id, session_id, name, created_at, metadata) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO NOTHING",
+                (
+                    branch.id,
+                    write.session_id,
+                    branch.name,
+                    branch.created_at.isoformat(),
+                    metadata_text(branch.metadata or {}),
+                ),
+            ).rowcount
+            if created:
+                connection.executemany(
+                    "INSERT INTO branch_items (branch_id, position, message_id) VALUES (?, ?, ?)",
+                    [(branch.id, position, message_id) for position, message_id in enumerate(branch.order)],
+                )
+                continue
+        if branch.metadata is not None:
+            connection.execute(
+                "UPDATE branches SET metadata = ? WHERE id = ? AND session_id = ?",
+                (metadata_text(branch.metadata), branch.id, write.session_id),
+            )
 
 
 def _load(connection: sqlite3.Connection, session_id: str) -> SessionSnapshot | None:
