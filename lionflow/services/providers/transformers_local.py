@@ -105,8 +105,9 @@ class _Bridge:
 
     The consumer waits on an `anyio.Event`; the generation thread has it set in the event loop (see
     `_thread_caller`), at most once per event, and only when the consumer is waiting and not already
-    collecting. Both sides append or check the deque before reading the other's flags, so a piece
-    is never left unannounced.
+    collecting. Each side writes before it reads (the thread appends its item, then reads the
+    consumer's flags; the consumer sets its flags, then looks for items), so a piece is never left
+    unannounced.
     """
 
     def __init__(self, interval: float = 0.01) -> None:
