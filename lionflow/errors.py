@@ -13,7 +13,8 @@
     │   ├── ProviderTimeout (TimeoutError)   `.phase`: connect, first_chunk, idle or total
     │   ├── ProviderConnectionError          the connection could not be made or was lost
     │   ├── ProviderHTTPError                any other HTTP status; `.status_code`
-    │   └── StreamInterrupted                an error arrived in the middle of a stream
+    │   ├── StreamInterrupted                an error arrived in the middle of a stream
+    │   └── StructuredOutputError (ValueError)  the reply is not the JSON ``response_format`` asked for
     ├── StreamError
     │   ├── StreamConsumed                   a call's chunks were already iterated
     │   └── StreamClosed                     the call was closed before it was iterated
@@ -57,6 +58,7 @@ __all__ = [
     "StreamConsumed",
     "StreamError",
     "StreamInterrupted",
+    "StructuredOutputError",
     "TimeoutPhase",
     "UnknownProviderError",
 ]
@@ -192,6 +194,15 @@ class StreamInterrupted(ProviderError):
     `.response` is the partial `Response` (``incomplete=True``) with everything received before the
     error. `retryable` is set by the provider adapter from the error's kind; lionflow only retries when
     no chunk had reached the caller yet.
+    """
+
+
+class StructuredOutputError(ProviderError, ValueError):
+    """The model's reply is not the JSON that ``response_format`` asked for.
+
+    `.response` holds the reply as received (its `text`, usage and so on); `__cause__` is the JSON
+    parser's error. A reply that is JSON but does not validate against a pydantic model raises
+    pydantic's own `ValidationError` instead.
     """
 
 

@@ -1,0 +1,354 @@
+"""The driver of one model call: everything providers share, behind `ModelCall`.
+
+It holds the concurrency slot and rate limiter, retries before the first chunk, the four timeouts,
+assembling the Response, and closing the provider stream however the call ends.
+
+Stopping from another task (`ModelCall.aclose()` while a task waits in the driver for the
+provider) needs a cancel scope around that wait. A scope costs several microseconds, so the driver
+enters one only when a provider read actually has to wait (`_rest_of`); a chunk that is ready costs
+no scope. The driver never yields to its consumer inside a scope (PEP 789).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import types
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import sniffio
+from pydantic import BaseModel
+
+from lionflow.errors import (
+    PartialJSONError,
+    ProviderError,
+    ProviderTimeout,
+    StructuredOutputError,
+    TimeoutPhase,
+)
+from lionflow.services.chunk import Chunk
+from lionflow.services.providers.base import ChunkStream, ModelRequest
+from lionflow.services.response import Response, ResponseAssembler
+from lionflow.structured.partial_model import json_document
+
+if TYPE_CHECKING:
+    from lionflow.services.imodel import iModel
+
+__all__ = ["CallState", "close_when_dropped", "drive", "wait_done"]
+
+T = TypeVar("T")
+
+# Closing a provider stream must finish even while the caller is being cancelled, but never hang.
+_CLOSE_GRACE = 5.0
+# How long aclose() from another task waits for the iterating task to finish recording.
+_STOP_GRACE = 2 * _CLOSE_GRACE
+
+
+class _Stopped(Exception):
+    """Raised inside a driver that `aclose()` from another task stopped; never leaves the driver."""
+
+
+class CallState:
+    """What the driver shares with its ModelCall. Kept apart so that the driver generator does not
+    reference the ModelCall: dropping the call then finalizes the generator at once.
+
+    `scope` is the cancel scope around the driver's current wait on the provider (None while it is
+    not waiting): `stop()` cancels it, so that a task inside the driver returns at once.
+    """
+
+    __slots__ = ("attempts", "close_dropped", "done", "error", "response", "scope", "stop_requested")
+
+    def __init__(self) -> None:
+        self.response: Response | None = None
+        self.error: BaseException | None = None
+        self.attempts = 0
+        self.scope: anyio.CancelScope | None = None
+        self.stop_requested = False
+        self.done: anyio.Event | None = None  # set when the driver has ended and cleaned up
+        self.close_dropped: Callable[[AsyncGenerator[Any, None]], None] | None = None
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+async def wait_done(done: anyio.Event | None) -> None:
+    """Wait (bounded) until a driver that was started has ended and cleaned up."""
+    if done is not None and not done.is_set():
+        with anyio.move_on_after(_STOP_GRACE):
+            await done.wait()
+
+
+def close_when_dropped() -> Callable[[AsyncGenerator[Any, None]], None] | None:
+    """How to close a started driver generator whose owner was dropped unfinished; None where the
+    event loop already does it quietly (asyncio).
+
+    trio closes an abandoned async generator in a system task too, but warns (ResourceWarning) that
+    the user should have closed it. A dropped call or turn is lionflow's to clean up, as on asyncio,
+    so on trio the owner's ``__del__`` hands the generator to a system task itself.
+    """
+    if sniffio.current_async_library() != "trio":
+        return None
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+
+    def close(generator: AsyncGenerator[Any, None]) -> None:
+        async def aclose() -> None:
+            with contextlib.suppress(Exception):  # a system task must not fail; the driver logs nothing
+                await generator.aclose()
+
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(trio.lowlevel.spawn_system_task, aclose)
+
+    return close
+
+
+class _Deadline:
+    """Turns a phase timeout plus the total deadline into one wait limit, and names the culprit."""
+
+    __slots__ = ("at", "total")
+
+    def __init__(self, total: float | None) -> None:
+        self.total = total
+        self.at = None if total is None else time.monotonic() + total
+
+    def limit(self, seconds: float | None, phase: TimeoutPhase) -> tuple[float | None, TimeoutPhase, float]:
+        if self.at is None or self.total is None:
+            return seconds, phase, seconds or 0.0
+        remaining = self.at - time.monotonic()
+        if seconds is None or remaining < seconds:
+            return max(remaining, 0.0), "total", self.total
+        return seconds, phase, seconds
+
+
+async def _bounded(
+    awaitable: Awaitable[T],
+    seconds: float | None,
+    phase: TimeoutPhase,
+    deadline: _Deadline,
+    provider: str,
+    state: CallState | None = None,
+) -> T:
+    """`awaitable` within its timeout; with `state`, its scope is also the one `stop()` cancels."""
+    limit, culprit, configured = deadline.limit(seconds, phase)
+    if limit is None:
+        return await awaitable
+    with anyio.move_on_after(limit) as scope:
+        if state is not None:
+            state.scope = scope
+        try:
+            return await awaitable
+        finally:
+            if state is not None:
+                state.scope = None
+    assert scope.cancelled_caught
+    if state is not None and state.stop_requested:
+        raise _Stopped
+    raise ProviderTimeout(culprit, configured, provider=provider)
+
+
+async def _next_chunk(
+    stream: ChunkStream,
+    seconds: float | None,
+    phase: TimeoutPhase,
+    deadline: _Deadline,
+    provider: str,
+    state: CallState | None = None,
+) -> Chunk | None:
+    try:
+        return await _bounded(stream.__anext__(), seconds, phase, deadline, provider, state)
+    except StopAsyncIteration:
+        return None
+
+
+@types.coroutine
+def _rest_of(
+    waiter: Generator[Any, Any, Chunk], trap: Any, state: CallState
+) -> Generator[Any, Any, Chunk | None]:
+    """Finish a provider read that had to wait: `waiter` has just suspended on `trap`. Returns the
+    chunk, or None at the end of the stream; raises `_Stopped` once `state.stop()` was called.
+
+    This forwards what the event loop sends and throws, as ``yield from`` would, and puts a cancel
+    scope around each suspension only: the read may hold scopes of its own (a socket timeout), and
+    ours must always be the innermost. When `stop()` cancels it, the scope takes the cancellation,
+    and the read is unwound by throwing `_Stopped` into it.
+    """
+    while True:
+        thrown: BaseException | None = None
+        with anyio.CancelScope() as scope:
+            state.scope = scope
+            try:
+                sent = yield trap
+            except GeneratorExit:
+                waiter.close()
+                raise
+            except BaseException as exc:
+                if scope.cancel_called:
+                    raise  # our own stop: this scope takes the cancellation
+                thrown = exc
+            finally:
+                state.scope = None
+        if scope.cancel_called:
+            thrown = _Stopped()
+        try:
+            trap = waiter.send(sent) if thrown is None else waiter.throw(thrown)
+        except StopIteration as ready:
+            if scope.cancel_called:
+                raise _Stopped from None
+            return ready.value  # type: ignore[no-any-return]
+        except StopAsyncIteration:
+            if scope.cancel_called:
+                raise _Stopped from None
+            return None
+        except Exception:
+            if scope.cancel_called:  # the read reported our stop as an error of its own
+                raise _Stopped from None
+            raise
+
+
+async def _close_quietly(stream: ChunkStream | None) -> None:
+    if stream is None:
+        return
+    # The call's own outcome matters more than a failed close, so a close error is dropped.
+    with anyio.move_on_after(_CLOSE_GRACE, shield=True), contextlib.suppress(Exception):
+        await stream.aclose()
+
+
+async def drive(model: iModel, request: ModelRequest, state: CallState) -> AsyncGenerator[Chunk, None]:
+    state.done = anyio.Event()
+    state.close_dropped = close_when_dropped()
+    started = time.perf_counter()
+    timeout = model.timeout
+    deadline = _Deadline(timeout.total)
+    provider = model.provider
+    assembler = ResponseAssembler(model=request.model, provider=provider)
+    first_chunk_at: float | None = None
+    stream: ChunkStream | None = None
+    holding_slot = False
+    try:
+        # Everything before the first chunk, under one scope that aclose() from another task cancels.
+        with anyio.CancelScope() as setup:
+            state.scope = setup
+            attempt = 0
+            while True:
+                state.attempts = attempt + 1
+                try:
+                    if model._semaphore is not None:
+                        await _bounded(model._semaphore.acquire(), None, "total", deadline, provider)
+                        holding_slot = True
+                    if model._rate_limiter is not None:
+                        await _bounded(model._rate_limiter.acquire(), None, "total", deadline, provider)
+                    stream = await _bounded(
+                        model.adapter.open(request), timeout.connect, "connect", deadline, provider
+                    )
+                    chunk = await _next_chunk(stream, timeout.first_chunk, "first_chunk", deadline, provider)
+                    break
+                except ProviderError as error:
+                    # Nothing has reached the caller yet, so a retry cannot replay content.
+                    await _close_quietly(stream)
+                    stream = None
+                    if holding_slot and model._semaphore is not None:
+                        model._semaphore.release()
+                        holding_slot = False
+                    if setup.cancel_called:  # stopped; the SDK reported it as its own error
+                        raise _Stopped from None
+                    if not error.retryable or attempt >= model.retry.max_retries:
+                        raise
+                    wait = model.retry.delay(attempt, error)
+                    if wait is None or (deadline.at is not None and time.monotonic() + wait >= deadline.at):
+                        raise
+                    await anyio.sleep(wait)
+                    attempt += 1
+        state.scope = None
+        if setup.cancel_called:
+            raise _Stopped
+        assert stream is not None
+
+        if chunk is not None:
+            first_chunk_at = time.perf_counter() - started
+        if timeout.idle is None and deadline.at is None:
+            # No timeout to watch: read the stream directly, the cheapest path per chunk. A read is
+            # stepped by hand once; only when it has to wait does it get a cancel scope (`_rest_of`).
+            read = stream.__anext__
+            while chunk is not None:
+                assembler.add(chunk)
+                yield chunk
+                waiter = read().__await__()
+                try:
+                    trap = waiter.send(None)
+                except StopIteration as ready:
+                    chunk = ready.value
+                except StopAsyncIteration:
+                    chunk = None
+                else:
+                    chunk = await _rest_of(waiter, trap, state)
+        else:
+            while chunk is not None:
+                assembler.add(chunk)
+                yield chunk
+                chunk = await _next_chunk(stream, timeout.idle, "idle", deadline, provider, state)
+
+        if not assembler.saw_finish:
+            # The adapter contract promises a finish chunk; keep the promise to the caller regardless.
+            finish = Chunk(
+                type="finish", finish_reason="stop", metadata={"provider": provider, "synthesized": True}
+            )
+            assembler.add(finish)
+            yield finish
+        response = assembler.build(duration=time.perf_counter() - started, time_to_first_chunk=first_chunk_at)
+        structure = request.params.get("response_format")
+        if structure is not None and response.finish_reason != "tool_calls":
+            # (a turn that ends calling the caller's own tools has no structured answer to parse)
+            _parse_structured(response, structure, provider)
+        state.response = response
+    except BaseException as exc:
+        stopped = isinstance(exc, _Stopped)
+        cancelled = stopped or isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class())
+        state.response = assembler.build(
+            duration=time.perf_counter() - started,
+            time_to_first_chunk=first_chunk_at,
+            incomplete=True,
+            finish_reason="cancelled" if cancelled else "error",
+            error=None if cancelled else exc,
+        )
+        if not cancelled:
+            state.error = exc
+        if isinstance(exc, ProviderError) and exc.response is None:
+            exc.response = state.response
+        if not stopped:  # a stop ends the consumer's loop as the end of the stream does
+            raise
+    finally:
+        state.scope = None
+        await _close_quietly(stream)
+        if holding_slot and model._semaphore is not None:
+            model._semaphore.release()
+        state.done.set()
+
+
+def _parse_structured(response: Response, structure: Any, provider: str) -> None:
+    """Set `response.parsed` from the reply's JSON; a reply that is not JSON fails the call."""
+    try:
+        document = json_document(_structured_text(response))
+        if isinstance(structure, type) and issubclass(structure, BaseModel):
+            # the whole text, strictly validated; a reply that does not validate fails the call
+            response.parsed = structure.model_validate_json(document)
+        elif isinstance(structure, dict):
+            response.parsed = json.loads(document)  # a JSON schema: the value, not validated here
+    except (json.JSONDecodeError, PartialJSONError) as error:
+        raise StructuredOutputError(
+            f"the model's reply is not JSON, though response_format asked for JSON ({error}); "
+            "the reply is in .response.text",
+            provider=provider,
+        ) from error
+
+
+def _structured_text(response: Response) -> str:
+    # structured output arrives as text, or as the arguments of a forced tool call (Anthropic)
+    if response.text.strip() or not response.tool_calls:
+        return response.text
+    return response.tool_calls[0].raw_arguments
