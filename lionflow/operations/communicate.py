@@ -1,10 +1,16 @@
-"""`communicate`: one conversation turn on a branch: instruction in, streamed answer out, both kept."""
+"""`communicate`: one conversation turn on a branch: instruction in, streamed answer out, both kept.
+
+A turn is whole: its request carries the branch as it was when the turn started, and when the turn
+ends the instruction and its answer join the branch together (`Session.add_turn`, one write), so
+turns that run at the same time on one branch never interleave.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Mapping
+import types
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel
@@ -12,12 +18,12 @@ from pydantic import BaseModel
 from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
 from lionflow.services.call import ModelCall
 from lionflow.services.chunk import Chunk
+from lionflow.services.driver import close_when_dropped, wait_done
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
 from lionflow.session.branch import Branch
 from lionflow.session.messages import AssistantResponseContent, InstructionContent, Message
 from lionflow.session.session import Session
-from lionflow.session.stores.base import wait_for
 
 __all__ = ["Turn", "communicate"]
 
@@ -27,10 +33,18 @@ _TURN_KEYS = frozenset({"instruction", "imodel", "context", "guidance", "branch"
 def _resolve_model(session: Session, imodel: iModel | str | None) -> iModel:
     if isinstance(imodel, iModel):
         return imodel
+    if imodel is not None and not isinstance(imodel, str):
+        raise ConfigurationError(
+            f"imodel must be an iModel or the name of one registered in the session, not {imodel!r}"
+        )
     return session.services.get(imodel)
 
 
 def _resolve_branch(session: Session, branch: Branch | str | None) -> Branch:
+    if branch is not None and not isinstance(branch, Branch | str):
+        raise ConfigurationError(
+            f"branch must be a Branch, a branch name or id, or None for the first branch; not {branch!r}"
+        )
     if branch is None:
         branches = session.branches
         return branches[0] if branches else session.create_branch("main")
@@ -42,71 +56,116 @@ def _resolve_branch(session: Session, branch: Branch | str | None) -> Branch:
 class _TurnState:
     """Shared by a Turn and its driver, so that dropping the Turn finalizes the driver at once."""
 
-    __slots__ = ("call", "error", "instruction", "response", "response_message")
+    __slots__ = (
+        "call",
+        "close_dropped",
+        "done",
+        "error",
+        "instruction",
+        "response",
+        "response_message",
+        "scope",
+        "stop_requested",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, instruction: Message) -> None:
+        self.instruction = instruction
         self.call: ModelCall | None = None
-        self.instruction: Message | None = None
         self.response: Response | None = None
         self.response_message: Message | None = None
         self.error: BaseException | None = None
+        self.scope: anyio.CancelScope | None = None  # around the driver's wait before the request
+        self.stop_requested = False
+        self.done: anyio.Event | None = None  # set when the turn has ended and been recorded
+        self.close_dropped: Callable[[AsyncGenerator[Any, None]], None] | None = None
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 async def _run_turn(
     session: Session,
     branch: Branch,
     model: iModel,
-    instruction: Message,
     params: dict[str, Any],
     state: _TurnState,
 ) -> AsyncGenerator[Chunk, None]:
-    # The instruction joins the branch now, so the branch reads right during the turn; the store gets
-    # the instruction and the answer together when the turn ends, in one transaction.
-    history = branch.chat_messages()
-    call = model.invoke([*history, instruction.chat_msg], **params)  # may refuse: nothing recorded yet
-    placement = session._place(branch, instruction)
-    state.instruction = instruction
-    state.call = call
+    state.done = anyio.Event()
+    state.close_dropped = close_when_dropped()
+    instruction = state.instruction
+    call: ModelCall | None = None
     ending: BaseException | None = None
     try:
-        async for chunk in call:
-            yield chunk
-    except BaseException as exc:
-        ending = exc
-        if not isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class()):
-            state.error = exc
-        raise
+        try:
+            with anyio.CancelScope() as scope:  # aclose() from another task may stop the turn here
+                state.scope = scope
+                await session.check_store()  # a store that cannot be written fails before any request
+            state.scope = None
+            if scope.cancel_called:
+                return  # stopped before the request: nothing was sent, nothing is recorded
+            # The request carries the branch as it is now; the turn joins the branch only when it
+            # ends, whole, so a turn running at the same time lands before or after it, not inside.
+            call = model.invoke([*branch.chat_messages(), instruction.chat_msg], **params)
+            state.call = call
+            async for chunk in call:
+                yield chunk
+        except BaseException as exc:
+            ending = exc
+            if not isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class()):
+                state.error = exc
+            raise
+        finally:
+            if call is not None:
+                await _record(session, branch, model, call, state, ended_early=ending is not None)
     finally:
-        # Close the model call first: left early, it builds its partial Response only on closing.
+        state.scope = None
+        state.done.set()
+
+
+async def _record(
+    session: Session, branch: Branch, model: iModel, call: ModelCall, state: _TurnState, *, ended_early: bool
+) -> None:
+    """Record the turn, whole, in the branch and the store, however it ended."""
+    # Close the model call first: left early, it builds its partial Response only on closing.
+    with anyio.CancelScope(shield=True):
+        await call.aclose()
+    response = call.response
+    if response is None:  # closed before the model was called: an empty, incomplete answer
+        response = Response(
+            model=model.model, provider=model.provider, incomplete=True, finish_reason="cancelled"
+        )
+    state.response = response
+    answer = Message(content=AssistantResponseContent.from_response(response))
+    state.response_message = answer
+    try:
+        # Durable before the turn counts as over, even when it ends by cancellation.
         with anyio.CancelScope(shield=True):
-            await call.aclose()
-        response = call.response
-        if response is None:  # closed before the model was called: an empty, incomplete answer
-            response = Response(
-                model=model.model, provider=model.provider, incomplete=True, finish_reason="cancelled"
-            )
-        state.response = response
-        answer = Message(content=AssistantResponseContent.from_response(response))
-        state.response_message = answer
-        placements = [p for p in (placement, session._place(branch, answer)) if p is not None]
-        future = session._persist([instruction, answer], placements)
-        if future is not None:
-            # Durable before the turn counts as over, even when it ends by cancellation.
-            with anyio.CancelScope(shield=True):
-                try:
-                    await wait_for(future)
-                except Exception:
-                    if ending is None:
-                        raise  # a completed turn that could not be stored is an error
-                    # the turn already ends with its own error; the session keeps this one for flush()
+            await session.add_turn(branch, state.instruction, answer)
+    except Exception:
+        if not (ended_early or state.stop_requested):
+            raise  # a completed turn that could not be stored is an error; it stays in memory
+        # The turn already ends with its own error, cancellation or stop, which is what its caller
+        # sees; the session keeps the store's error, and `flush()` raises it.
 
 
 class Turn:
     """One `communicate` turn: await it for the `Response`, or iterate it for `Chunk`s.
 
-    Either way the instruction and the answer are recorded in the branch (and, with a store, written
-    in one transaction when the turn ends). An error or cancellation records the partial answer with
-    ``incomplete=True`` and is re-raised. `instruction` and `response_message` are the two messages.
+    Either way the instruction and the answer are recorded together in the branch when the turn
+    ends (and, with a store, written in one transaction). While the turn runs, the instruction is
+    `instruction` but not yet in the branch. An error or cancellation records the partial answer with
+    ``incomplete=True`` and is re-raised; `aclose()` (from any task) stops the turn and records it the
+    same way. Keep a turn you use after its loop in an ``async with`` block::
+
+        async with communicate(session, branch, instruction="Tell me more") as turn:
+            async for chunk in turn:
+                ...
+        turn.response_message    # the recorded answer
+
+    Until it ends, a turn holds what its model call holds (the provider stream and, with
+    ``max_concurrent``, a slot of the model); see `ModelCall`.
     """
 
     def __init__(
@@ -115,17 +174,17 @@ class Turn:
         self.session = session
         self.branch = branch
         self.model = model
-        self._state = _TurnState()
-        self._state.instruction = instruction
-        self._args = (session, branch, model, instruction, params)
-        self._gen: AsyncGenerator[Chunk, None] | None = None
-        self._closed = False
+        self._state = _TurnState(instruction)
+        self._params = params
+        self._gen: types.AsyncGeneratorType[Chunk, None] | None = None
+        # new -> running -> stopped (aclose() after the start); new -> closed (aclose() before it)
+        self._status: Literal["new", "running", "stopped", "closed"] = "new"
         structure = params.get("response_format")
         self._structured = isinstance(structure, type) and issubclass(structure, BaseModel)
 
     @property
     def instruction(self) -> Message:
-        assert self._state.instruction is not None
+        """The instruction message; it joins the branch, with the answer, when the turn ends."""
         return self._state.instruction
 
     @property
@@ -138,42 +197,83 @@ class Turn:
         """The assistant message recorded in the branch, once the turn has ended."""
         return self._state.response_message
 
-    def _start(self) -> AsyncGenerator[Chunk, None]:
-        if self._closed:
+    def _start(self) -> types.AsyncGeneratorType[Chunk, None]:
+        if self._status == "closed":
             raise StreamClosed("this turn was closed before it started")
-        if self._gen is not None:
+        if self._status != "new":
             raise StreamConsumed("this turn was already iterated; a turn runs once (see .response)")
-        self._gen = _run_turn(*self._args, self._state)
-        return self._gen
+        self._status = "running"
+        gen = _run_turn(self.session, self.branch, self.model, self._params, self._state)
+        assert isinstance(gen, types.AsyncGeneratorType)
+        self._gen = gen
+        return gen
 
     def __aiter__(self) -> Turn:
         self._start()
         return self
 
     def __anext__(self) -> Any:
-        gen = self._gen if self._gen is not None else self._start()
+        if self._status == "running":
+            gen = self._gen
+        elif self._status == "stopped":
+            return self._after_stop()
+        else:
+            gen = self._start()
+        assert gen is not None
         return gen.__anext__()
+
+    async def _after_stop(self) -> Chunk:
+        # aclose() from another task may still be recording the turn: end the loop once it has.
+        await wait_done(self._state.done)
+        raise StopAsyncIteration
 
     def __await__(self) -> Generator[object, None, Any]:
         return self._collect().__await__()
 
     async def _collect(self) -> Any:
         """The Response; with ``response_format=Model``, the validated Model instance."""
-        gen = self._gen if self._gen is not None else self._start()
-        async for _ in gen:
-            pass
+        if self._status == "new":
+            self._start()
+        if self._status == "closed":
+            raise StreamClosed("this turn was closed before it started")
+        if self._status == "running":
+            assert self._gen is not None
+            async for _ in self._gen:
+                pass
+        else:
+            await wait_done(self._state.done)
         if self._state.error is not None:
             raise self._state.error
         response = self._state.response
-        assert response is not None
+        if response is None:
+            raise StreamClosed("this turn was stopped before it sent its request")
         return response.parsed if self._structured else response
 
     async def aclose(self) -> None:
-        """Stop the turn; what had arrived is recorded as an incomplete answer."""
-        if self._gen is not None:
-            await self._gen.aclose()
+        """Stop the turn, from any task; what had arrived is recorded as an incomplete answer.
+
+        Safe to call more than once. When another task is iterating or awaiting the turn (a stop
+        button), its loop ends as if the stream had ended; `aclose()` returns once the turn is
+        recorded.
+        """
+        if self._status == "new":
+            self._status = "closed"
+            return
+        if self._status != "running":
+            await wait_done(self._state.done)
+            return
+        self._status = "stopped"
+        gen = self._gen
+        assert gen is not None
+        if gen.ag_running:
+            # Another task is inside the turn: stop its model call (or its wait before the
+            # request); that task then records the turn, and this one waits until it has.
+            self._state.stop()
+            if self._state.call is not None:
+                await self._state.call.aclose()
+            await wait_done(self._state.done)
         else:
-            self._closed = True
+            await gen.aclose()
 
     async def __aenter__(self) -> Turn:
         return self
@@ -182,6 +282,13 @@ class Turn:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    def __del__(self) -> None:
+        # A started turn dropped unfinished: see `ModelCall.__del__`.
+        state = self._state
+        if state.close_dropped is not None and state.done is not None and not state.done.is_set():
+            assert self._gen is not None
+            state.close_dropped(self._gen)
 
 
 def communicate(
@@ -214,6 +321,10 @@ def communicate(
     into the instruction message. Other keywords (and other `parameters` keys) are generation
     parameters for the model call.
     """
+    if not isinstance(session, Session):
+        raise ConfigurationError(f"communicate needs session=<a lionflow Session>, not {session!r}")
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise ConfigurationError(f"parameters must be a dict like {{'instruction': ...}}, not {parameters!r}")
     given = dict(parameters or {})
     for key, value in (
         ("instruction", instruction),
