@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -122,6 +123,19 @@ def _looks_read_only(path: str) -> bool:
     return os.path.exists(path) and not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
 
 
+def _path(path: object) -> str:
+    """`path` as text, or `ConfigurationError` for what cannot name a database file."""
+    try:
+        text = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigurationError(f"path must be a str or os.PathLike, not {type(path).__name__}") from None
+    if not isinstance(text, str):
+        raise ConfigurationError(f"path must be text (str or os.PathLike[str]), not {type(text).__name__}")
+    if "\0" in text:
+        raise ConfigurationError(f"path must not contain a NUL character: {text!r}")
+    return text
+
+
 def _check_path(path: str, read_only: bool | None) -> None:
     """The cheap checks that need no database: fail at `SQLiteStore(...)`, not after a model call."""
     if path in ("", ":memory:") or path.startswith("file:"):
@@ -163,6 +177,7 @@ class _Worker:
             return self._connect_read_only()
         connection = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
         try:
+            self._refuse_foreign(connection)  # before WAL mode: another application's file stays as it is
             self._enter_wal(connection)
             connection.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -179,9 +194,19 @@ class _Worker:
             connection = self._open_uri(uri)
         except sqlite3.OperationalError:
             # A WAL database in a folder we may not write: SQLite cannot make its shared-memory
-            # file there. Nobody can be writing it through this folder, so read it as immutable.
+            # file there, so the file can only be read as immutable, which ignores the -wal file.
+            # Committed writes still in it would silently be missing: refuse instead.
+            wal = self.path + "-wal"
+            if os.path.exists(wal) and os.path.getsize(wal) > 0:
+                raise StoreError(
+                    f"cannot read {self.path}: its {os.path.basename(wal)} file holds committed "
+                    f"writes that a read-only open cannot see from here (the folder is not writable). "
+                    f"Open it once with write access (that moves them into the database), or copy "
+                    f"the database with its -wal file to a writable folder"
+                ) from None
             connection = self._open_uri(uri + "&immutable=1")
         try:
+            self._refuse_foreign(connection)
             version = self._schema_version(connection)
             if version < SCHEMA_VERSION:
                 raise StoreError(
@@ -201,6 +226,27 @@ class _Worker:
             connection.close()
             raise
         return connection
+
+    def _refuse_foreign(self, connection: sqlite3.Connection) -> None:
+        """`StoreError` for another application's database: no lionflow schema, other tables.
+        (A lionflow database at version 0 has no tables: its migration is one transaction.)"""
+        connection.execute("BEGIN")  # one snapshot: a concurrent first migration is all or nothing
+        try:
+            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            tables = [
+                name
+                for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                    "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name"
+                )
+            ]
+        finally:
+            connection.execute("COMMIT")
+        if version == 0 and tables:
+            raise StoreError(
+                f"{self.path} is not a lionflow database: it has tables ({', '.join(tables[:5])}) "
+                f"and no lionflow schema; give the path of a new file or of a lionflow database"
+            )
 
     def _schema_version(self, connection: sqlite3.Connection) -> int:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
@@ -320,8 +366,16 @@ class SQLiteStore(SessionStore):
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise ConfigurationError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
-        self.path = os.fspath(path)
+        self.path = _path(path)
         _check_path(self.path, read_only)
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not 0 <= busy_timeout < math.inf
+        ):
+            raise ConfigurationError(
+                f"busy_timeout must be a non-negative number of seconds, not {busy_timeout!r}"
+            )
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
         self.read_only = read_only
