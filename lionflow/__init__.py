@@ -21,6 +21,7 @@ from lionflow.errors import (
     StreamConsumed,
     StreamError,
     StreamInterrupted,
+    StructuredOutputError,
     UnknownProviderError,
 )
 from lionflow.services import (
@@ -89,6 +90,7 @@ __all__ = [
     "StreamConsumed",
     "StreamError",
     "StreamInterrupted",
+    "StructuredOutputError",
     "SystemContent",
     "Timeout",
     "ToolCall",

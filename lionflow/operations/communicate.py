@@ -139,15 +139,14 @@ async def _record(
     state.response = response
     answer = Message(content=AssistantResponseContent.from_response(response))
     state.response_message = answer
-    try:
-        # Durable before the turn counts as over, even when it ends by cancellation.
-        with anyio.CancelScope(shield=True):
-            await session.add_turn(branch, state.instruction, answer)
-    except Exception:
-        if not (ended_early or state.stop_requested):
-            raise  # a completed turn that could not be stored is an error; it stays in memory
-        # The turn already ends with its own error, cancellation or stop, which is what its caller
-        # sees; the session keeps the store's error, and `flush()` raises it.
+    # A turn that already ends with its own error, cancellation or stop gives its caller that one;
+    # a store error is then kept by the session for `flush()`. A completed turn that could not be
+    # stored raises it (the turn stays in memory).
+    # Durable before the turn counts as over, even when it ends by cancellation.
+    with anyio.CancelScope(shield=True):
+        await session.add_turn(
+            branch, state.instruction, answer, raise_errors=not (ended_early or state.stop_requested)
+        )
 
 
 class Turn:

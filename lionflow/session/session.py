@@ -360,20 +360,33 @@ class Session:
             _branch_record(branch)
         await self.store.check(writable=True)
 
-    async def add_turn(self, branch: Branch, instruction: Message, answer: Message) -> None:
+    async def add_turn(
+        self, branch: Branch, instruction: Message, answer: Message, *, raise_errors: bool = True
+    ) -> None:
         """Append a whole turn (the instruction, then its answer) to `branch` and store both in one
         write. Nothing else lands between them, whatever runs concurrently. A failed write raises
         `StoreError` naming the session and the turn (the instruction's id); the turn stays in
         memory, and later turns are stored normally. Metadata JSON cannot hold raises
-        `ConfigurationError` before anything is added."""
+        `ConfigurationError` before anything is added. With ``raise_errors=False`` (a turn that
+        already ends with an error of its own) nothing is raised: `flush()` raises what failed."""
         branch = self.get_branch(branch)
-        future = self._record([(branch, instruction), (branch, answer)], turn=instruction.id)
+        try:
+            future = self._record([(branch, instruction), (branch, answer)], turn=instruction.id)
+        except Exception:
+            if raise_errors:
+                raise
+            return
         if future is None:
             return
         try:
             await wait_for(future)
+        except Exception:
+            if raise_errors:
+                raise
         finally:
-            if future.done():  # a cancelled waiter's write may still fail: flush() reports it then
+            # Told now, flush() need not raise it again; a cancelled waiter's write may still fail,
+            # and flush() reports it then.
+            if raise_errors and future.done():
                 self._told(future)
 
     async def flush(self) -> None:

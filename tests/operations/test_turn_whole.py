@@ -131,9 +131,6 @@ async def test_a_completed_turn_that_cannot_be_stored_raises_and_stays_in_memory
         await store.aclose()
 
 
-@pytest.mark.xfail(
-    reason="needs Session.add_turn to keep, for flush(), a store error its caller does not raise"
-)
 async def test_a_failing_turn_keeps_its_own_error_and_flush_reports_the_store_error(tmp_path: Path) -> None:
     model = ScriptedModel(responses=["abcdefgh"], chunk_size=2, fail_after=2, max_retries=0)
     store = SQLiteStore(tmp_path / "chat.db", busy_timeout=0.05)
