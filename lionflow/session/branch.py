@@ -36,11 +36,16 @@ class Branch:
         order: list[str] | None = None,
     ) -> None:
         self.session = session
-        self.name = name
+        self._name = name
         self.id = id or uuid.uuid4().hex
         self.created_at = created_at or datetime.now(UTC)
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._order: list[str] = list(order or ())
+
+    @property
+    def name(self) -> str:
+        """The branch's name, unique in its session. Fixed once created: stores and flows refer to it."""
+        return self._name
 
     def __repr__(self) -> str:
         return f"Branch(name={self.name!r}, messages={len(self._order)})"

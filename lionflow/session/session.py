@@ -139,6 +139,7 @@ class Session:
         self.messages = MessageStore()
         self.conversations = Conversations(self)
         self._branches: dict[str, Branch] = {}
+        self._branch_ids: dict[str, str] = {}  # name -> id: a flow of thousands of branches looks up in O(1)
         self._pending: set[concurrent.futures.Future[None]] = set()
         # The store's thread updates these as writes end, hence the lock.
         self._lock = threading.Lock()
@@ -171,15 +172,15 @@ class Session:
                 raise ConfigurationError(f"branch {ref.name!r} belongs to another session")
             return ref
         branch = self._branches.get(ref)  # by id; an empty Branch is falsy, hence no `or` here
-        if branch is None:
-            branch = next((b for b in self._branches.values() if b.name == ref), None)
+        if branch is None and ref in self._branch_ids:
+            branch = self._branches[self._branch_ids[ref]]
         if branch is None:
             known = ", ".join(b.name for b in self._branches.values()) or "none"
             raise ConfigurationError(f"no branch named {ref!r} in this session; branches: {known}")
         return branch
 
     def has_branch(self, ref: str) -> bool:
-        return ref in self._branches or any(b.name == ref for b in self._branches.values())
+        return ref in self._branches or ref in self._branch_ids
 
     def _new_name(self, name: str | None, default: str) -> str:
         name = check_name(name, what="a branch name") if name is not None else default
@@ -305,6 +306,7 @@ class Session:
         write = self._write_of(unique, placements=placements, new=new, turn=turn)
         if new is not None:
             self._branches[new.id] = new
+            self._branch_ids[new.name] = new.id
             if write is not None:
                 with self._lock:
                     self._unstored.add(new.id)
@@ -428,6 +430,7 @@ class Session:
                 order=order,
             )
             session._branches[branch.id] = branch
+            session._branch_ids[branch.name] = branch.id
             session._sent[branch.id] = metadata_text(record.metadata)
         return session
 

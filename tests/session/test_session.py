@@ -122,3 +122,16 @@ def test_export_and_import_keep_everything() -> None:
     assert restored.metadata == {"user": "ada"}
     assert list(restored.messages.values()) == list(session.messages.values())
     assert [(b.name, b.order) for b in restored.branches] == [(b.name, b.order) for b in session.branches]
+
+
+def test_branches_are_found_by_name_and_a_name_is_fixed_once_created() -> None:
+    session = Session()
+    branches = [session.create_branch(f"b{i}") for i in range(300)]
+    fork = session.fork("b7", name="b7-copy")
+    assert session.get_branch("b299") is branches[299]
+    assert session.get_branch("b7-copy") is fork
+    assert session.has_branch("b7-copy")
+    assert not session.has_branch("b300")
+    with pytest.raises(AttributeError):
+        branches[0].name = "renamed"  # type: ignore[misc]
+    assert session.get_branch("b0") is branches[0]
