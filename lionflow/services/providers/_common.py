@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -324,6 +325,8 @@ def stop_sequences(stop: Any) -> list[str]:
     if isinstance(stop, str):
         return [stop]
     if isinstance(stop, list | tuple) and all(isinstance(item, str) for item in stop):
+        if "" in stop:
+            raise ConfigurationError(f"stop sequences must not be empty: {stop!r}")
         return list(stop)
     raise ConfigurationError(f"stop must be a string or a list of strings, not {stop!r}")
 
@@ -348,10 +351,25 @@ def _tool_spec(tool: Any) -> ToolSpec:
     if tool.get("type") == "function" and isinstance(tool.get("function"), Mapping):
         tool = tool["function"]  # OpenAI chat form
     name = tool.get("name")
-    if not name:
-        raise ConfigurationError(f"a tool needs a 'name': {dict(tool)!r}")
+    if not name or not isinstance(name, str):
+        raise ConfigurationError(f"a tool needs a 'name' (a non-empty string): {dict(tool)!r}")
     parameters = tool.get("parameters", tool.get("input_schema")) or {"type": "object", "properties": {}}
-    return ToolSpec(str(name), str(tool.get("description") or ""), dict(parameters))
+    if not isinstance(parameters, Mapping):
+        raise ConfigurationError(
+            f"tool {name!r}: 'parameters' must be a JSON schema object (a dict), not {parameters!r}"
+        )
+    return ToolSpec(name, str(tool.get("description") or ""), dict(parameters))
+
+
+def _tool_name(tool: Any) -> str | None:
+    """The name a tool is called by, or None for one that has none to check (a provider's own)."""
+    if isinstance(tool, type) and issubclass(tool, BaseModel):
+        return tool.__name__
+    if isinstance(tool, Mapping):
+        function = tool.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else tool.get("name")
+        return name if isinstance(name, str) else None
+    return None
 
 
 def tool_list(tools: Any) -> list[Any]:
@@ -363,7 +381,13 @@ def tool_list(tools: Any) -> list[Any]:
         raise ConfigurationError(
             f"tools must be a list of tools (dicts or pydantic model classes), not {tools!r}"
         )
-    return list(tools)
+    result = list(tools)
+    counts = Counter(name for name in map(_tool_name, result) if name is not None)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    if duplicates:
+        # The model could not say which one it calls; the APIs reject it or keep one of them.
+        raise ConfigurationError(f"tools has more than one tool named {', '.join(map(repr, duplicates))}")
+    return result
 
 
 def tool_specs(tools: Any) -> list[ToolSpec]:
@@ -380,12 +404,8 @@ class ToolChoice:
     name: str | None = None
 
 
-def tool_choice(choice: Any) -> ToolChoice | None:
-    """Normalize ``"auto" | "none" | "required" | "any" | {"type": "function", "function": {"name"}}
-    | {"name": ...} | "<tool name>"``."""
-    if choice is None:
-        return None
-    if isinstance(choice, str):
+def _choice(choice: Any) -> ToolChoice:
+    if isinstance(choice, str) and choice:
         if choice in ("auto", "none", "required"):
             return ToolChoice(choice)  # type: ignore[arg-type]
         if choice == "any":
@@ -394,10 +414,34 @@ def tool_choice(choice: Any) -> ToolChoice | None:
     if isinstance(choice, Mapping):
         function = choice.get("function")
         name = function.get("name") if isinstance(function, Mapping) else choice.get("name")
-        if name:
-            return ToolChoice("tool", str(name))
-        if choice.get("type") in ("auto", "none", "required", "any"):
-            return tool_choice(choice["type"])
+        if name and isinstance(name, str):
+            return ToolChoice("tool", name)
+        if name is None and choice.get("type") in ("auto", "none", "required", "any"):
+            return _choice(choice["type"])
     raise ConfigurationError(
         f"tool_choice {choice!r} is not understood; use auto, none, required or a tool name"
     )
+
+
+def tool_choice(choice: Any, tools: Sequence[Any]) -> ToolChoice | None:
+    """Normalize ``"auto" | "none" | "required" | "any" | {"type": "function", "function": {"name"}}
+    | {"name": ...} | "<tool name>"`` for a request that offers `tools` (see `tool_list`).
+
+    `ConfigurationError` for a choice no API could honour: ``required`` or a tool's name without
+    tools, or the name of a tool not among them. ``auto`` and ``none`` without tools say nothing
+    and are not sent (None): some APIs reject a tool_choice without tools.
+    """
+    if choice is None:
+        return None
+    result = _choice(choice)
+    if not tools:
+        if result.mode in ("auto", "none"):
+            return None
+        raise ConfigurationError(f"tool_choice {choice!r} needs tools=: the request offers no tools")
+    names = [_tool_name(tool) for tool in tools]
+    if result.mode == "tool" and None not in names and result.name not in names:
+        raise ConfigurationError(
+            f"tool_choice names {result.name!r}, which is not among the tools: "
+            + ", ".join(repr(name) for name in names)
+        )
+    return result

@@ -65,11 +65,22 @@ def convert_messages(messages: Sequence[Any]) -> tuple[str | None, list[dict[str
             converted[-1]["content"].extend(blocks)
         else:
             converted.append({"role": role, "content": blocks})
+    _trim_prefill(converted)
     if not converted:
         raise ConfigurationError(
             "Anthropic needs at least one user or assistant message besides the system prompt"
         )
     return conversation.system, converted
+
+
+def _trim_prefill(converted: list[dict[str, Any]]) -> None:
+    """Strip the trailing whitespace of a final assistant message (a prefill the answer continues):
+    the API rejects one that ends in whitespace. Non-blank text stays non-blank."""
+    if not converted or converted[-1]["role"] != "assistant":
+        return
+    last = converted[-1]["content"][-1]
+    if last["type"] == "text":
+        last["text"] = last["text"].rstrip()
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
@@ -87,8 +98,8 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     return result
 
 
-def _tool_choice(value: Any) -> dict[str, Any] | None:
-    choice = tool_choice(value)
+def _tool_choice(value: Any, tools: list[Any]) -> dict[str, Any] | None:
+    choice = tool_choice(value, tools)
     if choice is None:
         return None
     if choice.mode == "tool":
@@ -112,12 +123,15 @@ def request_arguments(request: ModelRequest) -> tuple[dict[str, Any], str | None
     if system is not None:
         arguments["system"] = system
     stop = stop_sequences(params.pop("stop", None))
+    if any(not sequence.strip() for sequence in stop):
+        raise ConfigurationError(f"Anthropic rejects stop sequences of only whitespace: {stop!r}")
     if stop:
         arguments["stop_sequences"] = stop
-    tools = _tools(params.pop("tools", None))
+    given_tools = tool_list(params.pop("tools", None))
+    tools = _tools(given_tools)
     if tools:
         arguments["tools"] = tools
-    choice = _tool_choice(params.pop("tool_choice", None))
+    choice = _tool_choice(params.pop("tool_choice", None), given_tools)
     if choice is not None:
         arguments["tool_choice"] = choice
     answer_tool = _structured_output(output_format(params.pop("response_format", None)), arguments, params)

@@ -117,8 +117,8 @@ def _tools(tools: Any) -> list[types.Tool]:
     return ([types.Tool(function_declarations=declarations)] if declarations else []) + native
 
 
-def _tool_config(value: Any) -> types.ToolConfig | None:
-    choice = tool_choice(value)
+def _tool_config(value: Any, tools: list[Any]) -> types.ToolConfig | None:
+    choice = tool_choice(value, tools)
     if choice is None:
         return None
     mode = {"auto": "AUTO", "none": "NONE"}.get(choice.mode, "ANY")
@@ -158,10 +158,11 @@ def generate_config(params: Mapping[str, Any], system: str | None) -> types.Gene
     stop = stop_sequences(params.pop("stop", None))
     if stop:
         fields["stop_sequences"] = stop
-    tools = _tools(params.pop("tools", None))
+    given_tools = tool_list(params.pop("tools", None))
+    tools = _tools(given_tools)
     if tools:
         fields["tools"] = tools
-    config = _tool_config(params.pop("tool_choice", None))
+    config = _tool_config(params.pop("tool_choice", None), given_tools)
     if config is not None:
         fields["tool_config"] = config
     fields |= _response_format(output_format(params.pop("response_format", None)), params)

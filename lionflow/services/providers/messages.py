@@ -9,16 +9,25 @@ or the flat form ``{"id", "name", "arguments"}`` (arguments as a JSON string or 
 the ``tool_call_id`` a tool result answers. Every adapter renders from `parse_messages`, so one
 history reads the same on every endpoint, and a malformed one fails here, before any request.
 
-A message that carries nothing (no text beyond whitespace, no tool call: a turn that failed before
-its first chunk, an empty refusal) stays in the session but is left out of the request, since some
-APIs reject empty content blocks.
+What an API would reject is left out of the request, while the session keeps the record as it is:
+
+- a message that carries nothing (no text beyond whitespace, no tool call: a turn that failed before
+  its first chunk, an empty refusal), since some APIs reject empty content blocks;
+- a tool call that no later tool result answers (a turn whose calls were never run), and a tool
+  result whose call is not in the conversation: every API rejects either.
+
+Every tool call sent is followed right away by its results: consecutive assistant messages that
+make tool calls (lionflow's own form for parallel calls: one `ActionRequestContent` per call) are
+one assistant turn, and a message found between a call and its result (a user's text, a system
+message) is sent after the results. Text must be valid Unicode, and object arguments and results
+JSON-encodable; anything else is a `ConfigurationError` here, before any request.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lionflow.errors import ConfigurationError
@@ -98,6 +107,39 @@ class Conversation:
     system: str | None
 
 
+def _unicode(text: str, position: int, what: str) -> str:
+    """`text`, checked to be encodable: a lone surrogate (from a bad decode) fails every request."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ConfigurationError(
+            f"messages[{position}]: {what} is not valid Unicode text ({error.reason} at index "
+            f"{error.start}: {text[error.start : error.end]!r}); decode it properly or remove that character"
+        ) from error
+    return text
+
+
+def _json(value: Mapping[str, Any], position: int, what: str) -> str:
+    """An object as JSON text; `ConfigurationError` when a value has no JSON form (a date, NaN, ...)."""
+    try:
+        return json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(
+            f"messages[{position}]: {what} must hold only JSON values (str, int, float, bool, None, "
+            f"lists, dicts; no NaN or infinity): {error}"
+        ) from error
+
+
+def _call_id(value: Any, position: int, what: str) -> str | None:
+    """An id as text (``0`` is ``"0"``); None when absent, `ConfigurationError` when empty."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text:
+        raise ConfigurationError(f"messages[{position}]: {what} must not be empty")
+    return _unicode(text, position, what)
+
+
 def _text(content: Any, position: int) -> str:
     if isinstance(content, str):
         return content
@@ -146,21 +188,21 @@ def _tool_call(call: Any, position: int) -> ChatToolCall:
     if arguments is None or arguments == "":
         text = "{}"
     elif isinstance(arguments, str):
-        text = arguments
+        text = _unicode(arguments, position, "tool-call arguments")
     elif isinstance(arguments, Mapping):
-        text = json.dumps(dict(arguments))
+        text = _unicode(_json(arguments, position, "tool-call arguments"), position, "tool-call arguments")
     else:
         raise ConfigurationError(
             f"messages[{position}]: tool-call arguments must be a JSON string or an object, not {arguments!r}"
         )
-    call_id = call.get("id")
-    return ChatToolCall(None if call_id is None else str(call_id), name, text, _signature(call))
+    call_id = _call_id(call.get("id"), position, "a tool call's 'id'")
+    return ChatToolCall(call_id, _unicode(name, position, "a tool call's name"), text, _signature(call))
 
 
 def _tool_result(message: Mapping[str, Any], role: str, position: int) -> ChatMessage:
-    call_id = message.get("tool_call_id")
+    call_id = _call_id(message.get("tool_call_id"), position, "'tool_call_id'")
     name = message.get("name")
-    if not call_id and not (role == "function" and name):
+    if call_id is None and not (role == "function" and name):
         raise ConfigurationError(
             f"messages[{position}]: a tool result (a 'tool' or 'function' message) needs the "
             "'tool_call_id' of the call it answers"
@@ -169,7 +211,7 @@ def _tool_result(message: Mapping[str, Any], role: str, position: int) -> ChatMe
     output: dict[str, Any] | None = None
     if isinstance(content, Mapping):
         output = dict(content)
-        text = json.dumps(output)
+        text = _json(output, position, "a tool result object")
     elif content is None:
         raise ConfigurationError(
             f"messages[{position}]: a tool result needs 'content' (a string, text parts or an object)"
@@ -178,12 +220,104 @@ def _tool_result(message: Mapping[str, Any], role: str, position: int) -> ChatMe
         text = _text(content, position)
     return ChatMessage(
         "tool",
-        text,
+        _unicode(text, position, "a tool result"),
         position,
-        tool_call_id=str(call_id) if call_id else None,
+        tool_call_id=call_id,
         name=str(name) if name else None,
         output=output,
     )
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """An assistant turn that makes tool calls, the results that answer them, and the messages found
+    between the call and its last result (sent after the results)."""
+
+    assistant: ChatMessage
+    results: list[ChatMessage] = field(default_factory=list)
+    between: list[ChatMessage | SystemMessage] = field(default_factory=list)
+    open: list[int] = field(default_factory=list)  # indices of the calls no result answers yet
+
+    def __post_init__(self) -> None:
+        self.open = list(range(len(self.assistant.tool_calls)))
+
+    def extend(self, message: ChatMessage) -> bool:
+        """Take `message`'s calls into this turn when it follows the assistant message directly
+        (lionflow's form for parallel calls is one message per call)."""
+        if self.results or self.between:
+            return False
+        first = self.assistant
+        text = "\n\n".join(part for part in (first.text, message.text) if part.strip())
+        self.assistant = replace(
+            first,
+            text=text,
+            tool_calls=first.tool_calls + message.tool_calls,
+            null_content=first.null_content and message.null_content,
+        )
+        self.open += range(len(first.tool_calls), len(self.assistant.tool_calls))
+        return True
+
+    def answer(self, result: ChatMessage) -> bool:
+        """Take `result` when it answers one of the open calls: by id, or, for a legacy ``function``
+        message without one, by name (it then answers under that call's id)."""
+        for index in self.open:
+            call = self.assistant.tool_calls[index]
+            if result.tool_call_id is not None:
+                matches = call.id == result.tool_call_id
+            else:
+                matches = call.name == result.name
+            if matches:
+                self.open.remove(index)
+                self.results.append(replace(result, tool_call_id=call.id))
+                return True
+        return False
+
+    def close(self) -> Iterator[ChatMessage | SystemMessage]:
+        """The turn with only its answered calls (left out if nothing is left), its results, then
+        the messages found between."""
+        calls = self.assistant.tool_calls
+        answered = tuple(call for index, call in enumerate(calls) if index not in self.open)
+        if answered or self.assistant.text.strip():
+            yield replace(self.assistant, tool_calls=answered)
+        yield from self.results
+        yield from self.between
+
+
+def _answered(messages: list[ChatMessage | SystemMessage]) -> list[ChatMessage | SystemMessage]:
+    """`messages` with every tool call sent followed by its results, and without the calls no result
+    answers and the results no call asked for (see the module docstring)."""
+    paired: list[ChatMessage | SystemMessage] = []
+    exchange: _Exchange | None = None
+    for message in messages:
+        calls = isinstance(message, ChatMessage) and message.role == "assistant" and message.tool_calls
+        if isinstance(message, ChatMessage) and calls:
+            if exchange is not None and exchange.extend(message):
+                continue
+            if exchange is not None:
+                paired += exchange.close()
+            exchange = _Exchange(message)
+        elif isinstance(message, ChatMessage) and message.role == "tool":
+            if exchange is not None:
+                exchange.answer(message)  # a result no open call asked for is left out
+        elif exchange is not None and exchange.open:
+            exchange.between.append(message)
+        else:
+            if exchange is not None:
+                paired += exchange.close()
+                exchange = None
+            paired.append(message)
+    if exchange is not None:
+        paired += exchange.close()
+    return paired
+
+
+def _unpaired(message: ChatMessage | SystemMessage) -> str:
+    if isinstance(message, ChatMessage) and message.role == "tool":
+        return (
+            f"messages[{message.position}] is a tool result whose 'tool_call_id' "
+            f"({message.tool_call_id!r}) answers no earlier tool call"
+        )
+    return f"messages[{message.position}] makes tool calls that no tool result answers"
 
 
 def parse_messages(messages: Sequence[Any]) -> Conversation:
@@ -193,8 +327,6 @@ def parse_messages(messages: Sequence[Any]) -> Conversation:
     Messages with nothing to send (see the module docstring) are left out.
     """
     ordered: list[ChatMessage | SystemMessage] = []
-    turns: list[ChatMessage] = []
-    system: list[str] = []
     for position, message in enumerate(messages):
         if not isinstance(message, Mapping):
             raise ConfigurationError(
@@ -205,9 +337,7 @@ def parse_messages(messages: Sequence[Any]) -> Conversation:
         name = message.get("name")
         name = str(name) if name else None
         if role in ("tool", "function"):
-            result = _tool_result(message, role, position)
-            ordered.append(result)
-            turns.append(result)
+            ordered.append(_tool_result(message, role, position))
             continue
         if role not in ("system", "developer", "user", "assistant"):
             raise ConfigurationError(f"messages[{position}]: role {role!r} is not supported; use {_ROLES}")
@@ -224,21 +354,22 @@ def parse_messages(messages: Sequence[Any]) -> Conversation:
                 )
             text = ""
         else:
-            text = _text(content, position)
+            text = _unicode(_text(content, position), position, f"the {role} message's text")
         if not calls and not text.strip():
             continue  # nothing to send; the record stays where it is kept
         if role == "system" or role == "developer":
-            system.append(text)
             ordered.append(SystemMessage(role, text, position, name))
         else:
-            parsed = ChatMessage(
-                role, text, position, tool_calls=calls, name=name, null_content=content is None
+            ordered.append(
+                ChatMessage(role, text, position, tool_calls=calls, name=name, null_content=content is None)
             )
-            ordered.append(parsed)
-            turns.append(parsed)
+    given, ordered = ordered, _answered(ordered)
     if not ordered:
         raise ConfigurationError(
-            "messages has nothing to send: every message is empty (a model call needs at least one "
-            "message with text or tool calls)"
+            "messages has nothing to send: "
+            + (_unpaired(given[0]) if given else "every message is empty")
+            + " (a model call needs at least one message with text or tool calls)"
         )
-    return Conversation(tuple(ordered), tuple(turns), "\n\n".join(system) if system else None)
+    turns = tuple(message for message in ordered if isinstance(message, ChatMessage))
+    system = [message.text for message in ordered if isinstance(message, SystemMessage)]
+    return Conversation(tuple(ordered), turns, "\n\n".join(system) if system else None)

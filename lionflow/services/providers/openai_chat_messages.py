@@ -72,9 +72,10 @@ def chat_tools(tools: Any) -> list[dict[str, Any]]:
     return result
 
 
-def chat_tool_choice(choice: Any) -> str | dict[str, Any] | None:
-    """A lionflow tool choice as the Chat Completions ``tool_choice`` value."""
-    normalized = tool_choice(choice)
+def chat_tool_choice(choice: Any, tools: Any) -> str | dict[str, Any] | None:
+    """A lionflow tool choice, for a request that offers `tools`, as the Chat Completions
+    ``tool_choice`` value (None: nothing to send; see `tool_choice`)."""
+    normalized = tool_choice(choice, tool_list(tools))
     if normalized is None:
         return None
     if normalized.mode == "tool":
@@ -112,7 +113,9 @@ def chat_params(
             if stop_sequences(value):  # checked here; sent as given, a string or a list
                 arguments["stop"] = value
         elif key == "tool_choice":
-            arguments["tool_choice"] = chat_tool_choice(value)
+            choice = chat_tool_choice(value, params.get("tools"))
+            if choice is not None:
+                arguments["tool_choice"] = choice
         elif key == "response_format":
             # The SDK's create() refuses a model class (it wants parse()); the wire takes its schema.
             arguments["response_format"] = chat_response_format(value)

@@ -329,10 +329,11 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
             if params.get("max_output_tokens") is not None:
                 raise ConfigurationError("give max_tokens or max_output_tokens, not both")
             kwargs["max_output_tokens"] = max_tokens
-        tools = _tools(params.pop("tools", None))
+        given_tools = tool_list(params.pop("tools", None))
+        tools = _tools(given_tools)
         if tools:
             kwargs["tools"] = tools
-        choice = tool_choice(params.pop("tool_choice", None))
+        choice = tool_choice(params.pop("tool_choice", None), given_tools)
         if choice is not None:
             kwargs["tool_choice"] = (
                 {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode

@@ -119,6 +119,12 @@ class AssistantResponseContent(BaseModel):
         )
 
     def chat_msg(self) -> dict[str, Any]:
+        if self.structured is not None and not self.assistant_response:
+            # A structured answer that came as a tool call (Anthropic's forced answer tool) is the
+            # assistant's answer, not a call to run: replayed as its JSON text, so that the next
+            # request has no call that no tool result answers. The call stays in the record.
+            text = json.dumps(self.structured, ensure_ascii=False)
+            return {"role": "assistant", "content": text}
         message: dict[str, Any] = {"role": "assistant", "content": self.assistant_response}
         # An interrupted turn's tool calls were never run and may be cut off mid-arguments; no tool
         # result can answer them, and every API rejects a call left unanswered. They stay in the record.
@@ -128,7 +134,14 @@ class AssistantResponseContent(BaseModel):
 
 
 def _chat_tool_call(call: ToolCall) -> dict[str, Any]:
-    arguments = call.raw_arguments or json.dumps(call.arguments)
+    arguments: str | dict[str, Any] = call.raw_arguments
+    if not arguments:
+        try:
+            arguments = json.dumps(call.arguments, allow_nan=False)
+        except (TypeError, ValueError):
+            # No JSON form (a date, NaN): the object as given, which a request's parse refuses with a
+            # ConfigurationError saying so; the message itself can still be read.
+            arguments = call.arguments
     entry: dict[str, Any] = {
         "id": call.id,
         "type": "function",
