@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,7 +13,7 @@ from lionflow.services.imodel import iModel
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
 
-__all__ = ["Builder", "Inputs", "Operation"]
+__all__ = ["Builder", "Inputs", "Operation", "order_in_lanes", "validate"]
 
 
 class Inputs(Mapping[str, Any]):
@@ -99,7 +99,10 @@ class Builder:
     def __init__(self, session: Session | None = None) -> None:
         self.session = session if session is not None else Session()
         self._operations: list[Operation] = []
-        self._names: set[str] = set()  # a set, not a scan: building N operations stays linear
+        # Dicts and sets, not scans: building N operations stays linear.
+        self._by_name: dict[str, Operation] = {}
+        self._explicit: set[str] = set()  # names the caller chose; the others were generated
+        self._suffix: dict[str, int] = {}  # the last suffix tried for a generated base name
 
     @property
     def operations(self) -> list[Operation]:
@@ -107,14 +110,33 @@ class Builder:
         return list(self._operations)
 
     def _name(self, name: str | None, fallback: str) -> str:
-        name = name or fallback
-        if name in self._names:
+        """`name` if the caller gave one (a name given twice is an error), else a generated one:
+        `fallback`, or ``fallback-2``, ``-3``... if that is taken. A generated name never takes a
+        name given explicitly, before or after: an explicit name that an earlier operation only had
+        as a generated one goes to the explicit operation, and the earlier one is renamed."""
+        if not name:
+            return self._generated(fallback)
+        if name in self._explicit:
             raise FlowValidationError(f"an operation named {name!r} already exists in this workflow")
+        self._explicit.add(name)
+        holder = self._by_name.pop(name, None)
+        if holder is not None:
+            holder.name = self._generated(name)
+            self._by_name[holder.name] = holder
         return name
+
+    def _generated(self, base: str) -> str:
+        candidate, count = base, self._suffix.get(base, 1)
+        while candidate in self._by_name or candidate in self._explicit:
+            count += 1
+            candidate = f"{base}-{count}"
+        if candidate != base:
+            self._suffix[base] = count  # the next one for this base starts here: linear, not a rescan
+        return candidate
 
     def _append(self, operation: Operation) -> Operation:
         self._operations.append(operation)
-        self._names.add(operation.name)
+        self._by_name[operation.name] = operation
         return operation
 
     def communicate(
@@ -153,7 +175,7 @@ class Builder:
         return self._append(operation)
 
     def _taken(self, name: str) -> bool:
-        return name in self._names
+        return name in self._by_name or name in self._explicit
 
     def add(
         self,
@@ -226,4 +248,70 @@ def validate(operations: list[Operation], session: Session) -> list[Operation]:
     if len(ordered) != len(operations):
         stuck = [op.name for op in operations if waiting[op.id] > 0]
         raise FlowValidationError(f"the workflow has a cycle through: {', '.join(stuck)}")
+    return ordered
+
+
+def order_in_lanes(operations: list[Operation], lanes: Mapping[str, Hashable]) -> list[Operation]:
+    """A dependency order of a validated workflow in which the operations of one lane (`lanes`
+    maps an operation's id to its lane: the branch it talks on) come in the order they were
+    listed, which for a `Builder` is the order they were added.
+
+    Where an explicit dependency contradicts that (an operation depends on one listed after it on
+    its lane), the dependency wins: that one is ordered first and the rest of the lane keeps its
+    order. Linear in the workflow's size, up to a heap's log.
+    """
+    index = {op.id: i for i, op in enumerate(operations)}
+    waiting = [len(op.depends_on) for op in operations]
+    dependents: list[list[int]] = [[] for _ in operations]
+    members: dict[Hashable, list[int]] = {}  # a lane's operations in the order listed
+    for i, op in enumerate(operations):
+        for dependency in op.depends_on:
+            dependents[index[dependency]].append(i)
+        lane = lanes.get(op.id)
+        if lane is not None:
+            members.setdefault(lane, []).append(i)
+    head = dict.fromkeys(members, 0)  # per lane: the position of its earliest unordered operation
+    parked: dict[Hashable, set[int]] = {lane: set() for lane in members}  # ready, waiting for its turn
+    ready: list[int] = []  # ready and free to go, earliest listed first
+    held: list[int] = []  # every parked one, for when nothing else can go (stale entries skipped)
+    ordered: list[Operation] = []
+    done = [False] * len(operations)
+
+    def release(i: int) -> None:
+        lane = lanes.get(operations[i].id)
+        if lane is None or members[lane][head[lane]] == i:
+            heapq.heappush(ready, i)
+        else:
+            parked[lane].add(i)
+            heapq.heappush(held, i)
+
+    for i, count in enumerate(waiting):
+        if count == 0:
+            release(i)
+    while ready or held:
+        if ready:
+            i = heapq.heappop(ready)
+        else:
+            # Every ready operation waits for an earlier one on its lane, which waits (through
+            # explicit dependencies) for it: the dependency wins, the earliest listed goes first.
+            i = heapq.heappop(held)
+            lane = lanes[operations[i].id]
+            if i not in parked[lane]:
+                continue
+            parked[lane].discard(i)
+        done[i] = True
+        ordered.append(operations[i])
+        for dependent in dependents[i]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                release(dependent)
+        lane = lanes.get(operations[i].id)
+        if lane is not None:
+            line, position = members[lane], head[lane]
+            while position < len(line) and done[line[position]]:
+                position += 1
+            head[lane] = position
+            if position < len(line) and line[position] in parked[lane]:
+                parked[lane].discard(line[position])
+                heapq.heappush(ready, line[position])
     return ordered

@@ -16,6 +16,7 @@ gets exactly one terminal event, delivered even when it was cut short (see `_Run
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from pydantic import BaseModel
 
-from lionflow.errors import FlowError, FlowValidationError, LionflowError
+from lionflow.errors import FlowError, FlowValidationError, LionflowError, StreamConsumed
 from lionflow.operations._fanin import FanIn, cancelled_from_outside, start_detached
-from lionflow.operations.builder import Builder, Inputs, Operation, validate
+from lionflow.operations.builder import Builder, Inputs, Operation, order_in_lanes, validate
 from lionflow.operations.communicate import communicate
 from lionflow.services.chunk import Chunk
 from lionflow.services.response import Response
@@ -41,6 +43,7 @@ OnError = Literal["fail_fast", "continue"]
 EventKind = Literal["started", "completed", "failed", "skipped", "cancelled"]
 _INTERNAL_PARAMETERS = frozenset({"instruction", "imodel", "branch", "context_from", "_model"})
 DEFAULT_BUFFER = 256
+_FATAL = (KeyboardInterrupt, SystemExit)  # a step raising these stops the flow and reaches the consumer
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,11 @@ class FlowResults(dict[str, Any]):
 
 Item = tuple[str, Chunk | FlowEvent]
 
+# The runners whose operations the current task belongs to (a step may run a flow of its own).
+_INSIDE: contextvars.ContextVar[tuple[_Runner, ...]] = contextvars.ContextVar(
+    "lionflow_flow_runners", default=()
+)
+
 
 def _context_value(result: Any) -> Any:
     if isinstance(result, Response):
@@ -88,14 +96,14 @@ class _Runner:
     def __init__(
         self,
         session: Session,
-        order: list[Operation],
+        operations: list[Operation],
         max_concurrent: int | None,
         on_error: OnError,
         buffer: int,
     ) -> None:
         self.session = session
-        self.order = order  # a dependency order that keeps the order of addition where it can
-        self.operations = {op.id: op for op in order}
+        self.order = operations  # until prepare_branches: then a dependency order (see there)
+        self.operations = {op.id: op for op in operations}
         self.max_concurrent = max_concurrent
         self.on_error = on_error
         self.channel: FanIn[Item] = FanIn(buffer)
@@ -105,6 +113,7 @@ class _Runner:
         self.branches: dict[str, Branch] = {}
         self.previous: dict[str, str] = {}  # operation -> the one before it on its branch
         self.error: BaseException | None = None  # a failure of the runner itself
+        self.fatal: BaseException | None = None  # a step's KeyboardInterrupt or SystemExit
         self.aborted = False
         self.stopped = False
         self.scope: anyio.CancelScope | None = None  # made by start(), in the event loop
@@ -112,12 +121,12 @@ class _Runner:
 
     def prepare_branches(self) -> None:
         """Named branches that do not exist yet are created; an operation without one gets its own.
-        Operations on one branch are chained in order, each waiting for the one before."""
+        Operations on one branch are chained in the order they were added (an explicit dependency
+        that says otherwise wins: `order_in_lanes`), each waiting for the one before."""
         known: dict[str, Branch] = {}
         for existing in self.session.branches:  # one pass: a lookup per operation must not scan
             known.setdefault(existing.id, existing)
             known.setdefault(existing.name, existing)
-        last_on: dict[str, str] = {}
         for op in self.order:
             if op.kind != "communicate":
                 continue
@@ -132,9 +141,14 @@ class _Runner:
                 branch = known[name] = self.session.create_branch(name)
                 known.setdefault(branch.id, branch)
             self.branches[op.id] = branch
-            if branch.id in last_on:
-                self.previous[op.id] = last_on[branch.id]
-            last_on[branch.id] = op.id
+        self.order = order_in_lanes(self.order, {op_id: b.id for op_id, b in self.branches.items()})
+        last_on: dict[str, str] = {}
+        for op in self.order:
+            branch = self.branches.get(op.id)
+            if branch is not None:
+                if branch.id in last_on:
+                    self.previous[op.id] = last_on[branch.id]
+                last_on[branch.id] = op.id
 
     def start(self) -> None:
         """Make what needs a running event loop; called by the stream just before `run`."""
@@ -155,6 +169,8 @@ class _Runner:
     async def run(self) -> None:
         assert self.scope is not None
         assert self.finished is not None
+        # The operations' tasks inherit this: an aclose() from inside one of them must not wait.
+        _INSIDE.set((*_INSIDE.get(), self))
         try:
             with self.scope:
                 async with anyio.create_task_group() as group:
@@ -163,7 +179,11 @@ class _Runner:
                         group.start_soon(self._operation, op, name=f"lionflow operation {op.name}")
                 for op_id, event in self._conclude():
                     await self._deliver(op_id, event)
-        except Exception as exc:  # a fault of the runner itself, handed to the consumer
+        except BaseException as exc:  # a fault of the runner itself, handed to the consumer
+            if isinstance(exc, GeneratorExit) or (
+                isinstance(exc, anyio.get_cancelled_exc_class()) and cancelled_from_outside()
+            ):
+                raise
             self.error = exc
         finally:
             self._conclude()  # after a stop: recorded in the results, delivered to nobody
@@ -220,7 +240,7 @@ class _Runner:
     async def _execute(self, op: Operation) -> None:
         await self.channel.put((op.id, FlowEvent("started", op)))
         self.status[op.id] = "running"
-        error: Exception
+        error: BaseException
         try:
             result = await (self._communicate(op) if op.kind == "communicate" else self._function(op))
         except anyio.get_cancelled_exc_class() as exc:
@@ -231,10 +251,19 @@ class _Runner:
             error.__cause__ = exc
         except Exception as exc:
             error = exc
+        except _FATAL as exc:
+            # Meant for the program, not the step: the flow stops and the consumer gets it.
+            self.fatal = self.fatal or exc
+            error = exc
+        except BaseException as exc:
+            # Any other BaseException (GeneratorExit, a library's own) is this step's failure; it
+            # must not escape the runner's task, which would kill trio's run or be lost on asyncio.
+            error = LionflowError(f"operation {op.name!r} raised {exc!r}")
+            error.__cause__ = exc
         else:
             await self._end(op, "completed", result=result)
             return
-        if self.on_error == "fail_fast":
+        if self.on_error == "fail_fast" or self.fatal is not None:
             # Stop the others first: a slow consumer must not hold them running while it catches up.
             self.aborted = True
             self.group.cancel_scope.cancel()
@@ -303,6 +332,8 @@ class FlowStream:
         self._runner = runner
         self._started = False
         self._closed = False
+        self._reading = False  # a task is waiting for the next item: a second one is refused
+        self._fatal_raised = False
         self._group: anyio.abc.TaskGroup | None = None
         self._schedule: Callable[[Callable[[], None]], None] | None = None  # the detached runner's loop
 
@@ -328,13 +359,25 @@ class FlowStream:
         if not self._started:
             self._start(None)
         channel = self._runner.channel
-        item = channel.poll()
+        item = channel.poll()  # the per-chunk path: no wait, no bookkeeping
         if item is None:
+            if self._reading:
+                # Two readers would each wait for the same wake-up and one would never get it.
+                raise StreamConsumed("another task is already reading this flow_stream; it has one reader")
+            self._reading = True
             try:
                 item = await channel.get()
             except anyio.EndOfStream:
                 await self._finish()
                 raise StopAsyncIteration from None
+            except anyio.get_cancelled_exc_class():
+                if self._group is None:
+                    # The bare form has no block whose end stops the flow: a consumer cancelled
+                    # while waiting has left the loop, so the flow stops now (not when gc runs).
+                    await self._stop_and_wait()
+                raise
+            finally:
+                self._reading = False
             if self._closed:  # aclose() from another task while this one waited
                 raise StopAsyncIteration
         return item
@@ -346,6 +389,7 @@ class FlowStream:
         assert runner.finished is not None
         with anyio.CancelScope(shield=True):  # the runner closes the buffer as its very last step
             await runner.finished.wait()
+        self._raise_fatal()
         if stopped_by_user:
             return
         if runner.error is not None:
@@ -357,9 +401,28 @@ class FlowStream:
             message = f"the workflow stopped: operation {names} failed: {first!r}"
             raise FlowError(message, results=runner.results) from first
 
+    def _raise_fatal(self) -> None:
+        """Re-raise, once, a step's KeyboardInterrupt or SystemExit, now that the flow is down."""
+        fatal = self._runner.fatal
+        if fatal is not None and not self._fatal_raised:
+            self._fatal_raised = True
+            raise fatal
+
     async def aclose(self) -> None:
         """Stop the flow, from any task: cancel every running operation, wait until each has closed
-        its provider stream and recorded its partial turn, and end the consumer's loop."""
+        its provider stream and recorded its partial turn, and end the consumer's loop.
+
+        From inside one of this flow's own steps it cannot wait for them (they include the caller):
+        it stops the flow and returns at once, and the calling step is cancelled with the others."""
+        self._closed = True
+        runner = self._runner
+        if runner in _INSIDE.get():
+            runner.stop()
+            await anyio.lowlevel.checkpoint()  # the caller's own cancellation arrives here
+            return
+        await self._stop_and_wait()
+
+    async def _stop_and_wait(self) -> None:
         self._closed = True
         runner = self._runner
         runner.stop()
@@ -389,6 +452,8 @@ class FlowStream:
             # The runner has ended, so this only closes the group. The block's own exception is not
             # handed to it: anyio would wrap it in an ExceptionGroup; it propagates as it is.
             await group.__aexit__(None, None, None)
+        if exc is None:
+            self._raise_fatal()  # a block that did not read to the end still gets it
 
 
 def _operations_of(source: Builder | Iterable[Operation]) -> tuple[Session | None, list[Operation]]:
@@ -432,8 +497,8 @@ def flow_stream(
     if buffer < 1:
         raise FlowValidationError(f"buffer must be >= 1, not {buffer}")
     session = session if session is not None else Session()
-    order = validate(operations, session)
-    runner = _Runner(session, order, max_concurrent, on_error, buffer)
+    validate(operations, session)
+    runner = _Runner(session, operations, max_concurrent, on_error, buffer)
     runner.prepare_branches()
     return FlowStream(runner)
 
