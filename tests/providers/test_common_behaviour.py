@@ -22,6 +22,7 @@ from lionflow import (
     ProviderTimeout,
     RateLimitError,
     StreamInterrupted,
+    Timeout,
     iModel,
 )
 from tests.helpers import no_task_left
@@ -281,6 +282,37 @@ async def test_the_sdks_own_timeout_is_a_provider_timeout_of_its_phase(
     assert caught.value.response is not None
     assert caught.value.response.text == text
     assert caught.value.response.incomplete
+    assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
+
+
+@every_provider
+@pytest.mark.parametrize(
+    ("limit", "where", "phase"),
+    [
+        (Timeout(connect=0.3), "before_headers", "connect"),
+        (0.3, "before_headers", "connect"),
+        (Timeout(first_chunk=0.3), "before_the_first_event", "first_chunk"),
+        (0.3, "before_the_first_event", "first_chunk"),
+    ],
+    ids=["connect-only", "all-phases-head", "first_chunk-only", "all-phases-body"],
+)
+async def test_imodels_own_timeout_runs_out_in_the_phase_the_server_stalled(
+    case: ProviderCase,
+    server: LoopbackServer,
+    make: Callable[..., iModel],
+    limit: float | Timeout,
+    where: str,
+    phase: str,
+) -> None:
+    # `connect` lasts until the response headers arrive, for every provider: an adapter's open()
+    # sends the request and waits for them (the Gemini SDK alone would send it on the first step).
+    server.add(stalled(case, where))
+
+    with anyio.fail_after(STALL - 1), pytest.raises(ProviderTimeout) as caught:
+        await make(timeout=limit, max_retries=0).invoke(HI)
+
+    assert caught.value.phase == phase
+    assert caught.value.seconds == 0.3
     assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
 
 

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx2
 import pytest
 from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel
 
-from lionflow import AuthenticationError, ConfigurationError, StreamInterrupted, Usage, iModel
+from lionflow import (
+    AuthenticationError,
+    ConfigurationError,
+    ProviderTimeout,
+    StreamInterrupted,
+    Usage,
+    iModel,
+)
 from tests.loopback import LoopbackServer, Reply, sse
-from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
+from tests.providers.helpers import HI, ProviderCase, SdkErrors, run, sdk_timeout
 from tests.providers.structured import (
     POINT_SCHEMA,
     TRIP_JSON,
@@ -625,6 +635,24 @@ async def test_response_format_and_geminis_own_schema_together_are_refused(
     assert server.requests == []
 
 
+async def test_with_automatic_continuation_asked_for_the_stream_still_streams_and_closes(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    # The SDK then sends the request from inside its own stream, not from the adapter's open().
+    server.add(Reply(pieces=body(event(text("first")), event(text("late"), finish="STOP")), delay=[0, 5]))
+    model = make(automatic_continuation=True)
+
+    with anyio.fail_after(4):
+        async with model.stream(HI) as call:
+            async for chunk in call:
+                assert chunk.data == "first"
+                break
+
+    assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
+    server.add(Reply(pieces=CASE.text_body("whole")))
+    assert (await model.invoke(HI)).text == "whole"
+
+
 # -- non-streaming ---------------------------------------------------------------------------------
 
 
@@ -676,6 +704,22 @@ async def test_non_streaming_errors_map_the_same_way(
 
     with pytest.raises(AuthenticationError):
         await model.invoke(messages=HI)
+
+
+async def test_a_non_streaming_timeout_after_the_headers_is_a_first_chunk_timeout(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    # The answer began (status and headers arrived); the SDK's read timeout ran out waiting for the
+    # body: the provider was reached, so this is not "connecting to the provider".
+    whole = json.dumps({"candidates": [{"content": {"parts": [text("late")]}, "finishReason": "STOP"}]})
+    server.add(Reply(pieces=[whole.encode()], headers={"content-type": "application/json"}, delay=5.0))
+
+    with anyio.fail_after(4), pytest.raises(ProviderTimeout) as caught:
+        await make(stream=False, max_retries=0).invoke(HI, **sdk_timeout(CASE, 0.3))
+
+    assert caught.value.phase == "first_chunk"
+    assert caught.value.seconds == 0.3
+    assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
 
 
 # -- credentials -----------------------------------------------------------------------------------

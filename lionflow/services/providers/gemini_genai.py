@@ -7,8 +7,9 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+import anyio
 import httpx2
 from google import genai
 from google.genai import errors as genai_errors
@@ -186,19 +187,31 @@ class _Stream:
     The SDK stacks several async generators over the httpx2 response, and closing the outermost
     one (the object it returns) leaves the inner ones, and the socket, open until garbage
     collection. So the response is captured when it opens (`_record_response`, an httpx2 event
-    hook on the client this adapter owns) and closed directly.
+    hook on the client this adapter owns) and closed directly. `opened` is that list: filled in
+    `open()`, or on the first step when the SDK sends the request only then (`sends_later`).
     """
 
-    def __init__(self, events: AsyncIterator[types.GenerateContentResponse], *, resumable: bool) -> None:
+    def __init__(
+        self,
+        events: AsyncIterator[types.GenerateContentResponse],
+        opened: list[httpx2.Response],
+        *,
+        sends_later: bool,
+        resumable: bool,
+    ) -> None:
         self._events = events
         self._resumable = resumable
-        self.opened: list[httpx2.Response] = []
+        self._sends_later = sends_later
+        self.opened = opened
 
     def __aiter__(self) -> _Stream:
         return self
 
     async def __anext__(self) -> types.GenerateContentResponse:
-        # The SDK sends the request on the first step, in this task: the hook sees this list.
+        if not self._sends_later:
+            return await self._events.__anext__()
+        # The SDK sends the request on the first step (automatic continuation sends more on
+        # later ones), in this task: the hook sees this list.
         token = _OPENED.set(self.opened)
         try:
             return await self._events.__anext__()
@@ -217,6 +230,19 @@ class _Stream:
         aclose = getattr(self._events, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _sends_at_once(config: types.GenerateContentConfig) -> bool:
+    """Whether the stream is one plain request, which `open()` can send itself through the SDK's
+    inner method: no automatic continuation or function calling (both make more requests from
+    inside the stream), and only `types.Tool`s (the SDK would turn MCP sessions into tools)."""
+    calling = config.automatic_function_calling
+    return (
+        not config.automatic_continuation
+        and calling is not None
+        and bool(calling.disable)
+        and all(isinstance(tool, types.Tool) for tool in config.tools or ())
+    )
 
 
 async def _single(response: types.GenerateContentResponse) -> AsyncIterator[types.GenerateContentResponse]:
@@ -243,6 +269,8 @@ class GeminiProvider(SdkProvider):
     - ``response_format`` (a model class or a JSON schema) -> ``response_mime_type="application/json"``
       and the schema, as is, in ``response_json_schema``; the JSON streams as text.
     - The SDK's automatic function calling and automatic continuation are turned off unless passed.
+      When either is on, the SDK sends the request only when the stream is first read: the
+      ``connect`` timeout then does not apply, and ``first_chunk`` covers the wait for the headers.
     - Parts with ``thought=True`` stream as ``reasoning``. Function calls arrive whole: one
       ``tool_call`` chunk each, with Gemini's id or ``call_<n>``, and the Gemini 3 thought signature
       in the chunk's metadata (``thought_signature``, base64); assistant tool calls sent back may
@@ -300,19 +328,43 @@ class GeminiProvider(SdkProvider):
             )
         config = generate_config(request.params, system)
         models = self._client.aio.models
+        sends_later = not _sends_at_once(config)
+        opened: list[httpx2.Response] = []
+        token = _OPENED.set(opened)  # the hook adds the response as soon as its headers arrive
         try:
             if not request.stream:
                 response = await models.generate_content(
                     model=request.model, contents=contents, config=config
                 )
                 return ChunkStream(self._events(_single(response), request))
-            # This only builds the SDK's generator: the request goes out on the first step.
-            events = await models.generate_content_stream(
-                model=request.model, contents=contents, config=config
-            )
-        except _SDK_ERRORS as error:
-            raise _provider_error(error) from error
-        stream = _Stream(events, resumable=bool(config.automatic_continuation))
+            if sends_later:
+                # Only builds the SDK's generator: the request goes out on the first step.
+                events = await models.generate_content_stream(
+                    model=request.model, contents=contents, config=config
+                )
+            else:
+                # The public method above defers the request to the first step, beyond the
+                # connect timeout (which lasts until the headers arrive) and into first_chunk's.
+                # This, the one request it would make, sends it and returns with the headers in.
+                opening = await models._generate_content_stream(
+                    model=request.model, contents=contents, config=config
+                )
+                events = cast(AsyncIterator[types.GenerateContentResponse], opening)
+        except BaseException as error:
+            # A response whose headers came in (an error status's body being read, a whole answer's)
+            # is closed here: the SDK leaves it open when that read fails or is cancelled.
+            with anyio.CancelScope(shield=True):
+                for opened_response in opened:
+                    await opened_response.aclose()
+            if isinstance(error, _SDK_ERRORS):
+                # With the headers in, the provider was reached: not a connect timeout.
+                raise _provider_error(error, "first_chunk" if opened else "connect") from error
+            raise
+        finally:
+            _OPENED.reset(token)
+        stream = _Stream(
+            events, opened, sends_later=sends_later, resumable=bool(config.automatic_continuation)
+        )
         return ChunkStream(self._events(stream, request), close=stream.aclose)
 
     async def aclose(self) -> None:
@@ -332,8 +384,9 @@ class GeminiProvider(SdkProvider):
                 break
             except _SDK_ERRORS as error:
                 # Before the first response the request failed (HTTP status, connection); after it,
-                # the stream was cut or carried an error payload. The SDK sends the request on the
-                # first step, so a timeout before the answer began is still the connect phase.
+                # the stream was cut or carried an error payload. Where the SDK sends the request on
+                # the first step (`sends_later`), a timeout before the answer began is still the
+                # connect phase.
                 answered = received or (isinstance(events, _Stream) and bool(events.opened))
                 phase: TimeoutPhase = "idle" if sent else "first_chunk" if answered else "connect"
                 failure = _provider_error(error, phase)
