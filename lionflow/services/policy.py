@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import anyio
 
@@ -20,21 +22,49 @@ def check_count(value: object, name: str, *, minimum: int) -> int:
     return value
 
 
-def check_seconds(value: object, name: str, *, positive: bool = False, optional: bool = False) -> None:
-    """ConfigurationError unless `value` is a number of seconds, >= 0 (> 0 when `positive`), or None
-    when `optional`. NaN is refused: every comparison with it is false, so it would never run out."""
+def _shown(value: object) -> str:
+    # An integer of hundreds of digits would fill the message; its size is what matters.
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
+def _finite(value: float, name: str, expected: str, *, hint: str = "") -> float:
+    """`value` as a float, or ConfigurationError when no finite float holds it (``inf``, ``10**400``):
+    a wait that never ends, or one that overflows only when a retry or a deadline computes with it."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ConfigurationError(f"{name} must be a finite {expected}, not {_shown(value)}{hint}")
+    return seconds
+
+
+@overload
+def check_seconds(
+    value: object, name: str, *, positive: bool = ..., optional: Literal[False] = ...
+) -> float: ...
+@overload
+def check_seconds(value: object, name: str, *, positive: bool = ..., optional: bool) -> float | None: ...
+def check_seconds(
+    value: object, name: str, *, positive: bool = False, optional: bool = False
+) -> float | None:
+    """`value` as a float if it is a finite number of seconds, >= 0 (> 0 when `positive`), or None
+    when `optional`; else ConfigurationError. NaN is refused: every comparison with it is false,
+    so it would never run out; so is anything a float cannot hold or that is infinite."""
     if value is None and optional:
-        return
+        return None
     if (
         not isinstance(value, bool)
         and isinstance(value, int | float)
         and (value > 0 if positive else value >= 0)
     ):
-        return
+        return _finite(value, name, "number of seconds", hint=" (None disables it)" if optional else "")
     expected = "a positive number of seconds" if positive else "a number of seconds >= 0"
     if optional:
         expected += " or None"
-    raise ConfigurationError(f"{name} must be {expected}, not {value!r}")
+    raise ConfigurationError(f"{name} must be {expected}, not {_shown(value)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +87,8 @@ class Timeout:
 
     def __post_init__(self) -> None:
         for phase in ("connect", "first_chunk", "idle", "total"):
-            check_seconds(getattr(self, phase), f"Timeout.{phase}", positive=True, optional=True)
+            seconds = check_seconds(getattr(self, phase), f"Timeout.{phase}", positive=True, optional=True)
+            object.__setattr__(self, phase, seconds)  # frozen: the checked float replaces what was given
 
     @classmethod
     def of(cls, value: float | Timeout | None) -> Timeout:
@@ -67,9 +98,9 @@ class Timeout:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ConfigurationError(
-                f"timeout must be a positive number of seconds or a Timeout, not {value!r}"
+                f"timeout must be a positive number of seconds or a Timeout, not {_shown(value)}"
             )
-        seconds = float(value)
+        seconds = _finite(value, "timeout", "number of seconds")
         return cls(connect=seconds, first_chunk=seconds, idle=seconds)
 
 
@@ -91,22 +122,37 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         check_count(self.max_retries, "max_retries", minimum=0)
-        check_seconds(self.initial_delay, "initial_delay")
-        check_seconds(self.max_delay, "max_delay")
-        check_seconds(self.max_retry_after, "max_retry_after")
+        # frozen: the checked floats replace what was given
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            object.__setattr__(self, name, check_seconds(getattr(self, name), name))
         multiplier = self.multiplier
         if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or not multiplier >= 1:
-            raise ConfigurationError(f"multiplier must be a number >= 1, not {multiplier!r}")
+            raise ConfigurationError(f"multiplier must be a number >= 1, not {_shown(multiplier)}")
+        object.__setattr__(self, "multiplier", _finite(multiplier, "multiplier", "number >= 1"))
 
     def delay(self, attempt: int, error: ProviderError) -> float | None:
         """Seconds to wait before retry `attempt` (0-based), or None when the error asks for too long."""
-        ceiling = min(self.max_delay, self.initial_delay * self.multiplier**attempt)
+        ceiling = self._ceiling(attempt)
         wait = random.uniform(ceiling / 2, ceiling)
         if isinstance(error, RateLimitError) and error.retry_after is not None:
             if error.retry_after > self.max_retry_after:
                 return None
             wait = max(wait, error.retry_after)
         return wait
+
+    def _ceiling(self, attempt: int) -> float:
+        """``min(max_delay, initial_delay * multiplier**attempt)``, for any attempt: the power alone
+        leaves float range (OverflowError) long before attempts run out, so exponents compare in logs."""
+        initial, ceiling = self.initial_delay, self.max_delay
+        if initial == 0 or initial >= ceiling or self.multiplier == 1:
+            return min(initial, ceiling)
+        # The attempt from which the delay is the ceiling (int against float: exact, no overflow).
+        if attempt >= (math.log(ceiling) - math.log(initial)) / math.log(self.multiplier):
+            return ceiling
+        try:
+            return min(ceiling, initial * self.multiplier**attempt)
+        except OverflowError:  # a tiny initial_delay: the power is past float range, the product is not
+            return min(ceiling, math.exp(math.log(initial) + attempt * math.log(self.multiplier)))
 
 
 class RateLimiter:
@@ -117,8 +163,7 @@ class RateLimiter:
 
     def __init__(self, limit: int, *, per: float = 60.0) -> None:
         self.limit = check_count(limit, "requests_per_minute", minimum=1)
-        check_seconds(per, "per", positive=True)
-        self.per = per
+        self.per = check_seconds(per, "per", positive=True)
         self._starts: deque[float] = deque()
         self._lock = anyio.Lock()
 

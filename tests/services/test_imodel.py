@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -138,6 +139,13 @@ def test_messages_of_the_wrong_type_are_refused_before_any_request(messages: obj
         ({"api_key": 123}, "api_key must be a string"),
         ({"base_url": 8080}, "base_url must be a string"),
         ({"endpoint": 1}, "endpoint must be a string"),
+        # seconds a float cannot hold, or that never end: refused here, not at the first retry
+        ({"retry_initial_delay": 10**400}, "retry_initial_delay must be a finite number of seconds"),
+        ({"retry_initial_delay": math.inf}, "retry_initial_delay must be a finite number of seconds"),
+        ({"retry_max_delay": math.inf}, "retry_max_delay must be a finite number of seconds"),
+        ({"timeout": 10**400}, "timeout must be a finite number of seconds"),
+        ({"timeout": math.nan}, "timeout must be a positive number of seconds or a Timeout"),
+        ({"timeout": math.inf}, "timeout must be a finite number of seconds"),
     ],
 )
 def test_settings_of_the_wrong_type_say_what_was_expected(kwargs: dict[str, object], fragment: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -111,6 +112,20 @@ def test_backoff_grows_exponentially_with_jitter_and_a_ceiling() -> None:
         delays = {policy.delay(attempt, error) for _ in range(50)}
         assert all(d is not None and ceiling / 2 <= d <= ceiling for d in delays)
         assert len(delays) > 1  # jittered
+
+
+def test_backoff_never_overflows_however_many_attempts() -> None:
+    error = ProviderHTTPError(503)
+    policy = RetryPolicy(max_retries=5000)  # 0.5 s doubling, up to 20 s
+
+    assert 10.0 <= policy.delay(1100, error) <= 20.0  # type: ignore[operator]
+    assert 10.0 <= policy.delay(10**400, error) <= 20.0  # type: ignore[operator]
+    # a tiny start: the power alone leaves float range long before the delay reaches the ceiling
+    tiny = RetryPolicy(initial_delay=1e-300, max_delay=1e300, multiplier=2)
+    assert 0 < tiny.delay(1100, error) <= 1e300  # type: ignore[operator]
+    assert tiny.delay(5000, error) >= 0.5e300  # type: ignore[operator]
+    assert RetryPolicy(initial_delay=0).delay(5000, error) == 0
+    assert 0.25 <= RetryPolicy(multiplier=1).delay(10**6, error) <= 0.5  # type: ignore[operator]
 
 
 # -- timeouts --------------------------------------------------------------------------------------
@@ -263,6 +278,18 @@ async def test_rate_limiter_spaces_requests_by_the_window() -> None:
         (lambda: RetryPolicy(max_retry_after=None), "max_retry_after must be a number of seconds >= 0"),
         (lambda: RateLimiter("60"), "requests_per_minute must be an integer >= 1, not '60'"),
         (lambda: RateLimiter(5, per=0), "per must be a positive number of seconds"),
+        # seconds a float cannot hold, or that never end: refused, not left to fail at first use
+        (lambda: Timeout(connect=10**400), "Timeout.connect must be a finite number of seconds"),
+        (lambda: Timeout(idle=math.inf), "Timeout.idle must be a finite number of seconds, not inf"),
+        (lambda: Timeout.of(10**400), "timeout must be a finite number of seconds, not an integer of 401"),
+        (lambda: Timeout.of(math.inf), "timeout must be a finite number of seconds"),
+        (lambda: RetryPolicy(initial_delay=10**400), "initial_delay must be a finite number of seconds"),
+        (lambda: RetryPolicy(initial_delay=math.inf), "initial_delay must be a finite number of seconds"),
+        (lambda: RetryPolicy(max_delay=math.inf), "max_delay must be a finite number of seconds"),
+        (lambda: RetryPolicy(max_retry_after=10**400), "max_retry_after must be a finite number"),
+        (lambda: RetryPolicy(multiplier=math.inf), "multiplier must be a finite number >= 1, not inf"),
+        (lambda: RetryPolicy(multiplier=10**400), "multiplier must be a finite number >= 1"),
+        (lambda: RateLimiter(5, per=math.inf), "per must be a finite number of seconds"),
     ],
 )
 def test_policy_arguments_of_the_wrong_type_say_what_was_expected(
@@ -270,3 +297,12 @@ def test_policy_arguments_of_the_wrong_type_say_what_was_expected(
 ) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(fragment)):
         build()
+
+
+def test_seconds_are_kept_as_floats() -> None:
+    assert Timeout(connect=5, total=1).connect == 5.0
+    assert all(isinstance(seconds, float) for seconds in (Timeout(connect=5).connect, Timeout.of(2).idle))
+    policy = RetryPolicy(initial_delay=1, max_delay=3, multiplier=2, max_retry_after=60)
+    fields = (policy.initial_delay, policy.max_delay, policy.multiplier, policy.max_retry_after)
+    assert all(isinstance(value, float) for value in fields)
+    assert isinstance(RateLimiter(1, per=1).per, float)
