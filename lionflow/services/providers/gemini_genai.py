@@ -328,7 +328,8 @@ class GeminiProvider(SdkProvider):
             )
         config = generate_config(request.params, system)
         models = self._client.aio.models
-        sends_later = not _sends_at_once(config)
+        # (a google-genai without the private method that sends at once falls back to the public one)
+        sends_later = not _sends_at_once(config) or not hasattr(models, "_generate_content_stream")
         opened: list[httpx2.Response] = []
         token = _OPENED.set(opened)  # the hook adds the response as soon as its headers arrive
         try:
