@@ -1,0 +1,295 @@
+"""The runner behind `flow_stream`: it runs a workflow's operations in one task group and feeds
+their chunks and events into the stream's `FanIn` buffer (see `lionflow.operations.flow`)."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from pydantic import BaseModel
+
+from lionflow.errors import LionflowError
+from lionflow.operations._fanin import FanIn, cancelled_from_outside
+from lionflow.operations.builder import Inputs, Operation, order_in_lanes
+from lionflow.operations.communicate import communicate
+from lionflow.services.chunk import Chunk
+from lionflow.services.response import Response
+from lionflow.session.branch import Branch
+from lionflow.session.session import Session
+
+__all__ = ["DEFAULT_BUFFER", "RUNNERS_HERE", "FlowEvent", "FlowResults", "OnError", "Runner"]
+
+OnError = Literal["fail_fast", "continue"]
+EventKind = Literal["started", "completed", "failed", "skipped", "cancelled"]
+_INTERNAL_PARAMETERS = frozenset({"instruction", "imodel", "branch", "context_from", "_model"})
+DEFAULT_BUFFER = 256
+_FATAL = (KeyboardInterrupt, SystemExit)  # a step raising these stops the flow and reaches the consumer
+
+
+@dataclass(frozen=True, slots=True)
+class FlowEvent:
+    """An operation's lifecycle, interleaved with its chunks: started, then exactly one of completed
+    (with `result`), failed (with `error`), skipped (a dependency did not complete) or cancelled
+    (the flow stopped before it finished).
+
+    Its `str()` is empty, so a loop printing every item shows only the text.
+    """
+
+    kind: EventKind
+    operation: Operation
+    result: Any = None
+    error: BaseException | None = None
+
+    def __str__(self) -> str:
+        return ""
+
+
+class FlowResults(dict[str, Any]):
+    """`{operation_id: result}` of the operations that completed, with what became of the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: dict[str, BaseException] = {}
+        self.skipped: list[str] = []
+        self.cancelled: list[str] = []
+
+
+Item = tuple[str, Chunk | FlowEvent]
+
+# The runners whose operations the current task belongs to (a step may run a flow of its own).
+RUNNERS_HERE: contextvars.ContextVar[tuple[Runner, ...]] = contextvars.ContextVar(
+    "lionflow_flow_runners", default=()
+)
+
+
+def _context_value(result: Any) -> Any:
+    if isinstance(result, Response):
+        return result.parsed if result.parsed is not None else result.text
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    return result
+
+
+class Runner:
+    """Runs the operations. Holds no reference to its FlowStream, so dropping the stream works."""
+
+    def __init__(
+        self,
+        session: Session,
+        operations: list[Operation],
+        max_concurrent: int | None,
+        on_error: OnError,
+        buffer: int,
+    ) -> None:
+        self.session = session
+        self.order = operations  # until prepare_branches: then a dependency order (see there)
+        self.operations = {op.id: op for op in operations}
+        self.max_concurrent = max_concurrent
+        self.on_error = on_error
+        self.channel: FanIn[Item] = FanIn(buffer)
+        self.status: dict[str, str] = dict.fromkeys(self.operations, "pending")
+        self.reported: set[str] = set()  # operations whose terminal event reached the buffer
+        self.results = FlowResults()
+        self.branches: dict[str, Branch] = {}
+        self.previous: dict[str, str] = {}  # operation -> the one before it on its branch
+        self.error: BaseException | None = None  # a failure of the runner itself
+        self.fatal: BaseException | None = None  # a step's KeyboardInterrupt or SystemExit
+        self.aborted = False
+        self.stopped = False
+        self.scope: anyio.CancelScope | None = None  # made by start(), in the event loop
+        self.finished: anyio.Event | None = None
+
+    def prepare_branches(self) -> None:
+        """Named branches that do not exist yet are created; an operation without one gets its own.
+        Operations on one branch are chained in the order they were added (an explicit dependency
+        that says otherwise wins: `order_in_lanes`), each waiting for the one before."""
+        known: dict[str, Branch] = {}
+        for existing in self.session.branches:  # one pass: a lookup per operation must not scan
+            known.setdefault(existing.id, existing)
+            known.setdefault(existing.name, existing)
+        for op in self.order:
+            if op.kind != "communicate":
+                continue
+            name = op.parameters.get("branch")
+            if name is None:
+                name, count = op.name, 1
+                while name in known:
+                    count += 1
+                    name = f"{op.name}-{count}"
+            branch: Branch | None = known.get(name)
+            if branch is None:
+                branch = known[name] = self.session.create_branch(name)
+                known.setdefault(branch.id, branch)
+            self.branches[op.id] = branch
+        self.order = order_in_lanes(self.order, {op_id: b.id for op_id, b in self.branches.items()})
+        last_on: dict[str, str] = {}
+        for op in self.order:
+            branch = self.branches.get(op.id)
+            if branch is not None:
+                if branch.id in last_on:
+                    self.previous[op.id] = last_on[branch.id]
+                last_on[branch.id] = op.id
+
+    def start(self) -> None:
+        """Make what needs a running event loop; called by the stream just before `run`."""
+        self.scope = anyio.CancelScope()
+        self.finished = anyio.Event()
+        self.done = {op_id: anyio.Event() for op_id in self.operations}
+        self.limiter = anyio.CapacityLimiter(self.max_concurrent) if self.max_concurrent else None
+
+    def stop(self) -> None:
+        """Cancel everything and end the consumer's loop. Synchronous: safe from a loop callback."""
+        self.stopped = True
+        self.channel.close()  # first: whatever the runner still emits is dropped, not awaited
+        if self.scope is None:  # never started
+            self._conclude()
+        elif self.finished is not None and not self.finished.is_set():
+            self.scope.cancel()
+
+    async def run(self) -> None:
+        assert self.scope is not None
+        assert self.finished is not None
+        # The operations' tasks inherit this: an aclose() from inside one of them must not wait.
+        RUNNERS_HERE.set((*RUNNERS_HERE.get(), self))
+        try:
+            with self.scope:
+                async with anyio.create_task_group() as group:
+                    self.group = group
+                    for op in self.order:
+                        group.start_soon(self._operation, op, name=f"lionflow operation {op.name}")
+                for op_id, event in self._conclude():
+                    await self._deliver(op_id, event)
+        except BaseException as exc:  # a fault of the runner itself, handed to the consumer
+            if isinstance(exc, GeneratorExit) or (
+                isinstance(exc, anyio.get_cancelled_exc_class()) and cancelled_from_outside()
+            ):
+                raise
+            self.error = exc
+        finally:
+            self._conclude()  # after a stop: recorded in the results, delivered to nobody
+            self.channel.close()
+            self.finished.set()
+
+    def _conclude(self) -> list[tuple[str, FlowEvent]]:
+        """Give every operation that has none a terminal status; return the terminal events not yet
+        delivered. An event cut off by cancellation (a fail_fast stop while the buffer was full) is
+        delivered here, after the task group, so none is lost and none is sent twice."""
+        undelivered: list[tuple[str, FlowEvent]] = []
+        for op in self.order:
+            status = self.status[op.id]
+            if status in ("pending", "running"):
+                upstream_failed = any(self.status[d] in ("failed", "skipped") for d in op.depends_on)
+                status = self.status[op.id] = "skipped" if upstream_failed else "cancelled"
+                (self.results.skipped if upstream_failed else self.results.cancelled).append(op.id)
+            if op.id not in self.reported:
+                result, error = self.results.get(op.id), self.results.failed.get(op.id)
+                undelivered.append((op.id, FlowEvent(status, op, result=result, error=error)))  # type: ignore[arg-type]
+        return undelivered
+
+    async def _deliver(self, op_id: str, event: FlowEvent) -> None:
+        await self.channel.put((op_id, event))
+        self.reported.add(op_id)
+
+    async def _end(self, op: Operation, kind: EventKind, result: Any = None, error: Any = None) -> None:
+        self.status[op.id] = kind
+        if kind == "completed":
+            self.results[op.id] = result
+        elif kind == "failed":
+            self.results.failed[op.id] = error
+        elif kind == "skipped":
+            self.results.skipped.append(op.id)
+        await self._deliver(op.id, FlowEvent(kind, op, result=result, error=error))
+
+    async def _operation(self, op: Operation) -> None:
+        try:
+            for dependency in op.depends_on:
+                await self.done[dependency].wait()
+            previous = self.previous.get(op.id)
+            if previous is not None:  # an order, not a dependency: it runs whatever became of that one
+                await self.done[previous].wait()
+            if any(self.status[d] != "completed" for d in op.depends_on):
+                await self._end(op, "skipped")
+            elif self.limiter is not None:
+                async with self.limiter:
+                    await self._execute(op)
+            else:
+                await self._execute(op)
+        finally:
+            self.done[op.id].set()
+
+    async def _execute(self, op: Operation) -> None:
+        await self.channel.put((op.id, FlowEvent("started", op)))
+        self.status[op.id] = "running"
+        error: BaseException
+        try:
+            result = await (self._communicate(op) if op.kind == "communicate" else self._function(op))
+        except anyio.get_cancelled_exc_class() as exc:
+            if cancelled_from_outside():
+                raise  # the flow is stopping: `_conclude` reports it as cancelled
+            # The step raised a cancellation nobody sent it: its own failure, not a stop.
+            error = LionflowError(f"operation {op.name!r} raised a cancellation the flow did not send")
+            error.__cause__ = exc
+        except Exception as exc:
+            error = exc
+        except _FATAL as exc:
+            # Meant for the program, not the step: the flow stops and the consumer gets it.
+            self.fatal = self.fatal or exc
+            error = exc
+        except BaseException as exc:
+            # Any other BaseException (GeneratorExit, a library's own) is this step's failure; it
+            # must not escape the runner's task, which would kill trio's run or be lost on asyncio.
+            error = LionflowError(f"operation {op.name!r} raised {exc!r}")
+            error.__cause__ = exc
+        else:
+            await self._end(op, "completed", result=result)
+            return
+        if self.on_error == "fail_fast" or self.fatal is not None:
+            # Stop the others first: a slow consumer must not hold them running while it catches up.
+            self.aborted = True
+            self.group.cancel_scope.cancel()
+        await self._end(op, "failed", error=error)
+
+    async def _communicate(self, op: Operation) -> Response:
+        parameters = op.parameters
+        context = None
+        if op.context_from:
+            context = {self.operations[u].name: _context_value(self.results[u]) for u in op.context_from}
+        params = {k: v for k, v in parameters.items() if k not in _INTERNAL_PARAMETERS}
+        turn = communicate(
+            self.session,
+            self.branches[op.id],
+            instruction=parameters["instruction"],
+            imodel=parameters.get("_model") or parameters.get("imodel"),
+            context=context,
+            **params,
+        )
+        channel, op_id = self.channel, op.id
+        try:
+            async for chunk in turn:
+                # The per-chunk path: a plain append, waiting only when the buffer is full.
+                item = (op_id, chunk)
+                if not channel.offer(item):
+                    await channel.put(item)
+        finally:
+            # Leaving by cancellation, the turn must still close and record its partial answer now.
+            with anyio.CancelScope(shield=True):
+                await turn.aclose()
+        if turn.response is None:
+            raise LionflowError(f"operation {op.name!r} ended without a response")
+        return turn.response
+
+    async def _function(self, op: Operation) -> Any:
+        assert op.function is not None
+        takes_inputs = bool(inspect.signature(op.function).parameters)
+        if takes_inputs:
+            names = {self.operations[d].name: d for d in op.depends_on}
+            inputs = Inputs({d: self.results[d] for d in op.depends_on}, names)
+            outcome = op.function(inputs)
+        else:
+            outcome = op.function()
+        return await outcome if inspect.isawaitable(outcome) else outcome
