@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from lionflow.services.imodel import iModel
 
 __all__ = ["ModelCall"]
+
+
+class _Truncated(Exception):
+    """Ends `partials()` of a stopped call; never leaves it."""
 
 
 class ModelCall:
@@ -132,13 +137,30 @@ class ModelCall:
                     print(person)
             call.response.parsed   # the strictly validated Person
 
-        The call streams once: use either `partials()` or plain iteration, not both.
+        The call streams once: use either `partials()` or plain iteration, not both. A call stopped
+        by `aclose()` ends the loop quietly after the last partial object: its truncated JSON is not
+        validated.
         """
         structure = self.request.params.get("response_format")
         if not (isinstance(structure, type) and issubclass(structure, BaseModel)):
             raise ConfigurationError("partials() needs response_format=<a pydantic model class> on the call")
-        async for partial in stream_partial(self, structure):
-            yield partial
+        try:
+            async for partial in stream_partial(self._until_stopped(), structure):
+                yield partial
+        except _Truncated:
+            return
+
+    async def _until_stopped(self) -> AsyncIterator[Chunk]:
+        # The call's chunks, ended by `_Truncated` rather than by the end of the stream when the call
+        # was stopped, so that `stream_partial` does not validate the truncated text.
+        try:
+            async for chunk in self:
+                yield chunk
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        if self._state.response is None or self._state.response.incomplete:
+            raise _Truncated
 
     async def aclose(self) -> None:
         """Stop the call, close the provider stream and free its slot, from any task.

@@ -4,15 +4,17 @@ It holds the concurrency slot and rate limiter, retries before the first chunk, 
 assembling the Response, and closing the provider stream however the call ends.
 
 Stopping from another task (`ModelCall.aclose()` while a task waits in the driver for the
-provider) needs a cancel scope around that wait. A scope costs several microseconds, so the driver
-enters one only when a provider read actually has to wait (`_rest_of`); a chunk that is ready costs
-no scope. The driver never yields to its consumer inside a scope (PEP 789).
+provider) and the idle and total timeouts need a cancel scope around that wait. A scope costs
+several microseconds, so the driver enters one only when a provider read actually has to wait
+(`_rest_of`); a chunk that is ready costs no scope, with or without timeouts. The driver never
+yields to its consumer inside a scope (PEP 789).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -102,8 +104,13 @@ def close_when_dropped() -> Callable[[AsyncGenerator[Any, None]], None] | None:
             with contextlib.suppress(Exception):  # a system task must not fail; the driver logs nothing
                 await generator.aclose()
 
+        def spawn() -> None:
+            # the run may be shutting down (its system nursery closed): then the run closes it
+            with contextlib.suppress(RuntimeError):
+                trio.lowlevel.spawn_system_task(aclose)
+
         with contextlib.suppress(trio.RunFinishedError):
-            token.run_sync_soon(trio.lowlevel.spawn_system_task, aclose)
+            token.run_sync_soon(spawn)
 
     return close
 
@@ -127,87 +134,91 @@ class _Deadline:
 
 
 async def _bounded(
-    awaitable: Awaitable[T],
-    seconds: float | None,
-    phase: TimeoutPhase,
-    deadline: _Deadline,
-    provider: str,
-    state: CallState | None = None,
+    awaitable: Awaitable[T], seconds: float | None, phase: TimeoutPhase, deadline: _Deadline, provider: str
 ) -> T:
-    """`awaitable` within its timeout; with `state`, its scope is also the one `stop()` cancels."""
+    """`awaitable` within its timeout (the setup steps; `stop()` cancels the scope around them)."""
     limit, culprit, configured = deadline.limit(seconds, phase)
     if limit is None:
         return await awaitable
     with anyio.move_on_after(limit) as scope:
-        if state is not None:
-            state.scope = scope
-        try:
-            return await awaitable
-        finally:
-            if state is not None:
-                state.scope = None
+        return await awaitable
     assert scope.cancelled_caught
-    if state is not None and state.stop_requested:
-        raise _Stopped
     raise ProviderTimeout(culprit, configured, provider=provider)
 
 
 async def _next_chunk(
-    stream: ChunkStream,
-    seconds: float | None,
-    phase: TimeoutPhase,
-    deadline: _Deadline,
-    provider: str,
-    state: CallState | None = None,
+    stream: ChunkStream, seconds: float | None, phase: TimeoutPhase, deadline: _Deadline, provider: str
 ) -> Chunk | None:
     try:
-        return await _bounded(stream.__anext__(), seconds, phase, deadline, provider, state)
+        return await _bounded(stream.__anext__(), seconds, phase, deadline, provider)
     except StopAsyncIteration:
         return None
 
 
 @types.coroutine
 def _rest_of(
-    waiter: Generator[Any, Any, Chunk], trap: Any, state: CallState
+    waiter: Generator[Any, Any, Chunk], trap: Any, state: CallState, at: float | None
 ) -> Generator[Any, Any, Chunk | None]:
     """Finish a provider read that had to wait: `waiter` has just suspended on `trap`. Returns the
-    chunk, or None at the end of the stream; raises `_Stopped` once `state.stop()` was called.
+    chunk, or None at the end of the stream. Raises `_Stopped` once `state.stop()` was called, or
+    when the event-loop time `at` (the idle or total deadline) passed first.
 
     This forwards what the event loop sends and throws, as ``yield from`` would, and puts a cancel
     scope around each suspension only: the read may hold scopes of its own (a socket timeout), and
-    ours must always be the innermost. When `stop()` cancels it, the scope takes the cancellation,
-    and the read is unwound by throwing `_Stopped` into it.
+    ours must always be the innermost. Once our scope is cancelled (a stop, the deadline), the read
+    is abandoned by throwing `_Stopped` into it. What escapes our scope (on asyncio, a cancellation
+    of the consumer, even one that came with a stop) is thrown into the read as it is; on trio a
+    cancellation reaches the read as a value, so a stop that came with one stays a stop, and the
+    consumer's cancellation is delivered again at its next checkpoint. Either way the read is
+    unwound before anything leaves here, so that its scopes close in its own task, in order; its
+    own clean-up waits then run without our scope, which would otherwise cut them short.
+
+    A stop that lands as the read is woken with its chunk still stops: the chunk is dropped, as
+    are any chunks that had not yet reached the consumer.
     """
+    ending: BaseException | None = None  # what was thrown into the read; it is unwinding
     while True:
         thrown: BaseException | None = None
-        with anyio.CancelScope() as scope:
-            state.scope = scope
+        if ending is not None:
             try:
                 sent = yield trap
             except GeneratorExit:
                 waiter.close()
                 raise
             except BaseException as exc:
-                if scope.cancel_called:
-                    raise  # our own stop: this scope takes the cancellation
                 thrown = exc
-            finally:
-                state.scope = None
-        if scope.cancel_called:
-            thrown = _Stopped()
+        else:
+            try:
+                with anyio.CancelScope(deadline=math.inf if at is None else at) as scope:
+                    state.scope = scope
+                    try:
+                        sent = yield trap
+                    finally:
+                        state.scope = None
+            except GeneratorExit:
+                waiter.close()
+                raise
+            except BaseException as exc:  # not ours to take: thrown into the read as it is
+                thrown = ending = exc
+            else:
+                # Our scope was cancelled (a stop, or the deadline): whatever woke the read (on
+                # trio, the cancellation as an outcome; a chunk that arrived at that moment), the
+                # read is abandoned.
+                if scope.cancel_called or state.stop_requested:
+                    thrown = ending = _Stopped()
         try:
             trap = waiter.send(sent) if thrown is None else waiter.throw(thrown)
         except StopIteration as ready:
-            if scope.cancel_called:
-                raise _Stopped from None
+            if isinstance(ending, _Stopped):
+                raise ending from None
             return ready.value  # type: ignore[no-any-return]
         except StopAsyncIteration:
-            if scope.cancel_called:
-                raise _Stopped from None
+            if isinstance(ending, _Stopped):
+                raise ending from None
             return None
         except Exception:
-            if scope.cancel_called:  # the read reported our stop as an error of its own
-                raise _Stopped from None
+            if isinstance(ending, _Stopped):  # the read reported our stop as an error of its own
+                raise ending from None
             raise
 
 
@@ -271,27 +282,33 @@ async def drive(model: iModel, request: ModelRequest, state: CallState) -> Async
 
         if chunk is not None:
             first_chunk_at = time.perf_counter() - started
-        if timeout.idle is None and deadline.at is None:
-            # No timeout to watch: read the stream directly, the cheapest path per chunk. A read is
-            # stepped by hand once; only when it has to wait does it get a cancel scope (`_rest_of`).
-            read = stream.__anext__
-            while chunk is not None:
-                assembler.add(chunk)
-                yield chunk
-                waiter = read().__await__()
+        # A ready chunk is read directly: the cheapest path per chunk. Only a read that has to wait
+        # gets a cancel scope (`_rest_of`), which carries the idle and total deadlines and which
+        # stop() cancels, so a stop means the same with or without timeouts.
+        read = stream.__anext__
+        timed = timeout.idle is not None or deadline.at is not None
+        while chunk is not None:
+            assembler.add(chunk)
+            yield chunk
+            waiter = read().__await__()
+            try:
+                trap = waiter.send(None)
+            except StopIteration as ready:
+                chunk = ready.value
+            except StopAsyncIteration:
+                chunk = None
+            else:
+                if not timed:
+                    chunk = await _rest_of(waiter, trap, state, None)
+                    continue
+                limit, culprit, configured = deadline.limit(timeout.idle, "idle")
+                assert limit is not None
                 try:
-                    trap = waiter.send(None)
-                except StopIteration as ready:
-                    chunk = ready.value
-                except StopAsyncIteration:
-                    chunk = None
-                else:
-                    chunk = await _rest_of(waiter, trap, state)
-        else:
-            while chunk is not None:
-                assembler.add(chunk)
-                yield chunk
-                chunk = await _next_chunk(stream, timeout.idle, "idle", deadline, provider, state)
+                    chunk = await _rest_of(waiter, trap, state, anyio.current_time() + limit)
+                except _Stopped:
+                    if state.stop_requested:
+                        raise
+                    raise ProviderTimeout(culprit, configured, provider=provider) from None
 
         if not assembler.saw_finish:
             # The adapter contract promises a finish chunk; keep the promise to the caller regardless.
