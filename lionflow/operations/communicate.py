@@ -101,23 +101,30 @@ async def _run_turn(
         try:
             with anyio.CancelScope() as scope:  # aclose() from another task may stop the turn here
                 state.scope = scope
-                await session.check_store()  # a store that cannot be written fails before any request
+                try:
+                    await session.check_store()  # a store that cannot be written fails before any request
+                except Exception:
+                    if not scope.cancel_called:  # (else the check reported the stop as its own error)
+                        raise
             state.scope = None
-            if scope.cancel_called:
-                return  # stopped before the request: nothing was sent, nothing is recorded
-            # The request carries the branch as it is now; the turn joins the branch only when it
-            # ends, whole, so a turn running at the same time lands before or after it, not inside.
-            call = model.invoke([*branch.chat_messages(), instruction.chat_msg], **params)
-            state.call = call
-            async for chunk in call:
-                yield chunk
+            if not scope.cancel_called:
+                # The request carries the branch as it is now; the turn joins the branch only when
+                # it ends, whole, so a turn running at the same time lands before or after it.
+                call = model.invoke([*branch.chat_messages(), instruction.chat_msg], **params)
+                state.call = call
+                async for chunk in call:
+                    yield chunk
+            # else stopped before the request: recorded below as an empty, incomplete answer, as a
+            # turn stopped while its call waits for the model's slot is
         except BaseException as exc:
             ending = exc
             if not isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class()):
                 state.error = exc
             raise
         finally:
-            if call is not None:
+            # An error before the request (the store's check, the arguments) fails the turn with
+            # nothing recorded; a stop or a cancellation before it records an empty answer.
+            if call is not None or not isinstance(ending, Exception):
                 await _record(session, branch, model, call, state, ended_early=ending is not None)
     finally:
         state.scope = None
@@ -125,13 +132,21 @@ async def _run_turn(
 
 
 async def _record(
-    session: Session, branch: Branch, model: iModel, call: ModelCall, state: _TurnState, *, ended_early: bool
+    session: Session,
+    branch: Branch,
+    model: iModel,
+    call: ModelCall | None,
+    state: _TurnState,
+    *,
+    ended_early: bool,
 ) -> None:
     """Record the turn, whole, in the branch and the store, however it ended."""
-    # Close the model call first: left early, it builds its partial Response only on closing.
-    with anyio.CancelScope(shield=True):
-        await call.aclose()
-    response = call.response
+    response = None
+    if call is not None:
+        # Close the model call first: left early, it builds its partial Response only on closing.
+        with anyio.CancelScope(shield=True):
+            await call.aclose()
+        response = call.response
     if response is None:  # closed before the model was called: an empty, incomplete answer
         response = Response(
             model=model.model, provider=model.provider, incomplete=True, finish_reason="cancelled"
