@@ -27,12 +27,17 @@ Options:
 - ``fail_on_open``: exceptions raised in turn by the first requests before any chunk, such as
   ``[RateLimitError("slow down")]``, to test retries.
 
+Messages are read as every real adapter reads them (`parse_messages`): a malformed one raises
+`ConfigurationError` before the request, and one that carries nothing (the empty answer of a turn
+stopped before its first chunk) is left out of what the model sees.
+
 Inspect what the model saw with `requests` (every `ModelRequest`, retries included), and stream
 cleanup with `open_streams` (streams open now) and `max_open_streams` (the most at once).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +49,7 @@ from lionflow.errors import ConfigurationError, ScriptedModelExhausted, StreamIn
 from lionflow.services.chunk import Chunk, FinishReason, Usage, delta_chunk
 from lionflow.services.imodel import iModel
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers.messages import parse_messages
 
 __all__ = ["ScriptedModel", "ScriptedModelExhausted", "ScriptedProvider", "ScriptedReply"]
 
@@ -226,6 +232,13 @@ class ScriptedProvider(Provider):
             yield chunk
 
     async def open(self, request: ModelRequest) -> ChunkStream:
+        # The conversation is read as every real adapter reads it: what they refuse is refused here
+        # (ConfigurationError, before the request counts as sent), and messages that carry nothing
+        # (an empty answer of a stopped turn) are left out of what the model sees.
+        conversation = parse_messages(request.messages)
+        if len(conversation.messages) != len(request.messages):
+            kept = [request.messages[message.position] for message in conversation.messages]
+            request = dataclasses.replace(request, messages=kept)
         self.requests.append(request)
         if self.connect_delay > 0:
             await anyio.sleep(self.connect_delay)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lionflow import Chunk
+from lionflow import Chunk, ConfigurationError
 from lionflow.testing import ScriptedModel, ScriptedModelExhausted, ScriptedReply
 
 pytestmark = pytest.mark.anyio
@@ -84,3 +84,31 @@ async def test_a_scripted_reply_sets_per_turn_tool_calls_and_finish_reason() -> 
 async def test_usage_can_be_left_out() -> None:
     chunks = [c async for c in ScriptedModel(responses=["x"], usage=False).invoke("hi")]
     assert [c.type for c in chunks] == ["text", "finish"]
+
+
+MALFORMED = {
+    "no content": [{"role": "user"}],
+    "content None": [{"role": "user", "content": None}],
+    "content a number": [{"role": "user", "content": 5}],
+    "unknown role": [{"role": "bogus", "content": "x"}],
+    "no role": [{"content": "x"}],
+}
+
+
+@pytest.mark.parametrize("messages", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_messages_every_real_adapter_refuses_are_refused(messages: list[dict[str, object]]) -> None:
+    model = ScriptedModel(responses=["never sent"])
+    with pytest.raises(ConfigurationError, match=r"messages\[0\]"):
+        await model.invoke(messages)
+    assert model.requests == []  # refused before it counts as sent
+
+
+async def test_a_message_that_carries_nothing_is_left_out_as_real_adapters_do() -> None:
+    model = ScriptedModel(responses=["again"])
+    history = [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": ""},  # the answer of a turn stopped before its first chunk
+        {"role": "user", "content": "q2"},
+    ]
+    assert (await model.invoke(history)).text == "again"
+    assert model.requests[0].messages == [history[0], history[2]]
