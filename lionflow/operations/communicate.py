@@ -102,7 +102,8 @@ async def _run_turn(
             with anyio.CancelScope() as scope:  # aclose() from another task may stop the turn here
                 state.scope = scope
                 try:
-                    await session.check_store()  # a store that cannot be written fails before any request
+                    # a store that cannot be written fails before any request
+                    await session.check_store(branch)
                 except Exception:
                     if not scope.cancel_called:  # (else the check reported the stop as its own error)
                         raise

@@ -145,9 +145,11 @@ class Session:
         self._lock = threading.Lock()
         # failed writes no caller was told of yet, for flush()
         self._failed: list[tuple[concurrent.futures.Future[None], BaseException]] = []
-        # branches whose creating write failed or is pending: the next write touching one carries
-        # its record, its whole order and those messages (the store creates it only if it lacks it)
+        # branches a failed write left unstored: the next write touching one carries its record, its
+        # whole order and those messages (the store creates it only if it lacks it). A pending
+        # creating write needs nothing carried: the store applies writes in submission order.
         self._unstored: set[str] = set()
+        self._stored: set[str] = set()  # branches a write is known to have stored
         # the metadata JSON last written or loaded, by "" (the session) or branch id: a write
         # carries only what this Session changed, so it never reverts another writer's metadata
         self._sent: dict[str, str] = {}
@@ -266,7 +268,10 @@ class Session:
             unstored.add(new.id)
         carried: dict[str, Message] = {}
         branches = []
-        for branch in [*self._branches.values(), *([new] if new is not None else [])]:
+        # Only the branches this write touches: a write costs the same in a session of one branch
+        # as in a flow's of thousands. (Another branch's changed metadata goes with its next write.)
+        touching = [self._branches[branch_id] for branch_id in touched if branch_id in self._branches]
+        for branch in [*touching, *([new] if new is not None else [])]:
             what = f"metadata of branch {branch.name!r}"
             metadata = self._metadata(branch.id, branch.metadata, what=what, changed=changed)
             order = None
@@ -307,9 +312,6 @@ class Session:
         if new is not None:
             self._branches[new.id] = new
             self._branch_ids[new.name] = new.id
-            if write is not None:
-                with self._lock:
-                    self._unstored.add(new.id)
         for branch, message in entries:
             self.messages._add(message)
             if branch is not None:
@@ -330,9 +332,15 @@ class Session:
         self._pending.discard(future)
         error = None if future.cancelled() else future.exception()
         with self._lock:
+            touched = {b.id for b in write.branches} | {branch_id for branch_id, _ in write.placements}
             if not future.cancelled() and error is None:
-                self._unstored.difference_update(b.id for b in write.branches if b.order is not None)
+                self._stored.update(touched)
+                self._unstored.difference_update(touched)
                 return
+            # Not written: a branch not known to be stored may lack its record or history on disk,
+            # so the next write touching it carries it whole (a write queued behind this one fails
+            # on the missing branch rather than store it partly).
+            self._unstored.update(touched - self._stored)
             # Not written: the metadata it carried goes with the next write again (unless this
             # Session has sent newer metadata since).
             carried = [(b.id, b.metadata) for b in write.branches]
@@ -349,17 +357,18 @@ class Session:
         with self._lock:
             self._failed = [(f, error) for f, error in self._failed if f is not future]
 
-    async def check_store(self) -> None:
+    async def check_store(self, branch: Branch | None = None) -> None:
         """Raise `StoreError` if the session's store cannot be opened or written (no-op without a
-        store), and `ConfigurationError` if metadata was since changed to values JSON cannot hold.
+        store), and `ConfigurationError` if the session's metadata (or `branch`'s, all branches'
+        without one) was since changed to values JSON cannot hold.
 
         A turn calls this before its request, so a bad store path fails before any model is called.
         """
         if self.store is None:
             return
         json_metadata(self.metadata, what="session metadata")
-        for branch in self._branches.values():
-            _branch_record(branch)
+        for checked in self._branches.values() if branch is None else [branch]:
+            _branch_record(checked)
         await self.store.check(writable=True)
 
     async def add_turn(
@@ -432,6 +441,7 @@ class Session:
             session._branches[branch.id] = branch
             session._branch_ids[branch.name] = branch.id
             session._sent[branch.id] = metadata_text(record.metadata)
+            session._stored.add(branch.id)
         return session
 
     @classmethod
