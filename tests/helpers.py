@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -23,3 +25,14 @@ async def no_task_left() -> AsyncIterator[None]:
         await anyio.lowlevel.checkpoint()
     stray = [task for task in anyio.get_running_tasks() if task.id not in before]
     assert not stray, f"tasks left running: {[task.name for task in stray]}"
+
+
+@contextmanager
+def write_lock(db: Path) -> Iterator[None]:
+    """Hold SQLite's write lock from another connection, as another process would."""
+    with closing(sqlite3.connect(db, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")

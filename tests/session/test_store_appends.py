@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import atexit
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
 from lionflow import AssistantResponseContent, InstructionContent, Message, Session, SQLiteStore, StoreError
+from tests.helpers import write_lock
 
 pytestmark = pytest.mark.anyio
 
@@ -27,17 +25,6 @@ def _texts(session: Session, branch: str = "chat") -> list[str]:
     return [m.chat_msg["content"] for m in session.get_branch(branch).messages if m.role == "user"]
 
 
-@contextmanager
-def _write_lock(db: Path) -> Iterator[None]:
-    """Hold SQLite's write lock from another connection, as another process would."""
-    with closing(sqlite3.connect(db, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-
-
 async def test_a_failed_write_loses_no_later_turn_and_overwrites_nothing(tmp_path: Path) -> None:
     db = tmp_path / "chat.db"
     async with SQLiteStore(db, busy_timeout=0.2) as store:
@@ -45,7 +32,7 @@ async def test_a_failed_write_loses_no_later_turn_and_overwrites_nothing(tmp_pat
         branch = session.create_branch(name="chat")
         await session.add_turn(branch, *_turn("A"))
         question, answer = _turn("B")
-        with _write_lock(db), pytest.raises(StoreError) as caught:
+        with write_lock(db), pytest.raises(StoreError) as caught:
             await session.add_turn(branch, question, answer)
         assert caught.value.session_id == session.id
         assert caught.value.turn == question.id
@@ -82,7 +69,7 @@ async def test_a_branch_whose_creation_failed_is_healed_by_its_next_write(tmp_pa
     async with SQLiteStore(db, busy_timeout=0.2) as store:
         session = Session(store=store, metadata={"k": "v"})
         await session.flush()
-        with _write_lock(db):
+        with write_lock(db):
             branch = session.create_branch(name="late", metadata={"topic": "x"})
             with pytest.raises(StoreError):
                 await session.flush()
@@ -150,7 +137,7 @@ async def test_a_failed_write_is_logged_without_what_was_being_written(
         await session.flush()
         question = Message(content=InstructionContent(instruction="my password is hunter2"))
         answer = Message(content=AssistantResponseContent(assistant_response="noted: hunter2"))
-        with _write_lock(db), pytest.raises(StoreError) as caught:
+        with write_lock(db), pytest.raises(StoreError) as caught:
             await session.add_turn(session.create_branch(name="chat"), question, answer)
     logged = caplog.text
     assert session.id in logged

@@ -4,9 +4,6 @@ the whole branch, imports land once, metadata is not reverted, ids are not silen
 from __future__ import annotations
 
 import math
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from pathlib import Path
 
 import anyio
@@ -21,6 +18,7 @@ from lionflow import (
     SQLiteStore,
     StoreError,
 )
+from tests.helpers import write_lock
 
 pytestmark = pytest.mark.anyio
 
@@ -36,24 +34,13 @@ def _texts(session: Session, branch: str) -> list[str]:
     return [str(m.chat_msg["content"]) for m in session.get_branch(branch).messages]
 
 
-@contextmanager
-def _write_lock(db: Path) -> Iterator[None]:
-    """Hold SQLite's write lock from another connection, as another process would."""
-    with closing(sqlite3.connect(db, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-
-
 async def test_a_fork_after_a_failed_turn_reloads_with_the_history_it_has(tmp_path: Path) -> None:
     db = tmp_path / "chat.db"
     async with SQLiteStore(db, busy_timeout=0.2) as store:
         session = Session(store=store)
         chat = session.create_branch("chat")
         await session.add_turn(chat, *_turn("A"))
-        with _write_lock(db), pytest.raises(StoreError):
+        with write_lock(db), pytest.raises(StoreError):
             await session.add_turn(chat, *_turn("B"))  # B is in memory, never stored
         await session.add_turn(chat, *_turn("C"))
         session.fork(chat, name="fork")
@@ -70,7 +57,7 @@ async def test_a_branch_whose_creating_write_failed_is_stored_whole_by_its_next_
         session = Session(store=store)
         chat = session.create_branch("chat")
         await session.add_turn(chat, *_turn("A"))
-        with _write_lock(db):
+        with write_lock(db):
             fork = session.fork(chat, name="fork")
             pirate = session.create_branch("pirate", system="You are a pirate", metadata={"mood": "salty"})
             with pytest.raises(StoreError):
@@ -146,7 +133,7 @@ async def test_changed_metadata_is_written_again_after_a_failed_write(tmp_path: 
         chat = session.create_branch("chat")
         await session.flush()
         session.metadata["user"] = "bob"
-        with _write_lock(db), pytest.raises(StoreError):
+        with write_lock(db), pytest.raises(StoreError):
             await session.add_turn(chat, *_turn("A"))
         await session.add_turn(chat, *_turn("B"))
         assert (await Session.load(store, session.id)).metadata == {"user": "bob"}
