@@ -27,6 +27,7 @@ from tests.providers.test_common_behaviour import every_provider
 pytestmark = pytest.mark.anyio
 
 Q = {"role": "user", "content": "q"}
+HI = [{"role": "user", "content": "hi"}]
 W = {"name": "w", "parameters": {"type": "object", "properties": {}}}
 DAY = datetime.date(2024, 1, 1)
 
@@ -42,6 +43,11 @@ def _call(arguments: Any) -> dict[str, Any]:
 RESULT = {"role": "tool", "tool_call_id": "c1", "content": "r"}
 
 BAD_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
+    "stop=5": ({"stop": 5}, "stop"),
+    "stop=[5]": ({"stop": ["END", 5]}, "stop"),
+    "tools='nope'": ({"tools": "nope"}, "tools must be a list"),
+    "tools={...}": ({"tools": {"name": "weather"}}, "tools must be a list"),
+    "tools=[42]": ({"tools": [42]}, "a tool must be"),
     "parameters a string": ({"tools": [{"name": "w", "parameters": "notadict"}]}, "'parameters' must be"),
     "parameters a number": ({"tools": [{"name": "w", "parameters": 5}]}, "'parameters' must be"),
     "nested parameters a list": (
@@ -62,6 +68,31 @@ BAD_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 BAD_MESSAGES: dict[str, tuple[list[Any], str]] = {
+    "content None": ([{"role": "user", "content": None}], r"messages\[0\].*needs 'content'"),
+    "no content": ([{"role": "user"}], r"messages\[0\].*needs 'content'"),
+    "content a number": ([{"role": "user", "content": 42}], "a string or a list of text parts"),
+    "an image part": (
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+        "image_url",
+    ),
+    "unknown role": ([{"role": "critic", "content": "x"}], "role 'critic'.*use system, developer"),
+    "a nameless tool call": (
+        [*HI, {"role": "assistant", "tool_calls": [{"id": "c", "arguments": "{}"}]}],
+        r"messages\[1\].*'name'",
+    ),
+    "tool_calls not a list": (
+        [*HI, {"role": "assistant", "content": "x", "tool_calls": "weather"}],
+        "'tool_calls' must be a list",
+    ),
+    "a tool result without its call": (
+        [*HI, {"role": "tool", "content": "18 degrees"}],
+        r"messages\[1\].*tool_call_id",
+    ),
+    "a tool result without content": (
+        [*HI, {"role": "tool", "tool_call_id": "c", "content": None}],
+        r"messages\[1\].*needs 'content'",
+    ),
+    "only empty messages": ([{"role": "user", "content": ""}], "nothing to send"),
     "arguments holding a date": ([Q, _call({"d": DAY}), RESULT], r"messages\[1\].*arguments.*JSON"),
     "arguments holding NaN": ([Q, _call({"x": float("nan")}), RESULT], r"messages\[1\].*arguments.*NaN"),
     "lionflow call arguments holding a date": (
