@@ -29,19 +29,17 @@ without blocking either side, so the loop keeps serving other tasks while a mode
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, ClassVar, cast
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import anyio.to_thread
 
+from lionflow._loop import thread_caller
 from lionflow.errors import ConfigurationError, LionflowError, ProviderError
 from lionflow.services.chunk import Chunk, Usage, delta_chunk
 from lionflow.services.providers._common import content_text
@@ -76,23 +74,6 @@ def plain_prompt(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _thread_caller() -> Callable[[Callable[[], object]], object]:
-    """A function that another thread calls to have a callback run soon in this event loop,
-    without waiting for it.
-
-    Each backend's own thread-safe "call soon" (asyncio's ``call_soon_threadsafe``, trio's
-    ``run_sync_soon``), found through anyio's backend-neutral token; any other backend gets anyio's
-    ``from_thread.run_sync``, which does the same but waits until the loop ran the callback.
-    """
-    token = anyio.lowlevel.current_token()
-    native = token.native_token
-    for name in ("call_soon_threadsafe", "run_sync_soon"):
-        call_soon = getattr(native, name, None)
-        if callable(call_soon):
-            return cast("Callable[[Callable[[], object]], object]", call_soon)
-    return lambda callback: anyio.from_thread.run_sync(callback, token=token)
-
-
 class _Bridge:
     """Items from the generation thread to the event loop; neither side ever blocks on the other.
 
@@ -103,15 +84,15 @@ class _Bridge:
     per interval; a slower piece, as every token of a real model is, wakes it at once. The end of
     the stream and errors always wake it at once.
 
-    The consumer waits on an `anyio.Event`; the generation thread has it set in the event loop (see
-    `_thread_caller`), at most once per event, and only when the consumer is waiting and not already
-    collecting. Each side writes before it reads (the thread appends its item, then reads the
+    The consumer waits on an `anyio.Event`; the generation thread has it set in the event loop
+    (`lionflow._loop.thread_caller`), at most once per event, and only when the consumer is waiting
+    and not already collecting. Each side writes before it reads (the thread appends its item, then reads the
     consumer's flags; the consumer sets its flags, then looks for items), so a piece is never left
     unannounced.
     """
 
     def __init__(self, interval: float = 0.01) -> None:
-        self._call_soon = _thread_caller()
+        self._call_soon = thread_caller()
         self._items: deque[tuple[str, Any]] = deque()
         self._interval = interval
         self._event: anyio.Event | None = None  # the consumer's, while it waits
@@ -127,8 +108,7 @@ class _Bridge:
         event = self._event
         if event is not None and event is not self._signalled:
             self._signalled = event
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-                self._call_soon(event.set)
+            self._call_soon(event.set)
 
     async def _wait(self) -> None:
         collect = self._fast

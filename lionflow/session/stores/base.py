@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ import anyio.lowlevel
 import pydantic
 import pydantic_core
 
+from lionflow._loop import thread_caller
 from lionflow.errors import ConfigurationError
 from lionflow.session.messages import Message
 
@@ -213,20 +213,14 @@ class SessionStore(ABC):
 
 async def wait_for(future: concurrent.futures.Future[T]) -> T:
     """Await a store future from any anyio backend without blocking the event loop, and without a
-    thread per waiter: the future's completion wakes an `anyio.Event` through the loop's token.
+    thread per waiter: the future's completion wakes an `anyio.Event` in the loop.
     Cancelling the waiter leaves the work itself alone (a write still lands)."""
     if future.done():
         await anyio.lowlevel.checkpoint()
         return future.result()
-    token = anyio.lowlevel.current_token()
+    call = thread_caller()
     done = anyio.Event()
-
-    def wake(_: concurrent.futures.Future[T]) -> None:
-        # RunFinishedError: the event loop has ended, so nobody is waiting any more
-        with contextlib.suppress(anyio.RunFinishedError):
-            token.backend_class.run_sync_soon(done.set, (), token.native_token)
-
-    future.add_done_callback(wake)
+    future.add_done_callback(lambda _: call(done.set))
     await done.wait()
     return future.result()
 
