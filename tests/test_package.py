@@ -124,6 +124,10 @@ def test_workflow_examples_run() -> None:
     assert article.returncode == 0, article.stderr
     assert "words:    12" in article.stdout
     assert '"research": "Exercise: better sleep, steadier mood, a stronger heart."' in article.stdout
+    stopped = _run(str(ROOT / "docs/examples/stop_workflow.py"))  # aclose() from another task
+    assert stopped.returncode == 0, stopped.stderr
+    assert "cancelled: 3 operations" in stopped.stdout
+    assert stopped.stdout.count("incomplete=True") == 3
 
 
 def test_cleanup_example_runs() -> None:
