@@ -223,7 +223,7 @@ class LoopbackServer:
 # -- body builders ---------------------------------------------------------------------------------
 
 
-def sse(events: Sequence[Any], *, done: bool = True, separator: str = "\n\n") -> list[bytes]:
+def sse(events: Sequence[object], *, done: bool = True, separator: str = "\n\n") -> list[bytes]:
     """OpenAI-style SSE: one ``data: <json>`` event per item (str items are sent verbatim)."""
     pieces = [
         f"data: {item if isinstance(item, str) else json.dumps(item)}{separator}".encode() for item in events

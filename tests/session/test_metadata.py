@@ -55,7 +55,7 @@ def test_values_json_cannot_hold_are_refused_when_given() -> None:
     with pytest.raises(ConfigurationError, match="branch name"):
         session.create_branch(name="bad \ud800 name")  # a lone surrogate: no UTF-8 for it
     with pytest.raises(ConfigurationError, match="branch name"):
-        session.create_branch(name=42)  # type: ignore[arg-type]
+        session.create_branch(name=42)  # type: ignore[arg-type]  # not a str on purpose
     chat = session.create_branch(name="chat")
     with pytest.raises(ConfigurationError, match="branch name"):
         session.fork(chat, name="\udfff")

@@ -133,5 +133,5 @@ def test_branches_are_found_by_name_and_a_name_is_fixed_once_created() -> None:
     assert session.has_branch("b7-copy")
     assert not session.has_branch("b300")
     with pytest.raises(AttributeError):
-        branches[0].name = "renamed"  # type: ignore[misc]
+        branches[0].name = "renamed"  # type: ignore[misc]  # read-only on purpose: checks it raises
     assert session.get_branch("b0") is branches[0]

@@ -125,11 +125,11 @@ async def test_a_read_only_copy_with_unseen_committed_writes_is_refused(read_onl
     [(b"chat.db", 1.0), ("chat\0.db", 1.0), (42, 1.0), ("chat.db", -1), ("chat.db", "5"), ("chat.db", True)],
 )
 def test_a_path_or_busy_timeout_of_the_wrong_kind_is_a_configuration_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: Any, timeout: Any
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: object, timeout: object
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigurationError):
-        SQLiteStore(path, busy_timeout=timeout)
+        SQLiteStore(path, busy_timeout=timeout)  # type: ignore[arg-type]  # wrong kinds on purpose
     assert list(tmp_path.iterdir()) == []
 
 
@@ -185,4 +185,4 @@ async def test_malformed_export_data_is_a_configuration_error(
 
 async def test_data_that_is_not_an_export_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="not a lionflow session export"):
-        await Session.from_export([1])  # type: ignore[arg-type]
+        await Session.from_export([1])  # type: ignore[arg-type]  # not a dict on purpose

@@ -22,14 +22,15 @@ from lionflow.operations import communicate
 from lionflow.testing import ScriptedModel, ScriptedReply
 
 
-def _model(**kwargs: object) -> ScriptedModel:
+def _model(*, chunk_size: int = 4, delay: float = 0.0) -> ScriptedModel:
     return ScriptedModel(
         responses=lambda messages: ScriptedReply(
             text=f"answer {len(messages) // 2}: " + "words " * 20, metadata={"turn": len(messages) // 2}
         ),
         reasoning="thinking it over",
         name="scripted",
-        **kwargs,  # type: ignore[arg-type]
+        chunk_size=chunk_size,
+        delay=delay,
     )
 
 

@@ -37,8 +37,8 @@ def _reference(prefix: str, parser: PartialJSON) -> Any:
     return jiter.from_json(prefix.encode(), partial_mode="trailing-strings")
 
 
-def _cuts(draw: Any, length: int) -> list[int]:
-    points = draw(st.lists(st.integers(1, max(1, length - 1)), max_size=12, unique=True))
+def _cuts(data: st.DataObject, length: int) -> list[int]:
+    points = data.draw(st.lists(st.integers(1, max(1, length - 1)), max_size=12, unique=True))
     return sorted({*points, length})
 
 
@@ -50,7 +50,7 @@ def test_every_prefix_agrees_with_jiter_and_the_end_with_json_loads(
     text = json.dumps(document, ensure_ascii=ascii_only, indent=indent)
     parser = PartialJSON()
     start = 0
-    for cut in _cuts(data.draw, len(text)):
+    for cut in _cuts(data, len(text)):
         parser.feed(text[start:cut])
         start = cut
         assert parser.value == _reference(text[:cut], parser), text[:cut]

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pytest
 from openai import AsyncOpenAI
@@ -32,7 +32,10 @@ async def _deltas(*pieces: str) -> AsyncIterator[str]:
         yield piece
 
 
-async def _all(source: AsyncIterator[str], model: type[BaseModel]) -> list[BaseModel]:
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _all(source: AsyncIterator[str], model: type[M]) -> list[M]:
     return [partial.model_copy(deep=True) async for partial in stream_partial(source, model)]
 
 
