@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/local_model.py [--tokens 400] [--rounds 5]
 
-Builds the tiny model (lionflow.services.providers.tiny_model) in a temporary folder, then
+Builds the tiny model (lionflow.services.providers.transformers.tiny_model) in a temporary folder, then
 generates the same number of tokens four ways, with and without JSON-grammar constraints:
 
 - ``generate()`` called directly, no streamer, in a fresh thread per call as lionflow does: the
@@ -56,7 +56,7 @@ class _Direct:
     def __init__(self, path: str) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from lionflow.services.providers.transformers_grammar import JSONGrammar
+        from lionflow.services.providers.transformers.grammar import JSONGrammar
 
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path).eval()
@@ -106,7 +106,7 @@ async def _lionflow(path: str, tokens: int, grammar: bool, stream: bool) -> tupl
 
 async def main(tokens: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        module = "lionflow.services.providers.tiny_model"
+        module = "lionflow.services.providers.transformers.tiny_model"
         subprocess.run([sys.executable, "-m", module, folder], check=True, capture_output=True)  # noqa: ASYNC221
         path = folder
         direct_model = _Direct(path)

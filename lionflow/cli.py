@@ -29,7 +29,7 @@ DEMO_REPLY = (
 def _tiny_model_path() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lionflow" / "tiny-llama-v1"
     if not (cache / "config.json").exists():
-        from lionflow.services.providers.tiny_model import build_tiny_model
+        from lionflow.services.providers.transformers.tiny_model import build_tiny_model
 
         build_tiny_model(cache)
     return cache
@@ -47,7 +47,7 @@ async def _local_model(name: str, max_tokens: int) -> tuple[iModel, str, bool]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from lionflow.services.providers.transformers_loading import load_model
+    from lionflow.services.providers.transformers.loading import load_model
 
     random_text = False
     try:

@@ -150,7 +150,7 @@ def test_demo_falls_back_to_a_tiny_random_model_and_says_so(tmp_path: Path) -> N
 
 def test_demo_loads_a_cached_hub_model(tmp_path: Path) -> None:
     # A Hugging Face cache laid out as the Hub client writes it, holding the tiny model as a repo.
-    from lionflow.services.providers.tiny_model import build_tiny_model
+    from lionflow.services.providers.transformers.tiny_model import build_tiny_model
 
     repo = tmp_path / "hub" / "models--lionflow-tests--tiny-chat"
     snapshot = repo / "snapshots" / ("0" * 40)

@@ -12,7 +12,7 @@ from lionflow.errors import ConfigurationError
 from lionflow.services.call import ModelCall
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout, check_count, check_seconds
 from lionflow.services.providers import provider_class, provider_names
-from lionflow.services.providers.base import ModelRequest, Provider
+from lionflow.services.providers.base import ModelRequest, Provider, ProviderSettings
 
 __all__ = ["ChatMessageLike", "iModel"]
 
@@ -173,6 +173,13 @@ class iModel:
             raise ConfigurationError(f"provider {provider!r} needs model=, the model id to call")
 
         options = {key: kwargs.pop(key) for key in list(kwargs) if key in adapter_cls.option_names}
+        for key in kwargs:
+            # A misspelled option would otherwise travel to the provider as a request parameter.
+            intended = adapter_cls.close_option(key)
+            if intended is not None:
+                raise ConfigurationError(
+                    f"provider {provider!r} has no option {key!r}; did you mean {intended!r}?"
+                )
         explicit = {
             "temperature": temperature,
             "max_tokens": max_tokens,
@@ -196,7 +203,9 @@ class iModel:
         self._semaphore = None if max_concurrent is None else anyio.Semaphore(max_concurrent)
         self._rate_limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
         self.adapter: Provider = adapter_cls(
-            model=model, api_key=api_key, base_url=base_url, endpoint=endpoint, **options
+            ProviderSettings(
+                model=model, api_key=api_key, base_url=base_url, endpoint=endpoint, options=options
+            )
         )
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ from anthropic.types import RawContentBlockDeltaEvent
 from pydantic import BaseModel
 
 from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
-from lionflow.services.providers.anthropic_messages import DEFAULT_MAX_TOKENS
+from lionflow.services.providers.anthropic_messages_request import DEFAULT_MAX_TOKENS
 from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
 from tests.providers.structured import (

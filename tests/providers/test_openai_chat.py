@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
 from lionflow.services.providers._structured import chat_response_format, strict_ready
 from lionflow.services.providers.openai_chat import OpenAIChatProvider
+from lionflow.services.providers.openai_chat_request import request_arguments
 from tests.loopback import LoopbackServer, Reply, sse
 from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
 from tests.providers.structured import (
@@ -546,7 +547,7 @@ async def test_max_tokens_goes_to_openai_itself_as_max_completion_tokens() -> No
     try:
         adapter = model.adapter
         assert isinstance(adapter, OpenAIChatProvider)
-        arguments = adapter._arguments(model.request(HI, max_tokens=64))
+        arguments = request_arguments(model.request(HI, max_tokens=64), server=adapter.server)
         assert arguments["max_completion_tokens"] == 64
         assert "max_tokens" not in arguments
     finally:

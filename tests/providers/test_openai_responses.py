@@ -683,7 +683,7 @@ async def test_non_streaming_failed_response_raises(
 
 
 async def test_message_conversion_rejects_unknown_roles() -> None:
-    from lionflow.services.providers.openai_responses import responses_input
+    from lionflow.services.providers.openai_responses_request import responses_input
 
     with pytest.raises(ConfigurationError, match="function"):
         responses_input([{"role": "function", "content": "x"}])

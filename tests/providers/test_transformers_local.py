@@ -23,9 +23,10 @@ from pydantic import BaseModel, Field
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
 
 from lionflow import Chunk, ConfigurationError, ProviderError, iModel
-from lionflow.services.providers import transformers_loading
-from lionflow.services.providers.tiny_model import build_tiny_model
-from lionflow.services.providers.transformers_local import _Bridge, plain_prompt
+from lionflow.services.providers.transformers import loading as transformers_loading
+from lionflow.services.providers.transformers.bridge import Bridge
+from lionflow.services.providers.transformers.local import plain_prompt
+from lionflow.services.providers.transformers.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.anyio
 
@@ -204,7 +205,7 @@ async def test_closing_a_held_call_after_a_break_ends_the_generation_thread(tiny
 
 
 async def test_the_bridge_delivers_every_piece_and_the_end_at_once() -> None:
-    bridge = _Bridge(interval=60.0)  # a window collecting fast pieces would last a minute
+    bridge = Bridge(interval=60.0)  # a window collecting fast pieces would last a minute
     go = threading.Event()
 
     def generation_thread() -> None:
@@ -227,7 +228,7 @@ async def test_the_bridge_delivers_every_piece_and_the_end_at_once() -> None:
 
 
 async def test_a_piece_after_a_pause_wakes_the_waiting_consumer() -> None:
-    bridge = _Bridge(interval=60.0)
+    bridge = Bridge(interval=60.0)
 
     def generation_thread() -> None:
         time.sleep(0.05)  # the consumer is waiting by now

@@ -94,7 +94,7 @@ for _name, _target, _requires, _extra in [
     ("anthropic", "anthropic_messages:AnthropicProvider", ["anthropic"], "anthropic"),
     ("groq", "groq_chat:GroqProvider", ["groq"], "groq"),
     ("gemini", "gemini_genai:GeminiProvider", ["google.genai"], "gemini"),
-    ("transformers", "transformers_local:TransformersProvider", ["transformers", "torch"], "transformers"),
+    ("transformers", "transformers.local:TransformersProvider", ["transformers", "torch"], "transformers"),
+    ("scripted", "scripted:ScriptedProvider", [], None),
 ]:
     register_provider(_name, f"{_ADAPTERS}.{_target}", requires=_requires, extra=_extra)
-register_provider("scripted", "lionflow.testing:ScriptedProvider")

@@ -19,17 +19,6 @@ from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError
 
-__all__ = [
-    "RESPONSE_FORMAT_TYPES",
-    "OutputFormat",
-    "chat_response_format",
-    "output_format",
-    "responses_format",
-    "schema_instruction",
-    "strict_ready",
-    "with_system_note",
-]
-
 RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
 """The ``type`` values of an OpenAI-style response format dict (a JSON schema has other ones)."""
 

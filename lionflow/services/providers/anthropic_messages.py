@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import anthropic
@@ -25,24 +25,11 @@ from anthropic.types import (
 )
 from anthropic.types import Usage as AnthropicUsage
 
-from lionflow.errors import (
-    ConfigurationError,
-    ProviderConnectionError,
-    ProviderError,
-    TimeoutPhase,
-)
+from lionflow.errors import ConfigurationError, ProviderConnectionError, ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._common import (
-    SdkProvider,
-    interrupted,
-    malformed,
-    sdk_timeout,
-    status_error,
-)
-from lionflow.services.providers.anthropic_request import DEFAULT_MAX_TOKENS, request_arguments
-from lionflow.services.providers.base import ChunkStream, ModelRequest
-
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider"]
+from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error
+from lionflow.services.providers.anthropic_messages_request import request_arguments
+from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -68,25 +55,6 @@ _ERROR_TYPE_STATUS = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-
-
-def _provider_error(error: Exception, phase: TimeoutPhase = "connect") -> ProviderError:
-    """The lionflow error for an SDK (or, mid-stream, an httpx2) exception; the caller chains it.
-    The SDK's own timeout is a `ProviderTimeout` of `phase`, where the adapter was waiting."""
-    if isinstance(error, anthropic.APIStatusError):
-        message = error.api_message or error.message
-        if error.type:
-            message = f"{error.type}: {message}"
-        status = error.status_code
-        if status < 400:  # an `event: error` inside a 200 stream
-            status = _ERROR_TYPE_STATUS.get(str(error.type), 500 if error.type is None else 400)
-            message = f"error event mid-stream: {message}"
-        return status_error(status, message, provider="anthropic", headers=error.response.headers)
-    if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return sdk_timeout(error, phase, provider="anthropic")
-    if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
-        return ProviderConnectionError(f"connection to Anthropic failed: {error}", provider="anthropic")
-    return ProviderError(f"Anthropic SDK error: {error}", provider="anthropic")
 
 
 # -- response --------------------------------------------------------------------------------------
@@ -184,37 +152,43 @@ class AnthropicProvider(SdkProvider):
     api_key_variables: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     base_url_variable: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     endpoints: ClassVar[tuple[str, ...]] = ("messages",)
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (anthropic.AnthropicError, httpx2.TransportError)
     _client: anthropic.AsyncAnthropic
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        endpoint: str | None = None,
-        default_headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
+    def _make_client(self) -> anthropic.AsyncAnthropic:
         # An explicit key also stops the SDK from looking for credential files and profiles.
-        self._client = anthropic.AsyncAnthropic(
+        return anthropic.AsyncAnthropic(
             api_key=self.client_key,
-            base_url=base_url,
-            max_retries=0,  # lionflow retries itself, only before the first chunk
-            default_headers=default_headers,
+            base_url=self.settings.base_url,
+            default_headers=self.settings.options.get("default_headers"),
+            max_retries=0,
         )
+
+    def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
+        # (mid-stream, an httpx2 exception may escape the SDK)
+        if isinstance(error, anthropic.APIStatusError):
+            message = error.api_message or error.message
+            if error.type:
+                message = f"{error.type}: {message}"
+            status = error.status_code
+            if status < 400:  # an `event: error` inside a 200 stream
+                status = _ERROR_TYPE_STATUS.get(str(error.type), 500 if error.type is None else 400)
+                message = f"error event mid-stream: {message}"
+            return status_error(status, message, provider="anthropic", headers=error.response.headers)
+        if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
+            return sdk_timeout(error, phase, provider="anthropic")
+        if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
+            return ProviderConnectionError(f"connection to Anthropic failed: {error}", provider="anthropic")
+        return ProviderError(f"Anthropic SDK error: {error}", provider="anthropic")
 
     async def open(self, request: ModelRequest) -> ChunkStream:
         arguments, answer_tool = request_arguments(request)
         try:
-            if not request.stream:
-                message = await self._client.messages.create(**arguments)
-                return ChunkStream(self._whole(message, answer_tool))
-            events = await self._client.messages.create(**arguments, stream=True)
-        except anthropic.AnthropicError as error:
-            raise _provider_error(error) from error
-        except json.JSONDecodeError as error:  # the whole answer's body
-            raise malformed(error, self.name) from error
+            with self._map_errors():
+                if not request.stream:
+                    message = await self._client.messages.create(**arguments)
+                    return ChunkStream(self._whole(message, answer_tool))
+                events = await self._client.messages.create(**arguments, stream=True)
         except ValueError as error:  # the SDK refuses a non-streaming call it expects to be too long
             raise ConfigurationError(str(error)) from error
         return ChunkStream(self._events(events, answer_tool), close=events.close)
@@ -228,48 +202,46 @@ class AnthropicProvider(SdkProvider):
         start_usage: AnthropicUsage | None = None
         final: RawMessageDeltaEvent | None = None
         phase: TimeoutPhase = "first_chunk"  # until a chunk went out; then "idle"
-        try:
-            async for event in events:
-                if type(event) is RawContentBlockDeltaEvent and type(event.delta) is TextDelta:
-                    # nearly every event: a text delta
-                    if event.delta.text:
-                        phase = "idle"
-                        yield delta_chunk("text", event.delta.text, event.index, meta, event)
-                elif isinstance(event, _BLOCK_EVENTS):
-                    index = event.index
-                    part = (
-                        event.delta if isinstance(event, RawContentBlockDeltaEvent) else event.content_block
-                    )
-                    if content := _content(part):
-                        phase = "idle"
-                        yield delta_chunk(content[0], content[1], index, meta, event)
-                    elif isinstance(part, InputJSONDelta) and part.partial_json and index in tool_blocks:
+        while True:
+            with self._map_errors(phase):
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    break
+            if type(event) is RawContentBlockDeltaEvent and type(event.delta) is TextDelta:
+                # nearly every event: a text delta
+                if event.delta.text:
+                    phase = "idle"
+                    yield delta_chunk("text", event.delta.text, event.index, meta, event)
+            elif isinstance(event, _BLOCK_EVENTS):
+                index = event.index
+                part = event.delta if isinstance(event, RawContentBlockDeltaEvent) else event.content_block
+                if content := _content(part):
+                    phase = "idle"
+                    yield delta_chunk(content[0], content[1], index, meta, event)
+                elif isinstance(part, InputJSONDelta) and part.partial_json and index in tool_blocks:
+                    silent_tools.discard(index)
+                    phase = "idle"
+                    yield _tool_chunk(part.partial_json, index, tool_blocks[index], meta, event)
+                elif isinstance(part, ToolUseBlock):
+                    tool_blocks[index] = (part.id, part.name)
+                    silent_tools.add(index)
+                    if part.input:  # normally {}, with the input streamed in deltas
                         silent_tools.discard(index)
                         phase = "idle"
-                        yield _tool_chunk(part.partial_json, index, tool_blocks[index], meta, event)
-                    elif isinstance(part, ToolUseBlock):
-                        tool_blocks[index] = (part.id, part.name)
-                        silent_tools.add(index)
-                        if part.input:  # normally {}, with the input streamed in deltas
-                            silent_tools.discard(index)
-                            phase = "idle"
-                            yield _tool_chunk(json.dumps(part.input), index, tool_blocks[index], meta, event)
-                elif isinstance(event, RawContentBlockStopEvent):
-                    if event.index in silent_tools:
-                        # A call without arguments streams no delta; it must still reach the Response.
-                        silent_tools.discard(event.index)
-                        phase = "idle"
-                        yield _tool_chunk("{}", event.index, tool_blocks[event.index], meta, event)
-                elif isinstance(event, RawMessageStartEvent):
-                    message = event.message
-                    meta = {"provider": self.name, "model": message.model, "response_id": message.id}
-                    start_usage = message.usage
-                elif isinstance(event, RawMessageDeltaEvent):
-                    final = event
-        except (anthropic.AnthropicError, httpx2.TransportError) as error:
-            raise interrupted(_provider_error(error, phase)) from error
-        except json.JSONDecodeError as error:
-            raise interrupted(malformed(error, self.name)) from error
+                        yield _tool_chunk(json.dumps(part.input), index, tool_blocks[index], meta, event)
+            elif isinstance(event, RawContentBlockStopEvent):
+                if event.index in silent_tools:
+                    # A call without arguments streams no delta; it must still reach the Response.
+                    silent_tools.discard(event.index)
+                    phase = "idle"
+                    yield _tool_chunk("{}", event.index, tool_blocks[event.index], meta, event)
+            elif isinstance(event, RawMessageStartEvent):
+                message = event.message
+                meta = {"provider": self.name, "model": message.model, "response_id": message.id}
+                start_usage = message.usage
+            elif isinstance(event, RawMessageDeltaEvent):
+                final = event
         if final is None or final.delta.stop_reason is None:
             # Every complete message ends with a message_delta carrying the stop_reason.
             lost = ProviderConnectionError(

@@ -1,20 +1,30 @@
-"""What a provider adapter is: one provider call mapped to an async stream of Chunks.
+"""The adapter contract, and the base every adapter over an official SDK builds on.
 
-Everything the providers share (retries, timeouts, limits, assembling the Response, closing the
-stream) lives once in `lionflow.services.call`; an adapter does only the mapping.
+An adapter maps one provider call to an async stream of Chunks; what every provider shares
+(retries, timeouts, limits, assembling the Response, closing the stream) lives once in
+`lionflow.services.driver`. `Provider` is the contract, `ProviderSettings` what an adapter is built
+from, and `SdkProvider` adds what the SDK adapters share: the API key, the endpoint check, closing
+the client and one `_map_errors()` idiom. docs/providers.md ("Adding a provider") walks through
+writing one; `lionflow.services.providers.scripted` is the annotated template.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import json
+import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar
 
+from lionflow.errors import ConfigurationError, MissingCredentials, ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk
+from lionflow.services.providers._errors import interrupted, malformed
 
-__all__ = ["ChunkStream", "ModelRequest", "Provider"]
+__all__ = ["ChunkStream", "ModelRequest", "Provider", "ProviderSettings", "SdkProvider", "listed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +81,29 @@ class ChunkStream:
                     await result
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """What an adapter is built from: the model id, where and how to reach the provider, and the
+    adapter's own `options` (the `iModel` keywords named in its `option_names`, such as
+    ``default_headers``). Frozen: an adapter reads its settings, never changes them."""
+
+    model: str
+    api_key: str | None = None
+    base_url: str | None = None
+    endpoint: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
 class Provider(ABC):
     """Base class of provider adapters.
 
-    Subclasses set `name`, list their own constructor options in `option_names` (everything else an
-    iModel receives becomes a default request parameter), and implement `open()`, which sends the
-    request and returns once the provider has answered (connected), as a `ChunkStream`.
+    Subclasses set `name`, list their own options in `option_names` (every other keyword an iModel
+    receives becomes a default request parameter), and implement `open()`, which sends the request
+    and returns once the provider has answered (connected), as a `ChunkStream`. The constructor
+    takes one `ProviderSettings` and refuses an option the adapter does not have.
 
     Contract for the stream: text, reasoning and refusal deltas as they arrive; every tool-call
     fragment carries `tool_call_id` and `tool_name`; exactly one `finish` chunk with a normalized
@@ -89,18 +116,19 @@ class Provider(ABC):
     option_names: ClassVar[frozenset[str]] = frozenset()
     default_model: ClassVar[str | None] = None
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        endpoint: str | None = None,
-    ) -> None:
-        self.model = model
-        self.api_key = api_key
-        self.base_url = base_url
-        self.endpoint = endpoint
+    def __init__(self, settings: ProviderSettings) -> None:
+        unknown = sorted(set(settings.options) - self.option_names)
+        if unknown:
+            known = ", ".join(sorted(self.option_names)) or "none"
+            raise ConfigurationError(
+                f"provider {self.name!r} has no option {', '.join(map(repr, unknown))}; its options: {known}"
+            )
+        self.settings = settings
+
+    @property
+    def model(self) -> str:
+        """The model id requests go to unless they name another."""
+        return self.settings.model
 
     @classmethod
     def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
@@ -111,9 +139,141 @@ class Provider(ABC):
         """
         return cls
 
+    @classmethod
+    def close_option(cls, keyword: str) -> str | None:
+        """The option `keyword` is most likely a misspelling of, if any (``organisation`` for
+        ``organization``): `iModel` refuses such a keyword rather than send it as a request parameter."""
+        if keyword in cls.option_names:
+            return None
+        matches = difflib.get_close_matches(keyword, cls.option_names, n=1, cutoff=0.8)
+        return matches[0] if matches else None
+
     @abstractmethod
     async def open(self, request: ModelRequest) -> ChunkStream:
         """Send `request` and return the open stream of its chunks."""
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Release client resources (connection pools). Called by `iModel.aclose()`."""
+
+
+async def listed(chunks: Iterable[Chunk]) -> AsyncIterator[Chunk]:
+    """`chunks` as an async iterator: the stream of a non-streamed answer, mapped whole."""
+    for chunk in chunks:
+        yield chunk
+
+
+PLACEHOLDER_KEY = "no-key"
+"""The key a client is built with when none is needed: the SDKs refuse to build one without a key."""
+
+
+class _ErrorMap:
+    """`SdkProvider._map_errors()` for one phase: a plain class, since a stream enters it once per
+    event it reads and a generator-based context manager costs a new generator each time."""
+
+    __slots__ = ("_mid_stream", "_phase", "_provider")
+
+    def __init__(self, provider: SdkProvider, phase: TimeoutPhase, mid_stream: bool) -> None:
+        self._provider = provider
+        self._phase = phase
+        self._mid_stream = mid_stream
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            return
+        provider = self._provider
+        error: ProviderError
+        if isinstance(exc, json.JSONDecodeError):  # a body or event that is not the JSON it should be
+            error = malformed(exc, provider.name)
+        elif isinstance(exc, provider.sdk_errors):
+            error = provider._error(exc, self._phase)
+        else:
+            return
+        raise (interrupted(error) if self._mid_stream else error) from exc
+
+
+class SdkProvider(Provider):
+    """Base of the adapters over an official SDK's client: the endpoint check, the API key, the
+    client's life, and the error-mapping idiom.
+
+    The key (`api_key`) is the settings' one, else the first of `api_key_variables` set in the
+    environment. It may be
+    missing only when the client talks to a server of the user's choosing (`base_url`, or the
+    SDK's own `base_url_variable` in the environment), which may need none; `client_key` is then
+    `PLACEHOLDER_KEY`. `server` is that custom server, or None for the provider's own API.
+    `endpoints` names the endpoint the adapter serves, first, and its other spellings (None always
+    selects it). A subclass builds its SDK client in `_make_client()`; `aclose()` closes it.
+
+    Errors: wrap every SDK call in ``with self._map_errors(phase):``, and in a stream only the
+    read of the next event, never the ``yield``. An exception of `sdk_errors` becomes `_error()`'s
+    lionflow error, and a body that is not JSON a `ProviderError`; `phase` says where the adapter
+    was waiting: ``connect`` in `open()`, ``first_chunk`` reading the stream before any chunk went
+    out, ``idle`` after one. In a stream the error is the `StreamInterrupted` it is (a
+    `ProviderTimeout` stays one). Either way it is chained to the SDK's exception.
+    """
+
+    api_key_variables: ClassVar[tuple[str, ...]]
+    base_url_variable: ClassVar[str | None] = None
+    endpoints: ClassVar[tuple[str, ...]]
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]]
+    """The SDK's exceptions that `_map_errors()` maps (its API error root, its HTTP client's)."""
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self.for_endpoint(settings.endpoint)
+        variable = self.base_url_variable
+        self.server = settings.base_url or (os.environ.get(variable) if variable else None)
+        self.api_key = self._api_key(settings.api_key)
+        self.client_key = self.api_key or PLACEHOLDER_KEY
+        self._error_maps = {
+            (phase, mid_stream): _ErrorMap(self, phase, mid_stream)
+            for phase in ("connect", "first_chunk", "idle", "total")
+            for mid_stream in (False, True)
+        }
+        self._client = self._make_client()
+
+    def _api_key(self, api_key: str | None) -> str | None:
+        if api_key:
+            return api_key
+        for variable in self.api_key_variables:
+            if value := os.environ.get(variable):
+                return value
+        if self.server is not None:
+            return None
+        raise MissingCredentials(
+            f"provider {self.name!r} needs an API key: set {' or '.join(self.api_key_variables)} "
+            "in the environment, or pass api_key="
+        )
+
+    @classmethod
+    def for_endpoint(cls, endpoint: str | None) -> type[Provider]:
+        if endpoint is None or endpoint.strip("/").lower() in cls.endpoints:
+            return cls
+        raise ConfigurationError(
+            f"provider {cls.name!r} has only the {cls.endpoints[0]!r} endpoint, not {endpoint!r}"
+        )
+
+    @abstractmethod
+    def _make_client(self) -> Any:
+        """The SDK client, built from `settings`, `client_key` and the options; with the SDK's own
+        retries off (lionflow retries itself, only before the first chunk)."""
+
+    @abstractmethod
+    def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
+        """The lionflow error for `error`, an exception of `sdk_errors` raised in `phase`."""
+
+    def _map_errors(self, phase: TimeoutPhase = "connect", *, mid_stream: bool | None = None) -> _ErrorMap:
+        """A context manager that raises the SDK's exceptions as lionflow errors (see the class).
+
+        `mid_stream` (default: any phase but ``connect``) makes the error a `StreamInterrupted`; an
+        adapter whose SDK sends the request only when the stream is first read passes False until
+        the provider's answer began.
+        """
+        return self._error_maps[phase, phase != "connect" if mid_stream is None else mid_stream]
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any, ClassVar, cast
 
@@ -17,17 +17,9 @@ from google.genai import types
 
 from lionflow.errors import ConfigurationError, ProviderConnectionError, ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._common import (
-    SdkProvider,
-    interrupted,
-    malformed,
-    sdk_timeout,
-    status_error,
-)
-from lionflow.services.providers.base import ChunkStream, ModelRequest
+from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error
+from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider
 from lionflow.services.providers.gemini_genai_request import convert_messages, generate_config
-
-__all__ = ["GeminiProvider"]
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",
@@ -48,15 +40,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     ),
 }
 
-# Exceptions the SDK lets through: its own API errors, unparseable bodies (streamed: its own error;
-# whole: json's), and the HTTP library's.
-_SDK_ERRORS = (
-    genai_errors.APIError,
-    genai_errors.UnknownApiResponseError,
-    json.JSONDecodeError,
-    httpx2.HTTPError,
-)
-
 # The HTTP responses opened by the stream being iterated now (see `_Stream`), for the response hook.
 _OPENED: ContextVar[list[httpx2.Response] | None] = ContextVar("lionflow_gemini_opened", default=None)
 
@@ -65,24 +48,6 @@ async def _record_response(response: httpx2.Response) -> None:
     opened = _OPENED.get()
     if opened is not None:
         opened.append(response)
-
-
-def _provider_error(error: Exception, phase: TimeoutPhase = "connect") -> ProviderError:
-    """The lionflow error for an SDK or httpx2 exception; the caller chains it. A timeout of the
-    HTTP client is a `ProviderTimeout` of `phase`, where the adapter was waiting."""
-    if isinstance(error, genai_errors.APIError):
-        message = f"{error.status}: {error.message}" if error.status else str(error.message or error)
-        headers = getattr(error.response, "headers", None)
-        # Mid-stream the SDK takes `code` from the error payload; without a usable one, call it a 500.
-        code = error.code if isinstance(error.code, int) and error.code >= 400 else 500
-        return status_error(code, message, provider="gemini", headers=headers)
-    if isinstance(error, json.JSONDecodeError):
-        return malformed(error, "gemini")
-    if isinstance(error, httpx2.TimeoutException):
-        return sdk_timeout(error, phase, provider="gemini")
-    if isinstance(error, httpx2.TransportError):
-        return ProviderConnectionError(f"connection to Gemini failed: {error!r}", provider="gemini")
-    return ProviderError(f"Gemini SDK error: {error}", provider="gemini")
 
 
 # -- response --------------------------------------------------------------------------------------
@@ -291,34 +256,47 @@ class GeminiProvider(SdkProvider):
     api_key_variables: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     base_url_variable: ClassVar[str | None] = "GOOGLE_GEMINI_BASE_URL"
     endpoints: ClassVar[tuple[str, ...]] = ("generate_content",)
+    # What the SDK lets through: its own API errors, a streamed body it cannot parse (a whole one
+    # raises json's error, which every adapter maps) and the HTTP library's.
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        genai_errors.APIError,
+        genai_errors.UnknownApiResponseError,
+        httpx2.HTTPError,
+    )
     _client: genai.Client
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        endpoint: str | None = None,
-        api_version: str = "v1beta",
-        default_headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
+    def _make_client(self) -> genai.Client:
+        options = self.settings.options
+        headers = options.get("default_headers")
         # Our own HTTP client, so that the response hook sees every response (the SDK would pick
         # aiohttp when installed) and lionflow's timeouts are the only ones (timeout=None).
         self._http = httpx2.AsyncClient(
             timeout=None, follow_redirects=True, event_hooks={"response": [_record_response]}
         )
-        options = types.HttpOptions(
-            base_url=base_url,
-            api_version=api_version,
-            headers=dict(default_headers) if default_headers else None,
+        http_options = types.HttpOptions(
+            base_url=self.settings.base_url,
+            api_version=options.get("api_version", "v1beta"),
+            headers=dict(headers) if headers else None,
             retry_options=types.HttpRetryOptions(attempts=1),  # lionflow retries itself
             httpx_async_client=self._http,
         )
         # vertexai=False: the Gemini API whatever GOOGLE_GENAI_USE_VERTEXAI says. The Client lives as
         # long as this provider: dropping it mid-stream would let its finalizer close transports.
-        self._client = genai.Client(api_key=self.client_key, vertexai=False, http_options=options)
+        return genai.Client(api_key=self.client_key, vertexai=False, http_options=http_options)
+
+    def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
+        """A timeout of the HTTP client is a `ProviderTimeout` of `phase`."""
+        if isinstance(error, genai_errors.APIError):
+            message = f"{error.status}: {error.message}" if error.status else str(error.message or error)
+            headers = getattr(error.response, "headers", None)
+            # Mid-stream the SDK takes `code` from the error payload; without a usable one, call it a 500.
+            code = error.code if isinstance(error.code, int) and error.code >= 400 else 500
+            return status_error(code, message, provider="gemini", headers=headers)
+        if isinstance(error, httpx2.TimeoutException):
+            return sdk_timeout(error, phase, provider="gemini")
+        if isinstance(error, httpx2.TransportError):
+            return ProviderConnectionError(f"connection to Gemini failed: {error!r}", provider="gemini")
+        return ProviderError(f"Gemini SDK error: {error}", provider="gemini")
 
     async def open(self, request: ModelRequest) -> ChunkStream:
         system, contents = convert_messages(request.messages)
@@ -351,16 +329,15 @@ class GeminiProvider(SdkProvider):
                     model=request.model, contents=contents, config=config
                 )
                 events = cast(AsyncIterator[types.GenerateContentResponse], opening)
-        except BaseException as error:
+        except BaseException:
             # A response whose headers came in (an error status's body being read, a whole answer's)
             # is closed here: the SDK leaves it open when that read fails or is cancelled.
             with anyio.CancelScope(shield=True):
                 for opened_response in opened:
                     await opened_response.aclose()
-            if isinstance(error, _SDK_ERRORS):
-                # With the headers in, the provider was reached: not a connect timeout.
-                raise _provider_error(error, "first_chunk" if opened else "connect") from error
-            raise
+            # With the headers in, the provider was reached: not a connect timeout.
+            with self._map_errors("first_chunk" if opened else "connect", mid_stream=False):
+                raise
         finally:
             _OPENED.reset(token)
         stream = _Stream(
@@ -383,15 +360,15 @@ class GeminiProvider(SdkProvider):
                 event = await events.__anext__()
             except StopAsyncIteration:
                 break
-            except _SDK_ERRORS as error:
+            except BaseException:
                 # Before the first response the request failed (HTTP status, connection); after it,
                 # the stream was cut or carried an error payload. Where the SDK sends the request on
                 # the first step (`sends_later`), a timeout before the answer began is still the
                 # connect phase.
                 answered = received or (isinstance(events, _Stream) and bool(events.opened))
                 phase: TimeoutPhase = "idle" if sent else "first_chunk" if answered else "connect"
-                failure = _provider_error(error, phase)
-                raise (interrupted(failure) if received else failure) from error
+                with self._map_errors(phase, mid_stream=received):
+                    raise
             received = True
             chunks = mapper.feed(event)
             sent = sent or bool(chunks)

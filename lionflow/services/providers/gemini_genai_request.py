@@ -14,11 +14,9 @@ import pydantic
 from google.genai import types
 
 from lionflow.errors import ConfigurationError
-from lionflow.services.providers._common import stop_sequences, tool_choice, tool_list, tool_specs
+from lionflow.services.providers._messages import ChatMessage, ChatToolCall, parse_messages
+from lionflow.services.providers._params import stop_sequences, tool_choice, tool_list, tool_specs
 from lionflow.services.providers._structured import OutputFormat, output_format
-from lionflow.services.providers.messages import ChatMessage, ChatToolCall, parse_messages
-
-__all__ = ["convert_messages", "generate_config"]
 
 _CONFIG_FIELDS = frozenset(types.GenerateContentConfig.model_fields)
 

@@ -1,46 +1,27 @@
 """Provider ``"groq"``: Groq's chat completions, an OpenAI-compatible wire format.
 
-The chunk mapping is shared with the OpenAI adapter (`openai_chat_mapping`); what differs is where
+The chunk mapping is shared with the OpenAI adapter (`_chat_completions`); what differs is where
 Groq reports usage (``x_groq.usage`` on the last chunk), its error events, and its SDK.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import groq
 import httpx
-from groq.resources.chat.completions import AsyncCompletions
 
 from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted, TimeoutPhase
 from lionflow.services.chunk import Chunk
-from lionflow.services.providers._common import (
-    SdkProvider,
-    listed,
-    malformed,
-    sdk_parameters,
-    sdk_timeout,
-)
-from lionflow.services.providers._structured import (
-    RESPONSE_FORMAT_TYPES,
-    output_format,
-    schema_instruction,
-    with_system_note,
-)
-from lionflow.services.providers.base import ChunkStream, ModelRequest
-from lionflow.services.providers.openai_chat_mapping import (
+from lionflow.services.providers._chat_completions import (
     CHAT_ENDPOINTS,
     ChatChunkMapper,
-    map_chunks,
+    open_chat,
     sdk_error,
 )
-from lionflow.services.providers.openai_chat_messages import chat_messages, chat_params
-
-__all__ = ["GroqProvider"]
-
-_SDK_PARAMS = sdk_parameters(AsyncCompletions.create)
+from lionflow.services.providers._errors import sdk_timeout
+from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider
+from lionflow.services.providers.groq_chat_request import request_arguments
 
 
 class _GroqChunkMapper(ChatChunkMapper):
@@ -60,24 +41,6 @@ class _GroqChunkMapper(ChatChunkMapper):
             # the caller's partial Response.
             raise StreamInterrupted(f"groq stopped the stream: {error}", provider=self.provider)
         return chunks
-
-
-def _json_mode(params: dict[str, Any]) -> str | None:
-    """Turn a model class or JSON schema given as ``response_format`` into Groq's JSON mode, in
-    `params`; the schema then travels in the returned system-prompt note.
-
-    JSON mode works on every Groq model, while ``json_schema`` is refused by the models without
-    Structured Outputs. JSON mode needs the word JSON in the prompt, and the note says what to fill in.
-    A response format dict (``{"type": "json_schema", ...}``, ``{"type": "json_object"}``) is Groq's
-    own form and is sent as given.
-    """
-    value = params.get("response_format")
-    if value is None or (isinstance(value, Mapping) and value.get("type") in RESPONSE_FORMAT_TYPES):
-        return None
-    spec = output_format(value)
-    assert spec is not None
-    params["response_format"] = {"type": "json_object"}
-    return schema_instruction(spec)
 
 
 class GroqProvider(SdkProvider):
@@ -106,57 +69,28 @@ class GroqProvider(SdkProvider):
     api_key_variables: ClassVar[tuple[str, ...]] = ("GROQ_API_KEY",)
     base_url_variable: ClassVar[str | None] = "GROQ_BASE_URL"
     endpoints: ClassVar[tuple[str, ...]] = CHAT_ENDPOINTS
+    # Unlike openai's, the groq SDK lets httpx errors escape while a stream is read.
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (groq.APIError, httpx.TransportError)
     _client: groq.AsyncGroq
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        endpoint: str | None = None,
-        default_headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
-        self._client = groq.AsyncGroq(
+    def _make_client(self) -> groq.AsyncGroq:
+        return groq.AsyncGroq(
             api_key=self.client_key,
-            base_url=base_url,
-            default_headers=default_headers,
-            max_retries=0,  # lionflow retries itself, only before the first chunk
+            base_url=self.settings.base_url,
+            default_headers=self.settings.options.get("default_headers"),
+            max_retries=0,
         )
 
-    def _arguments(self, request: ModelRequest) -> dict[str, Any]:
-        params = dict(request.params)
-        note = _json_mode(params)
-        arguments = chat_params(params, max_tokens_field="max_completion_tokens", sdk_params=_SDK_PARAMS)
-        arguments["model"] = request.model
-        messages = chat_messages(request.messages, developer_role="system")
-        arguments["messages"] = messages if note is None else with_system_note(messages, note)
-        return arguments
-
-    def _error(self, exc: BaseException, phase: TimeoutPhase = "connect") -> ProviderError:
-        mapped = sdk_error(exc, provider=self.name, sdk=groq, phase=phase)
+    def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
+        mapped = sdk_error(error, provider=self.name, sdk=groq, phase=phase)
         if mapped is not None:
             return mapped
-        # Unlike openai's, the groq SDK lets httpx errors escape while a stream is read.
-        if isinstance(exc, httpx.TimeoutException):
-            return sdk_timeout(exc, phase, provider=self.name)
-        return ProviderConnectionError(f"the connection to groq was lost: {exc!r}", provider=self.name)
+        if isinstance(error, httpx.TimeoutException):
+            return sdk_timeout(error, phase, provider=self.name)
+        return ProviderConnectionError(f"the connection to groq was lost: {error!r}", provider=self.name)
 
     async def open(self, request: ModelRequest) -> ChunkStream:
-        arguments = self._arguments(request)
-        completions = self._client.chat.completions
         mapper = _GroqChunkMapper(self.name)
-        try:
-            if not request.stream:
-                completion = await completions.create(**arguments, stream=False)
-                return ChunkStream(listed(mapper.completion_chunks(completion)))
-            stream = await completions.create(**arguments, stream=True)
-        except groq.APIError as exc:
-            raise self._error(exc) from exc
-        except json.JSONDecodeError as exc:  # the whole answer's body
-            raise malformed(exc, self.name) from exc
-        chunks = map_chunks(
-            stream, mapper, errors=(groq.APIError, httpx.TransportError), map_error=self._error
+        return await open_chat(
+            self._client.chat.completions, request_arguments(request), mapper, request, self._map_errors
         )
-        return ChunkStream(chunks, close=stream.close)

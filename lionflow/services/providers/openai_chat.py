@@ -7,27 +7,52 @@ DeepSeek, OpenRouter, vLLM, Ollama and other OpenAI-compatible servers work thro
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import ClassVar
 
 import openai
-from openai.resources.chat.completions import AsyncCompletions
 
 from lionflow.errors import ConfigurationError, ProviderError, TimeoutPhase
-from lionflow.services.providers._common import listed, malformed, sdk_parameters
-from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
-from lionflow.services.providers.openai_chat_mapping import (
+from lionflow.services.providers._chat_completions import (
     CHAT_ENDPOINTS,
     ChatChunkMapper,
-    map_chunks,
+    open_chat,
     sdk_error,
 )
-from lionflow.services.providers.openai_chat_messages import chat_messages, chat_params
-from lionflow.services.providers.openai_client import OpenAIClientProvider
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider, SdkProvider
+from lionflow.services.providers.openai_chat_request import request_arguments
 
-__all__ = ["OpenAIChatProvider"]
 
-_SDK_PARAMS = sdk_parameters(AsyncCompletions.create)
+class OpenAIClientProvider(SdkProvider):
+    """Base of the ``provider="openai"`` adapters (Chat Completions, Responses): one ``AsyncOpenAI``
+    client, and the openai SDK's errors mapped.
+
+    The API key comes from ``api_key=`` or ``OPENAI_API_KEY``; it is optional when `base_url` (or
+    ``OPENAI_BASE_URL``, read by the SDK) points at a compatible server. Client options:
+    ``organization``, ``project``, ``default_headers``.
+    """
+
+    name: ClassVar[str] = "openai"
+    option_names: ClassVar[frozenset[str]] = frozenset({"organization", "project", "default_headers"})
+    api_key_variables: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    base_url_variable: ClassVar[str | None] = "OPENAI_BASE_URL"
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (openai.APIError,)
+    _client: openai.AsyncOpenAI
+
+    def _make_client(self) -> openai.AsyncOpenAI:
+        options = self.settings.options
+        return openai.AsyncOpenAI(
+            api_key=self.client_key,
+            base_url=self.settings.base_url,
+            organization=options.get("organization"),
+            project=options.get("project"),
+            default_headers=options.get("default_headers"),
+            max_retries=0,
+        )
+
+    def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
+        mapped = sdk_error(error, provider=self.name, sdk=openai, phase=phase)
+        assert mapped is not None, error  # `sdk_errors` is openai.APIError
+        return mapped
 
 
 class OpenAIChatProvider(OpenAIClientProvider):
@@ -67,37 +92,7 @@ class OpenAIChatProvider(OpenAIClientProvider):
             "or 'responses'"
         )
 
-    def _arguments(self, request: ModelRequest) -> dict[str, Any]:
-        server = self.server
-        max_tokens_field = (
-            "max_completion_tokens" if server is None or "api.openai.com" in server else "max_tokens"
-        )
-        arguments = chat_params(request.params, max_tokens_field=max_tokens_field, sdk_params=_SDK_PARAMS)
-        arguments["model"] = request.model
-        arguments["messages"] = chat_messages(request.messages)
-        stream_options = arguments.pop("stream_options", None) or {}
-        if request.stream:
-            # Without include_usage OpenAI reports no usage at all for a streamed call.
-            arguments["stream_options"] = {"include_usage": True, **stream_options}
-        return arguments
-
-    def _error(self, exc: BaseException, phase: TimeoutPhase = "connect") -> ProviderError:
-        mapped = sdk_error(exc, provider=self.name, sdk=openai, phase=phase)
-        assert mapped is not None, exc  # only called with openai.APIError
-        return mapped
-
     async def open(self, request: ModelRequest) -> ChunkStream:
-        arguments = self._arguments(request)
-        completions = self._client.chat.completions
+        arguments = request_arguments(request, server=self.server)
         mapper = ChatChunkMapper(self.name)
-        try:
-            if not request.stream:
-                completion = await completions.create(**arguments, stream=False)
-                return ChunkStream(listed(mapper.completion_chunks(completion)))
-            stream = await completions.create(**arguments, stream=True)
-        except openai.APIError as exc:
-            raise self._error(exc) from exc
-        except json.JSONDecodeError as exc:  # the whole answer's body
-            raise malformed(exc, self.name) from exc
-        chunks = map_chunks(stream, mapper, errors=(openai.APIError,), map_error=self._error)
-        return ChunkStream(chunks, close=stream.close)
+        return await open_chat(self._client.chat.completions, arguments, mapper, request, self._map_errors)

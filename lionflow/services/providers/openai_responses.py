@@ -8,16 +8,15 @@ keyed by ``output_index``, and reports usage and the final status only in its te
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import openai
 
 from lionflow.errors import (
-    ConfigurationError,
     ProviderConnectionError,
     ProviderError,
     RateLimitError,
@@ -25,87 +24,16 @@ from lionflow.errors import (
     TimeoutPhase,
 )
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._common import (
-    interrupted,
-    listed,
-    malformed,
-    sdk_arguments,
-    sdk_parameters,
-    sdk_timeout,
-    status_error,
-    tool_choice,
-    tool_list,
-    tool_specs,
-)
-from lionflow.services.providers._structured import output_format, responses_format
-from lionflow.services.providers.base import ChunkStream, ModelRequest
-from lionflow.services.providers.messages import ChatMessage, parse_messages
-from lionflow.services.providers.openai_client import OpenAIClientProvider
-
-__all__ = ["OpenAIResponsesProvider", "responses_input"]
+from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error
+from lionflow.services.providers.base import ChunkStream, ModelRequest, listed
+from lionflow.services.providers.openai_chat import OpenAIClientProvider
+from lionflow.services.providers.openai_responses_request import request_arguments
 
 # Error codes of `error` events and failed responses that may succeed when the request is sent again.
 _RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "too_many_requests", "insufficient_capacity"})
 _TRANSIENT_CODES = frozenset(
     {"server_error", "internal_error", "overloaded", "service_unavailable", "timeout", "vector_store_timeout"}
 )
-
-
-# -- messages and parameters in ---------------------------------------------------------------------
-
-
-def _items(message: ChatMessage) -> list[dict[str, Any]]:
-    if message.role == "tool":
-        # Tool results are strings on the wire; a structured result is sent as its JSON.
-        call_id = message.require_call_id()
-        return [{"type": "function_call_output", "call_id": call_id, "output": message.text}]
-    items: list[dict[str, Any]] = []
-    if message.text.strip():
-        items.append({"type": "message", "role": message.role, "content": message.text})
-    for call in message.tool_calls:
-        if call.id is None:
-            raise ConfigurationError(f"messages[{message.position}]: a tool call needs an 'id'")
-        items.append(
-            {"type": "function_call", "call_id": call.id, "name": call.name, "arguments": call.arguments}
-        )
-    return items
-
-
-def responses_input(messages: Sequence[Any]) -> tuple[str | None, list[dict[str, Any]]]:
-    """lionflow chat messages (see `parse_messages`) as the Responses API's ``instructions`` and
-    ``input`` items (messages, ``function_call`` and ``function_call_output``)."""
-    conversation = parse_messages(messages)
-    return conversation.system, [item for message in conversation.turns for item in _items(message)]
-
-
-def _tools(tools: Any) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
-    for tool in tool_list(tools):
-        if isinstance(tool, Mapping) and tool.get("type") not in (None, "function"):
-            result.append(dict(tool))  # a built-in tool (web_search, file_search, ...): sent as given
-            continue
-        (spec,) = tool_specs([tool])
-        source = tool.get("function", tool) if isinstance(tool, Mapping) else {}
-        # The Responses API makes function tools strict by default, which rejects ordinary schemas
-        # (pydantic's lack additionalProperties=false); strict only when the tool asks for it.
-        strict = bool(source.get("strict", False)) if isinstance(source, Mapping) else False
-        result.append(
-            {
-                "type": "function",
-                "name": spec.name,
-                "description": spec.description,
-                "parameters": spec.parameters,
-                "strict": strict,
-            }
-        )
-    return result
-
-
-@functools.cache
-def _create_parameters() -> frozenset[str]:
-    from openai.resources.responses import AsyncResponses
-
-    return sdk_parameters(AsyncResponses.create)
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -117,26 +45,6 @@ def _failure(code: str | None, message: str | None, provider: str) -> ProviderEr
     if code in _RATE_LIMIT_CODES:
         return RateLimitError(text, provider=provider)
     return ProviderError(text, provider=provider, retryable=code in _TRANSIENT_CODES)
-
-
-def _map_error(error: openai.APIError, provider: str, phase: TimeoutPhase = "connect") -> ProviderError:
-    """The lionflow error for an SDK error; the SDK's own timeout is a `ProviderTimeout` of
-    `phase`, where the adapter was waiting."""
-    if isinstance(error, openai.APITimeoutError):
-        return sdk_timeout(error, phase, provider=provider)
-    if isinstance(error, openai.APIConnectionError):
-        return ProviderConnectionError(f"connection failed: {error.message}", provider=provider)
-    if isinstance(error, openai.APIStatusError):
-        body = error.body
-        message = body.get("message") if isinstance(body, Mapping) else None
-        return status_error(
-            error.status_code,
-            message if isinstance(message, str) else error.message,
-            provider=provider,
-            headers=error.response.headers,
-        )
-    # The SDK raises a bare APIError for an `error` event whose fields are nested under "error".
-    return _failure(error.code, error.message, provider)
 
 
 # -- events out ------------------------------------------------------------------------------------
@@ -308,54 +216,29 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
 
     endpoints: ClassVar[tuple[str, ...]] = ("responses",)
 
-    def request_kwargs(self, request: ModelRequest) -> dict[str, Any]:
-        """The keyword arguments of ``responses.create`` for `request` (stream flag excluded)."""
-        params = {key: value for key, value in request.params.items() if value is not None}
-        for key in ("stop", "seed"):
-            if params.pop(key, None) is not None:
-                raise ConfigurationError(
-                    f"the OpenAI Responses API does not accept {key!r}; remove it, or use the Chat "
-                    "Completions endpoint (iModel(provider='openai') without endpoint='responses')"
-                )
-        instructions, items = responses_input(request.messages)
-        given = params.pop("instructions", None)
-        if given:
-            instructions = f"{given}\n\n{instructions}" if instructions else str(given)
-        kwargs: dict[str, Any] = {"model": request.model, "input": items}
-        if instructions:
-            kwargs["instructions"] = instructions
-        max_tokens = params.pop("max_tokens", None)
-        if max_tokens is not None:
-            if params.get("max_output_tokens") is not None:
-                raise ConfigurationError("give max_tokens or max_output_tokens, not both")
-            kwargs["max_output_tokens"] = max_tokens
-        given_tools = tool_list(params.pop("tools", None))
-        tools = _tools(given_tools)
-        if tools:
-            kwargs["tools"] = tools
-        choice = tool_choice(params.pop("tool_choice", None), given_tools)
-        if choice is not None:
-            kwargs["tool_choice"] = (
-                {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode
+    def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
+        """The SDK's own timeout is a `ProviderTimeout` of `phase`."""
+        if isinstance(error, openai.APITimeoutError):
+            return sdk_timeout(error, phase, provider=self.name)
+        if isinstance(error, openai.APIConnectionError):
+            return ProviderConnectionError(f"connection failed: {error.message}", provider=self.name)
+        if isinstance(error, openai.APIStatusError):
+            body = error.body
+            message = body.get("message") if isinstance(body, Mapping) else None
+            return status_error(
+                error.status_code,
+                message if isinstance(message, str) else error.message,
+                provider=self.name,
+                headers=error.response.headers,
             )
-        params.pop("stream", None)  # the mode is request.stream
-        structure = output_format(params.pop("response_format", None))
-        if structure is not None:
-            text = dict(params.pop("text", None) or {})
-            if text.get("format"):
-                raise ConfigurationError("give response_format or text={'format': ...}, not both")
-            kwargs["text"] = text | {"format": responses_format(structure)}
-        return kwargs | sdk_arguments(params, _create_parameters())
+        # The SDK raises a bare APIError for an `error` event whose fields are nested under "error".
+        assert isinstance(error, openai.APIError), error
+        return _failure(error.code, error.message, self.name)
 
     async def open(self, request: ModelRequest) -> ChunkStream:
-        kwargs = self.request_kwargs(request)
         create: Any = self._client.responses.create
-        try:
-            result = await create(stream=request.stream, **kwargs)
-        except openai.APIError as error:
-            raise _map_error(error, self.name) from error
-        except json.JSONDecodeError as error:  # the whole answer's body
-            raise malformed(error, self.name) from error
+        with self._map_errors():
+            result = await create(stream=request.stream, **request_arguments(request))
         mapper = _Mapper(self.name, request.model)
         if not request.stream:
             if result.status == "failed":
@@ -366,27 +249,27 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
 
     async def _events(self, stream: Any, mapper: _Mapper) -> AsyncIterator[Chunk]:
         phase: TimeoutPhase = "first_chunk"  # until a chunk went out; then "idle"
-        try:
-            async for event in stream:
-                if mapper.finished:
-                    # After the terminal event the body is read to its end only so that the
-                    # connection can go back to the pool; nothing more belongs to the answer.
-                    continue
-                if getattr(event, "type", None) == "response.output_text.delta":
-                    # nearly every event: a text delta, mapped here without a generator per event
-                    if event.delta:
-                        phase = "idle"
-                        yield mapper.chunk("text", event.delta, event.output_index, event)
-                    continue
-                for chunk in mapper.handle(event):
+        while not mapper.finished:
+            with self._map_errors(phase):
+                try:
+                    event = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+            if getattr(event, "type", None) == "response.output_text.delta":
+                # nearly every event: a text delta, mapped here without a generator per event
+                if event.delta:
                     phase = "idle"
-                    yield chunk
-        except (openai.APIError, json.JSONDecodeError) as error:
-            if mapper.finished:
-                return  # the answer is complete; a failure while draining the body loses nothing
-            if isinstance(error, json.JSONDecodeError):
-                raise interrupted(malformed(error, self.name)) from error
-            raise interrupted(_map_error(error, self.name, phase)) from error
+                    yield mapper.chunk("text", event.delta, event.output_index, event)
+                continue
+            for chunk in mapper.handle(event):
+                phase = "idle"
+                yield chunk
+        if mapper.finished:
+            # After the terminal event the body is read to its end only so that the connection can
+            # go back to the pool; nothing more belongs to the answer, and a failure there loses nothing.
+            with contextlib.suppress(openai.APIError, json.JSONDecodeError):
+                async for _ in stream:
+                    pass
         if not mapper.finished:
             # Every Responses stream ends with a terminal event; without one the answer was cut off.
             raise StreamInterrupted(

@@ -10,7 +10,8 @@ import anthropic
 from anthropic.resources.messages import AsyncMessages
 
 from lionflow.errors import ConfigurationError
-from lionflow.services.providers._common import (
+from lionflow.services.providers._messages import ChatMessage, ChatToolCall, parse_messages
+from lionflow.services.providers._params import (
     sdk_arguments,
     sdk_parameters,
     stop_sequences,
@@ -20,9 +21,6 @@ from lionflow.services.providers._common import (
 )
 from lionflow.services.providers._structured import OutputFormat, output_format
 from lionflow.services.providers.base import ModelRequest
-from lionflow.services.providers.messages import ChatMessage, ChatToolCall, parse_messages
-
-__all__ = ["DEFAULT_MAX_TOKENS", "convert_messages", "request_arguments"]
 
 DEFAULT_MAX_TOKENS = 4096
 """Sent when the call gives no ``max_tokens``: the Messages API requires one."""

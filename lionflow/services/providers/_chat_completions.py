@@ -1,5 +1,5 @@
-"""Chat Completions responses: OpenAI-style chat chunks as lionflow Chunks, and the SDK errors as
-lionflow errors, shared by every adapter that speaks this format (OpenAI, Groq).
+"""The Chat Completions wire format, shared by the adapters that speak it (`openai_chat`,
+`groq_chat`): its chunks as lionflow Chunks, and its SDK errors as lionflow errors.
 
 The openai and groq SDKs parse chat chunks into pydantic models with the same field names and keep
 the fields they do not declare (DeepSeek's ``reasoning_content``, OpenRouter's ``reasoning``) as
@@ -9,29 +9,20 @@ works with only the groq package installed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any, Protocol
 
 from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted, TimeoutPhase
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._common import interrupted, malformed, sdk_timeout, status_error
-
-__all__ = [
-    "CHAT_ENDPOINTS",
-    "FINISH_REASONS",
-    "ChatChunkMapper",
-    "SdkStream",
-    "chat_usage",
-    "map_chunks",
-    "sdk_error",
-]
+from lionflow.services.providers._errors import sdk_timeout, status_error
+from lionflow.services.providers.base import ChunkStream, ModelRequest, listed
 
 CHAT_ENDPOINTS = ("chat", "chat/completions", "chat_completions")
 """The names ``iModel(endpoint=...)`` may give the Chat Completions API (None selects it too)."""
 
-FINISH_REASONS: dict[str, FinishReason] = {
+_FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
     "tool_calls": "tool_calls",
@@ -240,7 +231,7 @@ class ChatChunkMapper:
                 )
             )
         native = self._native_finish
-        reason: FinishReason = FINISH_REASONS.get(native, "stop") if native else "stop"
+        reason: FinishReason = _FINISH_REASONS.get(native, "stop") if native else "stop"
         if reason == "stop" and self._refused:
             reason = "refusal"  # OpenAI ends a refusal with finish_reason="stop"
         chunks.append(
@@ -266,23 +257,17 @@ class SdkStream(Protocol):
 async def map_chunks(
     stream: SdkStream,
     mapper: ChatChunkMapper,
-    *,
-    errors: tuple[type[BaseException], ...],
-    map_error: Callable[[BaseException, TimeoutPhase], ProviderError],
+    map_errors: Callable[[TimeoutPhase], AbstractContextManager[None]],
 ) -> AsyncIterator[Chunk]:
-    """The chunks of an open SDK stream; an exception of `errors` while reading becomes the
-    `StreamInterrupted` it is, or the `ProviderTimeout` of the phase it ran out in (`map_error`
-    gets the phase). Only the read is guarded, never the ``yield``."""
+    """The chunks of an open SDK stream, its errors mapped by the adapter's `map_errors` (see
+    `SdkProvider._map_errors`). Only the read is guarded, never the ``yield``."""
     phase: TimeoutPhase = "first_chunk"
     while True:
-        try:
-            event = await stream.__anext__()
-        except StopAsyncIteration:
-            break
-        except json.JSONDecodeError as exc:
-            raise interrupted(malformed(exc, mapper.provider)) from exc
-        except errors as exc:
-            raise interrupted(map_error(exc, phase)) from exc
+        with map_errors(phase):
+            try:
+                event = await stream.__anext__()
+            except StopAsyncIteration:
+                break
         chunks = mapper.chunks(event)
         if chunks:
             phase = "idle"
@@ -298,6 +283,23 @@ async def map_chunks(
         )
     for chunk in mapper.end():
         yield chunk
+
+
+async def open_chat(
+    completions: Any,
+    arguments: dict[str, Any],
+    mapper: ChatChunkMapper,
+    request: ModelRequest,
+    map_errors: Callable[[TimeoutPhase], AbstractContextManager[None]],
+) -> ChunkStream:
+    """Send ``completions.create(**arguments)`` (an SDK's ``client.chat.completions``), streamed or
+    not as `request` says, and return its chunks."""
+    with map_errors("connect"):
+        if not request.stream:
+            completion = await completions.create(**arguments, stream=False)
+            return ChunkStream(listed(mapper.completion_chunks(completion)))
+        stream = await completions.create(**arguments, stream=True)
+    return ChunkStream(map_chunks(stream, mapper, map_errors), close=stream.close)
 
 
 def _status(value: Any) -> int | None:

@@ -31,9 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lionflow.errors import ConfigurationError
-from lionflow.services.providers._common import parse_arguments
-
-__all__ = ["ChatMessage", "ChatToolCall", "Conversation", "SystemMessage", "parse_messages"]
+from lionflow.services.providers._params import parse_arguments
 
 Role = Literal["user", "assistant", "tool"]
 

@@ -15,8 +15,6 @@ from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError, MissingDependency
 
-__all__ = ["JSONGrammar", "schema_of"]
-
 # xgrammar 0.2 writes a length-bounded string (maxLength) with the character class below, which
 # admits raw control characters and no escapes; JSON forbids both, so json.loads rejects such output.
 # The unbounded string rule is right; we give the bounded one JSON's own character class.

@@ -10,8 +10,6 @@ import anyio
 
 from lionflow.errors import ConfigurationError, ProviderError
 
-__all__ = ["LoadedModel", "load_model", "resolve_device", "resolve_dtype"]
-
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -56,7 +54,7 @@ class LoadedModel:
 
     def grammar(self) -> Any:
         """The model's JSON grammar compiler (built on first use)."""
-        from lionflow.services.providers.transformers_grammar import JSONGrammar
+        from lionflow.services.providers.transformers.grammar import JSONGrammar
 
         with self._grammar_lock:
             if self._grammar is None:

@@ -13,8 +13,6 @@ import torch
 from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
-__all__ = ["FlagStoppingCriteria", "TokenStreamer"]
-
 
 class TokenStreamer(BaseStreamer):  # type: ignore[misc]
     """Passes each step's new token ids to `on_tokens`; the prompt (the first put) is left out."""

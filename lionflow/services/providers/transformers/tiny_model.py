@@ -4,15 +4,13 @@ It is what `make demo` falls back to when no real model is cached, and what the 
 loading and generation code on. Its text is random: it has never been trained. The tokenizer is a
 byte-level BPE trained with `tokenizers` on a small built-in corpus, so any text can be encoded.
 
-    python -m lionflow.services.providers.tiny_model /tmp/tiny-llama
+    python -m lionflow.services.providers.transformers.tiny_model /tmp/tiny-llama
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-__all__ = ["TINY_CHAT_TEMPLATE", "build_tiny_model"]
 
 # A minimal chat template, so the tiny model exercises the chat-template path like a real one.
 TINY_CHAT_TEMPLATE = (

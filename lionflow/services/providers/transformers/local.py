@@ -29,29 +29,24 @@ without blocking either side, so the loop keeps serving other tasks while a mode
 
 from __future__ import annotations
 
-import math
 import threading
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import anyio
 import anyio.to_thread
 
-from lionflow._loop import thread_caller
 from lionflow.errors import ConfigurationError, LionflowError, ProviderError
 from lionflow.services.chunk import Chunk, Usage, delta_chunk
-from lionflow.services.providers._common import content_text
-from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
-from lionflow.services.providers.transformers_loading import (
+from lionflow.services.providers._params import content_text
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider, ProviderSettings
+from lionflow.services.providers.transformers.bridge import Bridge
+from lionflow.services.providers.transformers.loading import (
     LoadedModel,
     load_model,
     resolve_device,
     resolve_dtype,
 )
-
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "TransformersProvider"]
 
 DEFAULT_MAX_NEW_TOKENS = 256
 _OWN_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "seed", "stop", "response_format"})
@@ -72,77 +67,6 @@ def plain_prompt(messages: Sequence[Mapping[str, Any]]) -> str:
             lines.append(f"User: {text}")
     lines.append("Assistant:")
     return "\n".join(lines)
-
-
-class _Bridge:
-    """Items from the generation thread to the event loop; neither side ever blocks on the other.
-
-    Each wake-up of the loop preempts the generation thread (the GIL, and torch's OpenMP workers
-    on a busy CPU): about 0.2 ms of generation lost per wake-up, measured on the tiny model. So
-    wake-ups are spaced: while pieces come faster than `interval` (10 ms, below a screen refresh),
-    the consumer collects them for one interval at a time and they reach it joined, one wake-up
-    per interval; a slower piece, as every token of a real model is, wakes it at once. The end of
-    the stream and errors always wake it at once.
-
-    The consumer waits on an `anyio.Event`; the generation thread has it set in the event loop
-    (`lionflow._loop.thread_caller`), at most once per event, and only when the consumer is waiting
-    and not already collecting. Each side writes before it reads (the thread appends its item, then reads the
-    consumer's flags; the consumer sets its flags, then looks for items), so a piece is never left
-    unannounced.
-    """
-
-    def __init__(self, interval: float = 0.01) -> None:
-        self._call_soon = thread_caller()
-        self._items: deque[tuple[str, Any]] = deque()
-        self._interval = interval
-        self._event: anyio.Event | None = None  # the consumer's, while it waits
-        self._signalled: anyio.Event | None = None  # the last event the thread had set
-        self._collecting = False  # the consumer waits out an interval: text needs no wake-up
-        self._fast = False  # pieces came faster than the interval: collect rather than wake
-        self._last_wake = -math.inf
-
-    def put(self, kind: str, value: Any) -> None:  # generation thread
-        self._items.append((kind, value))
-        if kind == "text" and self._collecting:
-            return
-        event = self._event
-        if event is not None and event is not self._signalled:
-            self._signalled = event
-            self._call_soon(event.set)
-
-    async def _wait(self) -> None:
-        collect = self._fast
-        while not self._items:
-            event = self._event = anyio.Event()
-            self._collecting = collect
-            if self._items:
-                break
-            if collect:
-                with anyio.move_on_after(self._interval):
-                    await event.wait()
-                # Nothing came in a whole interval: the pieces have slowed down, so the next one
-                # wakes the loop itself.
-                self._fast = collect = bool(self._items)
-            else:
-                await event.wait()
-        self._event = None
-        self._collecting = False
-        now = time.monotonic()
-        if now - self._last_wake < self._interval:
-            self._fast = True
-        self._last_wake = now
-
-    async def get(self) -> tuple[str, Any]:
-        """The next item: consecutive text pieces waiting together come joined, as one."""
-        if not self._items:
-            await self._wait()
-        kind, value = self._items.popleft()
-        if kind == "text" and self._items and self._items[0][0] == "text":
-            pieces = [value]
-            while self._items and self._items[0][0] == "text":
-                pieces.append(self._items.popleft()[1])
-            value = "".join(pieces)
-        return kind, value
 
 
 class _Detokenizer:
@@ -229,7 +153,7 @@ class _Generation:
         self.detokenizer = _Detokenizer(loaded.tokenizer)
         self.cancelled = threading.Event()
         self.generated: list[int] = []
-        self.bridge = _Bridge()
+        self.bridge = Bridge()
         self.thread = threading.Thread(target=self._run, name=f"lionflow-generate-{loaded.name}", daemon=True)
         self.meta = {"provider": "transformers", "model": loaded.name}
         self._buffer: list[str] = []
@@ -255,7 +179,7 @@ class _Generation:
     def _generate(self) -> None:
         import torch
 
-        from lionflow.services.providers.transformers_hooks import FlagStoppingCriteria, TokenStreamer
+        from lionflow.services.providers.transformers.hooks import FlagStoppingCriteria, TokenStreamer
 
         kwargs: dict[str, Any] = {
             "input_ids": self.prompt_ids,
@@ -351,25 +275,16 @@ class TransformersProvider(Provider):
     name: ClassVar[str] = "transformers"
     option_names: ClassVar[frozenset[str]] = frozenset({"device", "dtype", "trust_remote_code"})
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        device: str = "auto",
-        dtype: Any = None,
-        trust_remote_code: bool = False,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        endpoint: str | None = None,
-    ) -> None:
-        super().__init__(model=model, api_key=api_key, base_url=base_url, endpoint=endpoint)
-        if base_url is not None:
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        if settings.base_url is not None:
             raise ConfigurationError(
                 "the transformers provider runs models in-process; base_url does not apply"
             )
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
-        self.trust_remote_code = trust_remote_code
+        options = settings.options
+        self.device = resolve_device(options.get("device", "auto"))
+        self.dtype = resolve_dtype(options.get("dtype"))
+        self.trust_remote_code = bool(options.get("trust_remote_code", False))
 
     def _prompt(self, loaded: LoadedModel, request: ModelRequest) -> tuple[Any, Any]:
         tokenizer = loaded.tokenizer

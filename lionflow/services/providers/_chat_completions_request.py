@@ -1,5 +1,5 @@
 """Chat Completions requests: lionflow messages, tools and parameters in the form the OpenAI-style
-chat API takes, shared by the OpenAI and Groq adapters (no SDK imported here)."""
+chat API takes, shared by `openai_chat_request` and `groq_chat_request` (no SDK imported here)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lionflow.errors import ConfigurationError
-from lionflow.services.providers._common import stop_sequences, tool_choice, tool_list, tool_specs
+from lionflow.services.providers._messages import ChatMessage, ChatToolCall, SystemMessage, parse_messages
+from lionflow.services.providers._params import stop_sequences, tool_choice, tool_list, tool_specs
 from lionflow.services.providers._structured import chat_response_format
-from lionflow.services.providers.messages import ChatMessage, ChatToolCall, SystemMessage, parse_messages
-
-__all__ = ["chat_messages", "chat_params", "chat_tool_choice", "chat_tools"]
 
 # Request keys the adapter sets itself; a parameter of the same name would clash with them.
 _RESERVED = frozenset({"model", "messages", "stream"})
