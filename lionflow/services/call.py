@@ -9,20 +9,17 @@ from __future__ import annotations
 import types
 from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
 from lionflow.services.chunk import Chunk
-from lionflow.services.driver import CallState, drive, wait_done
+from lionflow.services.driver import CallContext, CallState, drive, wait_done
 from lionflow.services.providers.base import ModelRequest
 from lionflow.services.response import Response
 from lionflow.structured import stream_partial
-
-if TYPE_CHECKING:
-    from lionflow.services.imodel import iModel
 
 __all__ = ["ModelCall"]
 
@@ -56,10 +53,13 @@ class ModelCall:
 
     A call streams once: iterating it again raises `StreamConsumed`. `response` holds the result
     afterwards, partial (``incomplete=True``) if the call ended by an error, a cancellation or a stop.
+
+    `request` is what was sent (model id, messages, parameters), and `context` what the call shares
+    with every call of its model (provider, adapter, timeouts, retries, limits).
     """
 
-    def __init__(self, model: iModel, request: ModelRequest) -> None:
-        self.model = model
+    def __init__(self, context: CallContext, request: ModelRequest) -> None:
+        self.context = context
         self.request = request
         self._state = CallState()
         self._gen: types.AsyncGeneratorType[Chunk, None] | None = None
@@ -82,7 +82,7 @@ class ModelCall:
         if self._status != "new":
             raise StreamConsumed("this call was already iterated; a call streams once (see .response)")
         self._status = "streaming"
-        gen = drive(self.model, self.request, self._state)
+        gen = drive(self.context, self.request, self._state)
         assert isinstance(gen, types.AsyncGeneratorType)
         self._gen = gen
         return gen

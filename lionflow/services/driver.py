@@ -18,7 +18,8 @@ import math
 import time
 import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import anyio
 import sniffio
@@ -32,14 +33,10 @@ from lionflow.errors import (
     TimeoutPhase,
 )
 from lionflow.services.chunk import Chunk
-from lionflow.services.providers.base import ChunkStream, ModelRequest
+from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 from lionflow.services.response import Response, ResponseAssembler
 from lionflow.structured.partial_model import json_document
-
-if TYPE_CHECKING:
-    from lionflow.services.imodel import iModel
-
-__all__ = ["CallState", "close_when_dropped", "drive", "wait_done"]
 
 T = TypeVar("T")
 
@@ -51,6 +48,24 @@ _STOP_GRACE = 2 * _CLOSE_GRACE
 
 class _Stopped(Exception):
     """Raised inside a driver that `aclose()` from another task stopped; never leaves the driver."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What every call of one model shares, built once by its `iModel` and handed to each call.
+
+    The driver reads only this (never the iModel), so a call needs no reference to its model.
+    `slots` bounds the calls in flight (``max_concurrent``) and `rate_limiter` the requests started
+    per minute (``requests_per_minute``); both are shared by all calls of the model, None when off.
+    """
+
+    adapter: Provider
+    provider: str
+    model: str
+    timeout: Timeout
+    retry: RetryPolicy
+    slots: anyio.Semaphore | None = None
+    rate_limiter: RateLimiter | None = None
 
 
 class CallState:
@@ -230,13 +245,14 @@ async def _close_quietly(stream: ChunkStream | None) -> None:
         await stream.aclose()
 
 
-async def drive(model: iModel, request: ModelRequest, state: CallState) -> AsyncGenerator[Chunk, None]:
+async def drive(context: CallContext, request: ModelRequest, state: CallState) -> AsyncGenerator[Chunk, None]:
     state.done = anyio.Event()
     state.close_dropped = close_when_dropped()
     started = time.perf_counter()
-    timeout = model.timeout
+    timeout = context.timeout
     deadline = _Deadline(timeout.total)
-    provider = model.provider
+    provider = context.provider
+    slots = context.slots
     assembler = ResponseAssembler(model=request.model, provider=provider)
     first_chunk_at: float | None = None
     stream: ChunkStream | None = None
@@ -249,13 +265,13 @@ async def drive(model: iModel, request: ModelRequest, state: CallState) -> Async
             while True:
                 state.attempts = attempt + 1
                 try:
-                    if model._semaphore is not None:
-                        await _bounded(model._semaphore.acquire(), None, "total", deadline, provider)
+                    if slots is not None:
+                        await _bounded(slots.acquire(), None, "total", deadline, provider)
                         holding_slot = True
-                    if model._rate_limiter is not None:
-                        await _bounded(model._rate_limiter.acquire(), None, "total", deadline, provider)
+                    if context.rate_limiter is not None:
+                        await _bounded(context.rate_limiter.acquire(), None, "total", deadline, provider)
                     stream = await _bounded(
-                        model.adapter.open(request), timeout.connect, "connect", deadline, provider
+                        context.adapter.open(request), timeout.connect, "connect", deadline, provider
                     )
                     chunk = await _next_chunk(stream, timeout.first_chunk, "first_chunk", deadline, provider)
                     break
@@ -263,14 +279,14 @@ async def drive(model: iModel, request: ModelRequest, state: CallState) -> Async
                     # Nothing has reached the caller yet, so a retry cannot replay content.
                     await _close_quietly(stream)
                     stream = None
-                    if holding_slot and model._semaphore is not None:
-                        model._semaphore.release()
+                    if holding_slot and slots is not None:
+                        slots.release()
                         holding_slot = False
                     if setup.cancel_called:  # stopped; the SDK reported it as its own error
                         raise _Stopped from None
-                    if not error.retryable or attempt >= model.retry.max_retries:
+                    if not error.retryable or attempt >= context.retry.max_retries:
                         raise
-                    wait = model.retry.delay(attempt, error)
+                    wait = context.retry.delay(attempt, error)
                     if wait is None or (deadline.at is not None and time.monotonic() + wait >= deadline.at):
                         raise
                     await anyio.sleep(wait)
@@ -342,8 +358,8 @@ async def drive(model: iModel, request: ModelRequest, state: CallState) -> Async
     finally:
         state.scope = None
         await _close_quietly(stream)
-        if holding_slot and model._semaphore is not None:
-            model._semaphore.release()
+        if holding_slot and slots is not None:
+            slots.release()
         state.done.set()
 
 

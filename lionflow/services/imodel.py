@@ -10,6 +10,7 @@ import anyio
 
 from lionflow.errors import ConfigurationError
 from lionflow.services.call import ModelCall
+from lionflow.services.driver import CallContext
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout, check_count, check_seconds
 from lionflow.services.providers import provider_class, provider_names
 from lionflow.services.providers.base import ModelRequest, Provider, ProviderSettings
@@ -194,19 +195,35 @@ class iModel:
         self.model = model
         self.name = name or model
         self.streaming = stream  # the `stream=` flag; `stream()` is the context-manager call
-        self.timeout = Timeout.of(timeout)
-        self.retry = RetryPolicy(
-            max_retries=max_retries, initial_delay=retry_initial_delay, max_delay=retry_max_delay
-        )
         self.max_concurrent = max_concurrent
         self.requests_per_minute = requests_per_minute
-        self._semaphore = None if max_concurrent is None else anyio.Semaphore(max_concurrent)
-        self._rate_limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
         self.adapter: Provider = adapter_cls(
             ProviderSettings(
                 model=model, api_key=api_key, base_url=base_url, endpoint=endpoint, options=options
             )
         )
+        # Everything a call needs from its model, handed over once: a call never reads the iModel.
+        self._context = CallContext(
+            adapter=self.adapter,
+            provider=provider,
+            model=model,
+            timeout=Timeout.of(timeout),
+            retry=RetryPolicy(
+                max_retries=max_retries, initial_delay=retry_initial_delay, max_delay=retry_max_delay
+            ),
+            slots=None if max_concurrent is None else anyio.Semaphore(max_concurrent),
+            rate_limiter=None if requests_per_minute is None else RateLimiter(requests_per_minute),
+        )
+
+    @property
+    def timeout(self) -> Timeout:
+        """The call timeouts (`Timeout`)."""
+        return self._context.timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy (`RetryPolicy`)."""
+        return self._context.retry
 
     def __repr__(self) -> str:
         return f"iModel(provider={self.provider!r}, model={self.model!r}, name={self.name!r})"
@@ -225,7 +242,7 @@ class iModel:
         `messages` is a list of chat dicts or `Message`s (a plain string is one user message);
         `params` override this model's default generation parameters for this call.
         """
-        return ModelCall(self, self.request(messages, **params))
+        return ModelCall(self._context, self.request(messages, **params))
 
     def stream(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelCall:
         """The context-manager form of `invoke()`: the stream is closed when the block ends.

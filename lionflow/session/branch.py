@@ -1,17 +1,36 @@
-"""`Branch`: one line of conversation, an ordered progression of message ids in a session."""
+"""`Branch`: one line of conversation, an ordered progression of message ids in a session; and the
+session's other read-only views: its `MessageStore` and the seed API's `Conversations`."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lionflow.session.messages import Message
 
-if TYPE_CHECKING:
-    from lionflow.session.session import Session
 
-__all__ = ["Branch"]
+class MessageStore(Mapping[str, Message]):
+    """The session's messages by id (``session.messages[message_id]``), in insertion order.
+
+    A read-only view: the session adds messages to the dict it hands in here, as turns are recorded.
+    """
+
+    def __init__(self, messages: dict[str, Message]) -> None:
+        self._messages = messages
+
+    def __getitem__(self, message_id: str) -> Message:
+        try:
+            return self._messages[message_id]
+        except KeyError:
+            raise KeyError(f"no message {message_id!r} in this session") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._messages)
+
+    def __len__(self) -> int:
+        return len(self._messages)
 
 
 class Branch:
@@ -23,24 +42,27 @@ class Branch:
     stored as JSON with the branch: a value JSON cannot hold raises `ConfigurationError` before the
     next write. In a store, positions are the store's: a branch's order as stored is the order its
     messages were written in, whichever `Session` object wrote them.
+
+    A branch holds what it reads, not its session: `messages` is the session's message store (ids to
+    messages) and `order` the list of ids that the session appends to as turns are recorded.
     """
 
     def __init__(
         self,
-        session: Session,
+        messages: Mapping[str, Message],
+        order: list[str],
         *,
         name: str,
         id: str | None = None,
         created_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
-        order: list[str] | None = None,
     ) -> None:
-        self.session = session
+        self._store = messages
+        self._order = order  # shared with the session, which alone appends to it
         self._name = name
         self.id = id or uuid.uuid4().hex
         self.created_at = created_at or datetime.now(UTC)
         self.metadata: dict[str, Any] = dict(metadata or {})
-        self._order: list[str] = list(order or ())
 
     @property
     def name(self) -> str:
@@ -61,17 +83,43 @@ class Branch:
     @property
     def messages(self) -> list[Message]:
         """The messages, oldest first."""
-        store = self.session.messages
+        store = self._store
         return [store[message_id] for message_id in self._order]
 
     @property
     def last(self) -> Message | None:
         """The newest message, or None for an empty branch."""
-        return self.session.messages[self._order[-1]] if self._order else None
+        return self._store[self._order[-1]] if self._order else None
 
     def chat_messages(self) -> list[dict[str, Any]]:
         """The branch as provider chat dicts, ready for `iModel.invoke(messages=...)`."""
         return [message.chat_msg for message in self.messages]
 
-    def _append(self, message_id: str) -> None:
-        self._order.append(message_id)
+
+BranchRef = Branch | str
+"""A branch, or its name or id."""
+
+
+class Conversations:
+    """The seed API's view of branches as progressions: ``add_item(message, progressions=[...])``.
+
+    It is handed the two things it does, by its session; it holds no session of its own.
+    """
+
+    def __init__(
+        self,
+        add_item: Callable[[Message, Iterable[BranchRef] | None], Message],
+        branches: Callable[[], list[Branch]],
+    ) -> None:
+        self._add_item = add_item
+        self._branches = branches
+
+    def add_item(self, item: Message, progressions: Iterable[BranchRef] | None = None) -> Message:
+        """Add `item` to the session and append it to each branch in `progressions` (names, ids or
+        Branch objects). With a store, the message is written durably in one transaction."""
+        return self._add_item(item, progressions)
+
+    @property
+    def progressions(self) -> list[Branch]:
+        """The session's branches, oldest first."""
+        return self._branches()

@@ -7,12 +7,12 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from lionflow.errors import ConfigurationError
-from lionflow.session.branch import Branch
+from lionflow.session.branch import Branch, BranchRef, Conversations, MessageStore
 from lionflow.session.messages import Message, SystemContent
 from lionflow.session.services import ServiceRegistry
 from lionflow.session.stores.base import (
@@ -33,65 +33,12 @@ __all__ = ["Conversations", "MessageStore", "Session"]
 
 log = logging.getLogger("lionflow.session")
 
-BranchRef = Branch | str
-
-
-class MessageStore(Mapping[str, Message]):
-    """The session's messages by id (``session.messages[message_id]``), in insertion order."""
-
-    def __init__(self) -> None:
-        self._messages: dict[str, Message] = {}
-
-    def __getitem__(self, message_id: str) -> Message:
-        try:
-            return self._messages[message_id]
-        except KeyError:
-            raise KeyError(f"no message {message_id!r} in this session") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._messages)
-
-    def __len__(self) -> int:
-        return len(self._messages)
-
-    def _check(self, message: Message) -> None:
-        """Refuse another message under an id already taken (the same message again is fine)."""
-        known = self._messages.get(message.id)
-        if known is not None and known != message:
-            raise ConfigurationError(f"another message with id {message.id!r} is already in this session")
-
-    def _add(self, message: Message) -> bool:
-        """Add `message`; False when it was already there (it may then go in another branch)."""
-        self._check(message)
-        if message.id in self._messages:
-            return False
-        self._messages[message.id] = message
-        return True
-
 
 def _branch_record(branch: Branch) -> BranchRecord:
     """What a store keeps of a branch besides its order; `ConfigurationError` for metadata that JSON
     cannot hold."""
     metadata = json_metadata(branch.metadata, what=f"metadata of branch {branch.name!r}")
     return BranchRecord(branch.id, branch.name, branch.created_at, metadata)
-
-
-class Conversations:
-    """The seed API's view of branches as progressions: ``add_item(message, progressions=[...])``."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def add_item(self, item: Message, progressions: Iterable[BranchRef] | None = None) -> Message:
-        """Add `item` to the session and append it to each branch in `progressions` (names, ids or
-        Branch objects). With a store, the message is written durably in one transaction."""
-        branches = [self._session.get_branch(ref) for ref in progressions or ()]
-        self._session._record([(branch, item) for branch in branches] or [(None, item)], turn=None)
-        return item
-
-    @property
-    def progressions(self) -> list[Branch]:
-        return self._session.branches
 
 
 class Session:
@@ -136,8 +83,11 @@ class Session:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.store = store
         self.services = ServiceRegistry()
-        self.messages = MessageStore()
-        self.conversations = Conversations(self)
+        # The session alone changes these; branches and `messages` are views of them.
+        self._messages: dict[str, Message] = {}
+        self._orders: dict[str, list[str]] = {}  # branch id -> its message ids, shared with the Branch
+        self.messages = MessageStore(self._messages)
+        self.conversations = Conversations(self._add_item, lambda: self.branches)
         self._branches: dict[str, Branch] = {}
         self._branch_ids: dict[str, str] = {}  # name -> id: a flow of thousands of branches looks up in O(1)
         self._pending: set[concurrent.futures.Future[None]] = set()
@@ -201,12 +151,13 @@ class Session:
         a name that is not valid text, or metadata JSON cannot hold, raises `ConfigurationError`."""
         name = self._new_name(name, f"branch-{len(self._branches) + 1}")
         json_metadata(metadata or {}, what=f"metadata of branch {name!r}")
-        branch = Branch(self, name=name, metadata=metadata)
+        order: list[str] = []
+        branch = Branch(self.messages, order, name=name, metadata=metadata)
         message = None
         if system is not None:
             message = system if isinstance(system, Message) else Message(content=SystemContent(system=system))
             self._check_message(message)
-        self._record([(branch, message)] if message is not None else [], new=branch)
+        self._record([(branch, message)] if message is not None else [], new=(branch, order))
         return branch
 
     def fork(self, branch: BranchRef, *, at: str | None = None, name: str | None = None) -> Branch:
@@ -219,15 +170,21 @@ class Session:
                 raise ConfigurationError(f"message {at!r} is not in branch {source.name!r}")
             order = order[: order.index(at) + 1]
         name = self._new_name(name, f"{source.name}-fork-{len(self._branches) + 1}")
-        fork = Branch(self, name=name, metadata=dict(source.metadata), order=order)
-        self._record([], new=fork)
+        fork = Branch(self.messages, order, name=name, metadata=dict(source.metadata))
+        self._record([], new=(fork, order))
         return fork
 
     # -- recording messages ----------------------------------------------------------------------
 
+    def _check_id(self, message: Message) -> None:
+        """Refuse another message under an id already taken (the same message again is fine)."""
+        known = self._messages.get(message.id)
+        if known is not None and known != message:
+            raise ConfigurationError(f"another message with id {message.id!r} is already in this session")
+
     def _check_message(self, message: Message) -> None:
         """Refuse, before anything changes, a message this session cannot hold or store."""
-        self.messages._check(message)
+        self._check_id(message)
         if message.metadata:
             json_metadata(message.metadata, what=f"metadata of message {message.id}")
 
@@ -295,27 +252,39 @@ class Session:
             turn=turn,
         )
 
+    def _add_item(self, item: Message, progressions: Iterable[BranchRef] | None) -> Message:
+        """`conversations.add_item`: `item` in the session and appended to each branch named."""
+        branches = [self.get_branch(ref) for ref in progressions or ()]
+        self._record([(branch, item) for branch in branches] or [(None, item)], turn=None)
+        return item
+
+    def _add_branch(self, branch: Branch, order: list[str]) -> None:
+        self._branches[branch.id] = branch
+        self._branch_ids[branch.name] = branch.id
+        self._orders[branch.id] = order
+
     def _record(
         self,
         entries: list[tuple[Branch | None, Message]],
         *,
-        new: Branch | None = None,
+        new: tuple[Branch, list[str]] | None = None,
         turn: str | None = None,
     ) -> concurrent.futures.Future[None] | None:
-        """Add messages (to branches) in memory, and the `new` branch, and persist them in one
-        write. Everything is checked first, so a refused message changes nothing."""
+        """Add messages (to branches) in memory, and the `new` branch (with the order list it was
+        given), and persist them in one write. Everything is checked first, so a refused message
+        changes nothing."""
         unique = list({message.id: message for _, message in entries}.values())
         for message in unique:
             self._check_message(message)
         placements = tuple((branch.id, message.id) for branch, message in entries if branch is not None)
-        write = self._write_of(unique, placements=placements, new=new, turn=turn)
+        write = self._write_of(unique, placements=placements, new=None if new is None else new[0], turn=turn)
         if new is not None:
-            self._branches[new.id] = new
-            self._branch_ids[new.name] = new.id
+            self._add_branch(*new)
         for branch, message in entries:
-            self.messages._add(message)
+            # (a message already here may go in another branch: the session keeps it once)
+            self._messages.setdefault(message.id, message)
             if branch is not None:
-                branch._append(message.id)
+                self._orders[branch.id].append(message.id)
         return self._submit(write)
 
     def _submit(self, write: StoreWrite | None) -> concurrent.futures.Future[None] | None:
@@ -428,18 +397,19 @@ class Session:
         session.created_at = snapshot.created_at
         session._sent[""] = metadata_text(snapshot.metadata)
         for message in snapshot.messages:
-            session.messages._add(message)
-        for record, order in snapshot.branches:
+            session._check_id(message)  # (an export may hold two messages under one id)
+            session._messages[message.id] = message
+        for record, stored_order in snapshot.branches:
+            order = list(stored_order)
             branch = Branch(
-                session,
+                session.messages,
+                order,
                 name=record.name,
                 id=record.id,
                 created_at=record.created_at,
                 metadata=record.metadata,
-                order=order,
             )
-            session._branches[branch.id] = branch
-            session._branch_ids[branch.name] = branch.id
+            session._add_branch(branch, order)
             session._sent[branch.id] = metadata_text(record.metadata)
             session._stored.add(branch.id)
         return session

@@ -10,7 +10,7 @@ cancel scope of its own, as an HTTP client's read does (a socket timeout).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import anyio
 import pytest
@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from lionflow import Chunk, Timeout, iModel, register_provider
 from lionflow.services.call import ModelCall
-from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
+from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider, ProviderSettings
 from lionflow.testing import ScriptedModel
 from tests.helpers import no_task_left
 from tests.loopback import LoopbackServer, Reply
@@ -38,9 +38,9 @@ class GatedProvider(Provider):
     name: ClassVar[str] = "gated-test"
     option_names: ClassVar[frozenset[str]] = frozenset({"words"})
 
-    def __init__(self, *, model: str, words: list[str], **settings: Any) -> None:
-        super().__init__(model=model, **settings)
-        self.words = words
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self.words: list[str] = list(settings.options["words"])
         self.gates: list[anyio.Event] = []
         self.open_streams = 0
 
