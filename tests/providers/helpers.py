@@ -9,6 +9,7 @@ every ``CASE``.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,10 @@ from lionflow import Chunk, Response, iModel
 from tests.loopback import LoopbackServer, Received
 
 HI = [{"role": "user", "content": "hi"}]
+
+Entry = tuple[Any, ...]
+"""A request read back as a transcript entry: ``("system", text)``, ``(role, text)``,
+``("call", id, name, arguments)`` or ``("result", id, output)``."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,12 @@ class ProviderCase:
     cut_message: str  # a pattern of the error's message when the body is cut
     error_body: Callable[[int, str], dict[str, Any]]
     errors: SdkErrors
+    transcript: Callable[[dict[str, Any]], list[Entry]]  # a sent request body, read back
     endpoint: str | None = None
     path: str = ""  # what follows the server's URL in base_url
     key_header: str = "authorization"
     key_prefix: str = "Bearer "
+    takes_stop: bool = True  # whether the API has stop sequences at all
 
     def model_for(self, **kwargs: Any) -> iModel:
         """An iModel of this provider, with nothing given but `kwargs`."""
@@ -73,6 +80,25 @@ class ProviderCase:
         """The API key a request carried, as this provider's SDK sends it; None if it carried none."""
         value = received.headers.get(self.key_header, "")
         return value.removeprefix(self.key_prefix) if value.startswith(self.key_prefix) else None
+
+
+def chat_transcript(body: dict[str, Any]) -> list[Entry]:
+    """A Chat Completions request body as a transcript (OpenAI and Groq)."""
+    system: list[str] = []
+    entries: list[Entry] = []
+    for message in body["messages"]:
+        role = message["role"]
+        if role in ("system", "developer"):
+            system.append(message["content"])
+        elif role == "tool":
+            entries.append(("result", message["tool_call_id"], message["content"]))
+        else:
+            if message.get("content"):
+                entries.append((role, message["content"]))
+            for call in message.get("tool_calls") or ():
+                function = call["function"]
+                entries.append(("call", call["id"], function["name"], json.loads(function["arguments"])))
+    return ([("system", "\n\n".join(system))] if system else []) + entries
 
 
 def openai_error_body(status: int, message: str) -> dict[str, Any]:

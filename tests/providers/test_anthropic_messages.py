@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from lionflow import ConfigurationError, StreamInterrupted, Usage, iModel
 from lionflow.services.providers.anthropic_messages_request import DEFAULT_MAX_TOKENS
 from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
-from tests.providers.helpers import HI, ProviderCase, SdkErrors, run
+from tests.providers.helpers import HI, Entry, ProviderCase, SdkErrors, run
 from tests.providers.structured import (
     POINT_SCHEMA,
     TRIP,
@@ -108,6 +108,19 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
+def _transcript(body: dict[str, Any]) -> list[Entry]:
+    entries: list[Entry] = [("system", body["system"])] if "system" in body else []
+    for message in body["messages"]:
+        for block in message["content"]:
+            if block["type"] == "text":
+                entries.append((message["role"], block["text"]))
+            elif block["type"] == "tool_use":
+                entries.append(("call", block["id"], block["name"], block["input"]))
+            else:
+                entries.append(("result", block["tool_use_id"], block.get("content", "")))
+    return entries
+
+
 CASE = ProviderCase(
     id="anthropic",
     provider="anthropic",
@@ -119,6 +132,7 @@ CASE = ProviderCase(
     cut_body=cut_body,
     cut_message="stop_reason",
     error_body=error_body,
+    transcript=_transcript,
     errors=SdkErrors(
         authentication=anthropic.AuthenticationError,
         rate_limit=anthropic.RateLimitError,
@@ -359,7 +373,7 @@ async def test_messages_are_converted_to_anthropic_turns(
     server: LoopbackServer, make: Callable[..., iModel]
 ) -> None:
     server.add(Reply(pieces=body(text_block(0, "done"))))
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
         {"role": "user", "content": "Weather and time in Paris?"},

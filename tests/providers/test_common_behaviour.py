@@ -4,7 +4,6 @@ module's ``CASE``; what only one provider does is tested there."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import anyio
@@ -25,17 +24,16 @@ from lionflow import (
     Timeout,
     iModel,
 )
+from lionflow.services.providers.base import SdkProvider
 from tests.helpers import no_task_left
 from tests.loopback import LoopbackServer, Reply, split
+from tests.providers.cases import provider_cases
 from tests.providers.helpers import HI, ProviderCase, closed_port, run, sdk_timeout, unaccepted_port
 from tests.providers.structured import TRIP, TRIP_JSON, Trip, assert_growing, pieces, streamed_partials
 
 pytestmark = pytest.mark.anyio
 
-CASES: list[ProviderCase] = [
-    importlib.import_module(f"tests.providers.test_{module}").CASE
-    for module in ("openai_chat", "openai_responses", "anthropic_messages", "groq_chat", "gemini_genai")
-]
+CASES: list[ProviderCase] = provider_cases()
 
 every_provider = pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 
@@ -77,7 +75,9 @@ async def test_the_key_comes_from_the_environment(
     server.add(Reply(pieces=case.text_body("ok")))
 
     without_base_url = case.model_for()  # the key is required here, and found
-    assert without_base_url.adapter.api_key == key
+    adapter = without_base_url.adapter
+    assert isinstance(adapter, SdkProvider)
+    assert adapter.api_key == key
     await without_base_url.aclose()
     await run(make(api_key=None))
 

@@ -25,7 +25,7 @@ from lionflow import (
     iModel,
 )
 from tests.loopback import LoopbackServer, Reply, sse
-from tests.providers.helpers import HI, ProviderCase, SdkErrors, run, sdk_timeout
+from tests.providers.helpers import HI, Entry, ProviderCase, SdkErrors, run, sdk_timeout
 from tests.providers.structured import (
     POINT_SCHEMA,
     TRIP_JSON,
@@ -95,6 +95,27 @@ def error_body(code: int, status: str, message: str) -> dict[str, Any]:
 
 _STATUS_NAMES = {401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
 
+
+def _transcript(body: dict[str, Any]) -> list[Entry]:
+    entries: list[Entry] = []
+    if "systemInstruction" in body:
+        entries.append(("system", "".join(part["text"] for part in body["systemInstruction"]["parts"])))
+    for content in body["contents"]:
+        role = "assistant" if content["role"] == "model" else "user"
+        for part in content["parts"]:
+            if "text" in part:
+                entries.append((role, part["text"]))
+            elif "functionCall" in part:
+                call = part["functionCall"]
+                entries.append(("call", call.get("id"), call["name"], call.get("args", {})))
+            else:
+                result = part["functionResponse"]
+                response = result["response"]
+                output = response["result"] if set(response) == {"result"} else json.dumps(response)
+                entries.append(("result", result.get("id"), output))
+    return entries
+
+
 CASE = ProviderCase(
     id="gemini",
     provider="gemini",
@@ -108,6 +129,7 @@ CASE = ProviderCase(
     cut_body=lambda *texts: body(*[event(text(t)) for t in texts]),
     cut_message="finishReason",
     error_body=lambda code, message: error_body(code, _STATUS_NAMES.get(code, "UNAVAILABLE"), message),
+    transcript=_transcript,
     errors=SdkErrors(
         authentication=genai_errors.ClientError,
         rate_limit=genai_errors.ClientError,

@@ -12,7 +12,7 @@ import pytest
 
 from lionflow import StreamInterrupted, Usage, iModel
 from tests.loopback import LoopbackServer, Reply, sse
-from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
+from tests.providers.helpers import HI, ProviderCase, SdkErrors, chat_transcript, openai_error_body, run
 from tests.providers.structured import (
     POINT_SCHEMA,
     TRIP_JSON,
@@ -90,6 +90,7 @@ CASE = ProviderCase(
     cut_body=lambda *texts: sse([event({"content": text}) for text in texts], done=False),
     cut_message="without a finish reason",
     error_body=openai_error_body,
+    transcript=chat_transcript,
     errors=SdkErrors(
         authentication=groq.AuthenticationError,
         rate_limit=groq.RateLimitError,

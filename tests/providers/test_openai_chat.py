@@ -15,7 +15,7 @@ from lionflow.services.providers._structured import chat_response_format, strict
 from lionflow.services.providers.openai_chat import OpenAIChatProvider
 from lionflow.services.providers.openai_chat_request import request_arguments
 from tests.loopback import LoopbackServer, Reply, sse
-from tests.providers.helpers import HI, ProviderCase, SdkErrors, openai_error_body, run
+from tests.providers.helpers import HI, ProviderCase, SdkErrors, chat_transcript, openai_error_body, run
 from tests.providers.structured import (
     POINT_SCHEMA,
     TRIP_JSON,
@@ -92,6 +92,7 @@ CASE = ProviderCase(
     cut_body=lambda *texts: sse([event({"content": text}) for text in texts], done=False),
     cut_message="without a finish reason",
     error_body=openai_error_body,
+    transcript=chat_transcript,
     errors=SdkErrors(
         authentication=openai.AuthenticationError,
         rate_limit=openai.RateLimitError,

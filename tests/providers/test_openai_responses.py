@@ -14,7 +14,7 @@ from lionflow import Chunk, Usage, iModel
 from lionflow.errors import ConfigurationError, StreamInterrupted
 from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
 from tests.loopback import LoopbackServer, Reply, anthropic_sse
-from tests.providers.helpers import ProviderCase, SdkErrors, openai_error_body, run
+from tests.providers.helpers import Entry, ProviderCase, SdkErrors, openai_error_body, run
 from tests.providers.structured import (
     POINT_SCHEMA,
     TRIP_JSON,
@@ -135,6 +135,18 @@ def text_body(*deltas: str, terminal: dict[str, Any] | None = None) -> list[byte
     return body(message_added(), *(text_delta(d) for d in deltas), terminal=terminal or completed())
 
 
+def _transcript(body: dict[str, Any]) -> list[Entry]:
+    entries: list[Entry] = [("system", body["instructions"])] if "instructions" in body else []
+    for item in body["input"]:
+        if item["type"] == "message":
+            entries.append((item["role"], item["content"]))
+        elif item["type"] == "function_call":
+            entries.append(("call", item["call_id"], item["name"], json.loads(item["arguments"])))
+        else:
+            entries.append(("result", item["call_id"], item["output"]))
+    return entries
+
+
 CASE = ProviderCase(
     id="openai_responses",
     provider="openai",
@@ -148,6 +160,8 @@ CASE = ProviderCase(
     cut_body=lambda *deltas: body(message_added(), *(text_delta(d) for d in deltas)),
     cut_message="before the response completed",
     error_body=openai_error_body,
+    transcript=_transcript,
+    takes_stop=False,
     errors=SdkErrors(
         authentication=openai.AuthenticationError,
         rate_limit=openai.RateLimitError,
@@ -451,7 +465,7 @@ async def test_messages_become_instructions_and_input_items(
     server: LoopbackServer, make: Callable[..., iModel]
 ) -> None:
     server.add(Reply(pieces=text_body("done")))
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
         {"role": "user", "content": "Weather in Paris?"},

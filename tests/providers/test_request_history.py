@@ -28,9 +28,9 @@ from lionflow import (
 from lionflow.operations import communicate
 from tests.loopback import LoopbackServer, Reply
 from tests.providers import test_anthropic_messages as anthropic_case
-from tests.providers.helpers import ProviderCase
+from tests.providers.helpers import Entry, ProviderCase, chat_transcript
 from tests.providers.test_common_behaviour import CASES, every_provider
-from tests.providers.test_request_messages import READERS, Entry, sent
+from tests.providers.test_request_messages import sent
 
 pytestmark = pytest.mark.anyio
 
@@ -146,7 +146,7 @@ async def test_every_call_sent_is_answered_right_after_it(
 
     body = await sent(case, server, make(), messages)
 
-    assert READERS[case.id](body) == expected
+    assert case.transcript(body) == expected
 
 
 CHAT_ROLES: dict[str, list[str]] = {
@@ -155,13 +155,15 @@ CHAT_ROLES: dict[str, list[str]] = {
 }
 
 
-@pytest.mark.parametrize("case_id", ["openai_chat", "groq"])
+CHAT_CASES = [case for case in CASES if case.transcript is chat_transcript]
+
+
+@pytest.mark.parametrize("case", CHAT_CASES, ids=[case.id for case in CHAT_CASES])
 @pytest.mark.parametrize("history", list(CHAT_ROLES))
 async def test_chat_tool_messages_follow_the_one_assistant_message_that_made_the_calls(
-    case_id: str, history: str, server: LoopbackServer
+    case: ProviderCase, history: str, server: LoopbackServer
 ) -> None:
     # Chat Completions rejects a tool message that does not follow the assistant message with its call.
-    case = next(case for case in CASES if case.id == case_id)
     model = case.loopback_model(server)
     try:
         body = await sent(case, server, model, HISTORIES[history][0])
@@ -223,7 +225,7 @@ async def test_a_structured_turn_on_anthropic_leaves_the_branch_usable(server: L
     stored = branch.messages[1].content
     assert isinstance(stored, AssistantResponseContent)
     assert stored.tool_calls  # the record keeps the answer tool's call
-    assert READERS["anthropic"](server.requests[1].json) == [
+    assert anthropic_case.CASE.transcript(server.requests[1].json) == [
         ("user", "Plan a trip"),
         ("assistant", json.dumps({"city": "Paris", "days": 3})),
         ("user", "Thanks, now say hi"),

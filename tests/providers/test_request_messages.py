@@ -28,92 +28,10 @@ from lionflow import (
 )
 from lionflow.services.providers.base import ModelRequest
 from tests.loopback import LoopbackServer, Reply
-from tests.providers.helpers import ProviderCase
-from tests.providers.test_common_behaviour import CASES, every_provider
+from tests.providers.helpers import Entry, ProviderCase
+from tests.providers.test_common_behaviour import every_provider
 
 pytestmark = pytest.mark.anyio
-
-# A transcript entry: ("system", text) | (role, text) | ("call", id, name, arguments) | ("result", id, output)
-Entry = tuple[Any, ...]
-
-
-# -- reading a request back, per API ---------------------------------------------------------------
-
-
-def _chat(body: dict[str, Any]) -> list[Entry]:
-    system: list[str] = []
-    entries: list[Entry] = []
-    for message in body["messages"]:
-        role = message["role"]
-        if role in ("system", "developer"):
-            system.append(message["content"])
-        elif role == "tool":
-            entries.append(("result", message["tool_call_id"], message["content"]))
-        else:
-            if message.get("content"):
-                entries.append((role, message["content"]))
-            for call in message.get("tool_calls") or ():
-                function = call["function"]
-                entries.append(("call", call["id"], function["name"], json.loads(function["arguments"])))
-    return ([("system", "\n\n".join(system))] if system else []) + entries
-
-
-def _responses(body: dict[str, Any]) -> list[Entry]:
-    entries: list[Entry] = [("system", body["instructions"])] if "instructions" in body else []
-    for item in body["input"]:
-        if item["type"] == "message":
-            entries.append((item["role"], item["content"]))
-        elif item["type"] == "function_call":
-            entries.append(("call", item["call_id"], item["name"], json.loads(item["arguments"])))
-        else:
-            entries.append(("result", item["call_id"], item["output"]))
-    return entries
-
-
-def _anthropic(body: dict[str, Any]) -> list[Entry]:
-    entries: list[Entry] = [("system", body["system"])] if "system" in body else []
-    for message in body["messages"]:
-        for block in message["content"]:
-            if block["type"] == "text":
-                entries.append((message["role"], block["text"]))
-            elif block["type"] == "tool_use":
-                entries.append(("call", block["id"], block["name"], block["input"]))
-            else:
-                entries.append(("result", block["tool_use_id"], block.get("content", "")))
-    return entries
-
-
-def _gemini(body: dict[str, Any]) -> list[Entry]:
-    entries: list[Entry] = []
-    if "systemInstruction" in body:
-        entries.append(("system", "".join(part["text"] for part in body["systemInstruction"]["parts"])))
-    for content in body["contents"]:
-        role = "assistant" if content["role"] == "model" else "user"
-        for part in content["parts"]:
-            if "text" in part:
-                entries.append((role, part["text"]))
-            elif "functionCall" in part:
-                call = part["functionCall"]
-                entries.append(("call", call.get("id"), call["name"], call.get("args", {})))
-            else:
-                result = part["functionResponse"]
-                response = result["response"]
-                output = response["result"] if set(response) == {"result"} else json.dumps(response)
-                entries.append(("result", result.get("id"), output))
-    return entries
-
-
-READERS: dict[str, Callable[[dict[str, Any]], list[Entry]]] = {
-    "openai_chat": _chat,
-    "groq": _chat,
-    "openai_responses": _responses,
-    "anthropic": _anthropic,
-    "gemini": _gemini,
-}
-
-
-def test_every_provider_has_a_reader() -> None:
-    assert {case.id for case in CASES} == set(READERS)
 
 
 async def sent(case: ProviderCase, server: LoopbackServer, model: iModel, messages: Any) -> dict[str, Any]:
@@ -224,7 +142,7 @@ async def test_every_endpoint_renders_the_same_history(
 
     body = await sent(case, server, make(), messages)
 
-    assert READERS[case.id](body) == expected
+    assert case.transcript(body) == expected
 
 
 # -- empty turns -----------------------------------------------------------------------------------
@@ -264,7 +182,7 @@ async def test_an_empty_assistant_turn_sends_no_empty_block(
     body = await sent(case, server, make(), EMPTY_TURNS)
 
     assert _empty_parts(body) == []
-    assert READERS[case.id](body) == [
+    assert case.transcript(body) == [
         ("user", "First question?"),
         ("user", "Second question?"),
         ("user", "Third question?"),
@@ -312,7 +230,7 @@ async def test_an_interrupted_tool_call_stays_in_the_record_but_is_not_sent(
     # the interrupted turn goes out as the text that had arrived.
     body = await sent(case, server, make(), CUT_OFF_CALL)
 
-    assert READERS[case.id](body) == [
+    assert case.transcript(body) == [
         ("user", "Weather in Paris?"),
         ("assistant", "Let me check."),
         ("user", "Never mind. Say hi."),
