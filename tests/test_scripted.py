@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from lionflow import Chunk, ConfigurationError
-from lionflow.testing import ScriptedModel, ScriptedModelExhausted, ScriptedReply
+from lionflow import Chunk, ConfigurationError, iModel
+from lionflow.services.providers.base import ProviderSettings
+from lionflow.testing import ScriptedModel, ScriptedModelExhausted, ScriptedProvider, ScriptedReply
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +115,28 @@ async def test_a_message_that_carries_nothing_is_left_out_as_real_adapters_do() 
     ]
     assert (await model.invoke(history)).text == "again"
     assert model.requests[0].messages == [history[0], history[2]]
+
+
+def test_a_misspelled_option_is_refused_naming_the_one_meant() -> None:
+    # Not a request parameter sent to the provider: the user meant an option, and hears which.
+    with pytest.raises(ConfigurationError, match="did you mean 'chunk_size'"):
+        ScriptedModel(chunk_sise=2)
+    with pytest.raises(ConfigurationError, match="did you mean 'responses'"):
+        iModel(provider="scripted", respones=["hi"])
+
+
+def test_an_adapter_refuses_an_option_it_does_not_have() -> None:
+    settings = ProviderSettings(model="scripted", options={"chunk_size": 2, "colour": "blue"})
+    with pytest.raises(ConfigurationError, match=r"no option 'colour'.*chunk_size"):
+        ScriptedProvider(settings)
+
+
+def test_provider_settings_cannot_change_under_an_adapter() -> None:
+    options = {"chunk_size": 2}
+    settings = ProviderSettings(model="scripted", options=options)
+    options["chunk_size"] = 99  # the caller's dict, changed afterwards
+    assert ScriptedProvider(settings).chunk_size == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.model = "other"  # type: ignore[misc]  # deliberately writing a frozen field
+    with pytest.raises(TypeError):
+        settings.options["chunk_size"] = 3  # type: ignore[index]  # deliberately: a read-only mapping

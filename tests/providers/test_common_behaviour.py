@@ -47,6 +47,16 @@ def sdk_status(error: BaseException | None) -> object:
 
 
 @every_provider
+def test_a_misspelled_option_is_refused_before_anything_is_sent(
+    case: ProviderCase, server: LoopbackServer
+) -> None:
+    # Sent on, it would reach the provider as an unknown request parameter, or be dropped.
+    with pytest.raises(ConfigurationError, match="did you mean 'default_headers'"):
+        case.loopback_model(server, default_header={"X-Title": "t"})
+    assert server.requests == []
+
+
+@every_provider
 def test_a_missing_key_fails_at_construction_naming_the_variables(
     case: ProviderCase, server: LoopbackServer
 ) -> None:
