@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted, TimeoutPhase
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.providers._errors import sdk_timeout, status_error
-from lionflow.services.providers.base import ChunkStream, ModelRequest, listed
+from lionflow.services.providers.base import ChunkStream, ModelRequest, listed, tool_chunk
 
 CHAT_ENDPOINTS = ("chat", "chat/completions", "chat_completions")
 """The names ``iModel(endpoint=...)`` may give the Chat Completions API (None selects it too)."""
@@ -166,15 +166,7 @@ class ChatChunkMapper:
             known = self._tool_calls[key] = (known[0], name)
         if not arguments and not new:
             return None
-        return Chunk(
-            type="tool_call",
-            data=arguments,
-            index=index,
-            tool_call_id=known[0],
-            tool_name=known[1],
-            metadata=self._metadata,
-            raw_response=event,
-        )
+        return tool_chunk(arguments, index, known, self._metadata, event)
 
     def chunks(self, event: Any) -> list[Chunk]:
         """The content chunks of one streamed event (usage and finish are kept for `end()`)."""

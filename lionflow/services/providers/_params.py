@@ -205,3 +205,24 @@ def tool_choice(choice: Any, tools: Sequence[Any]) -> ToolChoice | None:
             + ", ".join(repr(name) for name in names)
         )
     return result
+
+
+def tool_fields(
+    params: dict[str, Any],
+    render_tools: Callable[[list[Any]], Any],
+    render_choice: Callable[[Any, list[Any]], Any],
+    *,
+    choice_key: str = "tool_choice",
+) -> dict[str, Any]:
+    """Take ``tools`` and ``tool_choice`` out of `params` and render them for one API: the request
+    fields ``tools`` (when `render_tools` gives any) and `choice_key` (when `render_choice`, given
+    the raw choice and the checked tools, gives one)."""
+    given = tool_list(params.pop("tools", None))
+    fields: dict[str, Any] = {}
+    tools = render_tools(given)
+    if tools:
+        fields["tools"] = tools
+    choice = render_choice(params.pop("tool_choice", None), given)
+    if choice is not None:
+        fields[choice_key] = choice
+    return fields

@@ -29,7 +29,7 @@ from lionflow.errors import ConfigurationError, ProviderConnectionError, Provide
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error
 from lionflow.services.providers.anthropic_messages_request import request_arguments
-from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider
+from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider, tool_chunk
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -157,12 +157,7 @@ class AnthropicProvider(SdkProvider):
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
         # An explicit key also stops the SDK from looking for credential files and profiles.
-        return anthropic.AsyncAnthropic(
-            api_key=self.client_key,
-            base_url=self.settings.base_url,
-            default_headers=self.settings.options.get("default_headers"),
-            max_retries=0,
-        )
+        return anthropic.AsyncAnthropic(**self._client_arguments())
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         # (mid-stream, an httpx2 exception may escape the SDK)
@@ -222,20 +217,20 @@ class AnthropicProvider(SdkProvider):
                 elif isinstance(part, InputJSONDelta) and part.partial_json and index in tool_blocks:
                     silent_tools.discard(index)
                     phase = "idle"
-                    yield _tool_chunk(part.partial_json, index, tool_blocks[index], meta, event)
+                    yield tool_chunk(part.partial_json, index, tool_blocks[index], meta, event)
                 elif isinstance(part, ToolUseBlock):
                     tool_blocks[index] = (part.id, part.name)
                     silent_tools.add(index)
                     if part.input:  # normally {}, with the input streamed in deltas
                         silent_tools.discard(index)
                         phase = "idle"
-                        yield _tool_chunk(json.dumps(part.input), index, tool_blocks[index], meta, event)
+                        yield tool_chunk(json.dumps(part.input), index, tool_blocks[index], meta, event)
             elif isinstance(event, RawContentBlockStopEvent):
                 if event.index in silent_tools:
                     # A call without arguments streams no delta; it must still reach the Response.
                     silent_tools.discard(event.index)
                     phase = "idle"
-                    yield _tool_chunk("{}", event.index, tool_blocks[event.index], meta, event)
+                    yield tool_chunk("{}", event.index, tool_blocks[event.index], meta, event)
             elif isinstance(event, RawMessageStartEvent):
                 message = event.message
                 meta = {"provider": self.name, "model": message.model, "response_id": message.id}
@@ -260,18 +255,6 @@ class AnthropicProvider(SdkProvider):
                     type=content[0], data=content[1], index=index, metadata=meta, raw_response=message
                 )
             elif isinstance(block, ToolUseBlock):
-                yield _tool_chunk(json.dumps(block.input), index, (block.id, block.name), meta, message)
+                yield tool_chunk(json.dumps(block.input), index, (block.id, block.name), meta, message)
         for chunk in _closing(meta, [message.usage], message, answer_tool):
             yield chunk
-
-
-def _tool_chunk(data: str, index: int, tool: tuple[str, str], meta: dict[str, Any], raw: Any) -> Chunk:
-    return Chunk(
-        type="tool_call",
-        data=data,
-        index=index,
-        tool_call_id=tool[0],
-        tool_name=tool[1],
-        metadata=meta,
-        raw_response=raw,
-    )

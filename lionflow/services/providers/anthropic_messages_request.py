@@ -16,6 +16,7 @@ from lionflow.services.providers._params import (
     sdk_parameters,
     stop_sequences,
     tool_choice,
+    tool_fields,
     tool_list,
     tool_specs,
 )
@@ -125,13 +126,7 @@ def request_arguments(request: ModelRequest) -> tuple[dict[str, Any], str | None
         raise ConfigurationError(f"Anthropic rejects stop sequences of only whitespace: {stop!r}")
     if stop:
         arguments["stop_sequences"] = stop
-    given_tools = tool_list(params.pop("tools", None))
-    tools = _tools(given_tools)
-    if tools:
-        arguments["tools"] = tools
-    choice = _tool_choice(params.pop("tool_choice", None), given_tools)
-    if choice is not None:
-        arguments["tool_choice"] = choice
+    arguments |= tool_fields(params, _tools, _tool_choice)
     answer_tool = _structured_output(output_format(params.pop("response_format", None)), arguments, params)
     return arguments | sdk_arguments(params, _SDK_ARGUMENTS), answer_tool
 

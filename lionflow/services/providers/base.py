@@ -24,7 +24,15 @@ from lionflow.errors import ConfigurationError, MissingCredentials, ProviderErro
 from lionflow.services.chunk import Chunk
 from lionflow.services.providers._errors import interrupted, malformed
 
-__all__ = ["ChunkStream", "ModelRequest", "Provider", "ProviderSettings", "SdkProvider", "listed"]
+__all__ = [
+    "ChunkStream",
+    "ModelRequest",
+    "Provider",
+    "ProviderSettings",
+    "SdkProvider",
+    "listed",
+    "tool_chunk",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +170,20 @@ async def listed(chunks: Iterable[Chunk]) -> AsyncIterator[Chunk]:
         yield chunk
 
 
+def tool_chunk(data: str, index: int, tool: tuple[str, str], metadata: dict[str, Any], raw: Any) -> Chunk:
+    """A ``tool_call`` chunk: an argument fragment `data` of the call `tool` (its id and name, which
+    every fragment carries, even where the wire sends them once), of content part `index`."""
+    return Chunk(
+        type="tool_call",
+        data=data,
+        index=index,
+        tool_call_id=tool[0],
+        tool_name=tool[1],
+        metadata=metadata,
+        raw_response=raw,
+    )
+
+
 PLACEHOLDER_KEY = "no-key"
 """The key a client is built with when none is needed: the SDKs refuse to build one without a key."""
 
@@ -256,6 +278,16 @@ class SdkProvider(Provider):
         raise ConfigurationError(
             f"provider {cls.name!r} has only the {cls.endpoints[0]!r} endpoint, not {endpoint!r}"
         )
+
+    def _client_arguments(self) -> dict[str, Any]:
+        """What the official SDKs' clients (openai, anthropic, groq) are built with alike: the key,
+        the server, the ``default_headers`` option, and no retries of their own."""
+        return {
+            "api_key": self.client_key,
+            "base_url": self.settings.base_url,
+            "default_headers": self.settings.options.get("default_headers"),
+            "max_retries": 0,
+        }
 
     @abstractmethod
     def _make_client(self) -> Any:

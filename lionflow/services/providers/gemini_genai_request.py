@@ -15,7 +15,13 @@ from google.genai import types
 
 from lionflow.errors import ConfigurationError
 from lionflow.services.providers._messages import ChatMessage, ChatToolCall, parse_messages
-from lionflow.services.providers._params import stop_sequences, tool_choice, tool_list, tool_specs
+from lionflow.services.providers._params import (
+    stop_sequences,
+    tool_choice,
+    tool_fields,
+    tool_list,
+    tool_specs,
+)
 from lionflow.services.providers._structured import OutputFormat, output_format
 
 _CONFIG_FIELDS = frozenset(types.GenerateContentConfig.model_fields)
@@ -156,13 +162,7 @@ def generate_config(params: Mapping[str, Any], system: str | None) -> types.Gene
     stop = stop_sequences(params.pop("stop", None))
     if stop:
         fields["stop_sequences"] = stop
-    given_tools = tool_list(params.pop("tools", None))
-    tools = _tools(given_tools)
-    if tools:
-        fields["tools"] = tools
-    config = _tool_config(params.pop("tool_choice", None), given_tools)
-    if config is not None:
-        fields["tool_config"] = config
+    fields |= tool_fields(params, _tools, _tool_config, choice_key="tool_config")
     fields |= _response_format(output_format(params.pop("response_format", None)), params)
     for key, value in params.items():
         if key not in _CONFIG_FIELDS:

@@ -74,12 +74,7 @@ class GroqProvider(SdkProvider):
     _client: groq.AsyncGroq
 
     def _make_client(self) -> groq.AsyncGroq:
-        return groq.AsyncGroq(
-            api_key=self.client_key,
-            base_url=self.settings.base_url,
-            default_headers=self.settings.options.get("default_headers"),
-            max_retries=0,
-        )
+        return groq.AsyncGroq(**self._client_arguments())
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         mapped = sdk_error(error, provider=self.name, sdk=groq, phase=phase)

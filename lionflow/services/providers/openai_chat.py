@@ -41,12 +41,9 @@ class OpenAIClientProvider(SdkProvider):
     def _make_client(self) -> openai.AsyncOpenAI:
         options = self.settings.options
         return openai.AsyncOpenAI(
-            api_key=self.client_key,
-            base_url=self.settings.base_url,
+            **self._client_arguments(),
             organization=options.get("organization"),
             project=options.get("project"),
-            default_headers=options.get("default_headers"),
-            max_retries=0,
         )
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:

@@ -14,6 +14,7 @@ from lionflow.services.providers._params import (
     sdk_arguments,
     sdk_parameters,
     tool_choice,
+    tool_fields,
     tool_list,
     tool_specs,
 )
@@ -71,6 +72,13 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
 _SDK_PARAMS = sdk_parameters(AsyncResponses.create)
 
 
+def _tool_choice(value: Any, tools: list[Any]) -> str | dict[str, Any] | None:
+    choice = tool_choice(value, tools)
+    if choice is None:
+        return None
+    return {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode
+
+
 def request_arguments(request: ModelRequest) -> dict[str, Any]:
     """The keyword arguments of ``responses.create`` for `request` (the stream flag excluded)."""
     params = {key: value for key, value in request.params.items() if value is not None}
@@ -92,15 +100,7 @@ def request_arguments(request: ModelRequest) -> dict[str, Any]:
         if params.get("max_output_tokens") is not None:
             raise ConfigurationError("give max_tokens or max_output_tokens, not both")
         kwargs["max_output_tokens"] = max_tokens
-    given_tools = tool_list(params.pop("tools", None))
-    tools = _tools(given_tools)
-    if tools:
-        kwargs["tools"] = tools
-    choice = tool_choice(params.pop("tool_choice", None), given_tools)
-    if choice is not None:
-        kwargs["tool_choice"] = (
-            {"type": "function", "name": choice.name} if choice.mode == "tool" else choice.mode
-        )
+    kwargs |= tool_fields(params, _tools, _tool_choice)
     params.pop("stream", None)  # the mode is request.stream
     structure = output_format(params.pop("response_format", None))
     if structure is not None:
