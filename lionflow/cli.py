@@ -14,8 +14,6 @@ from lionflow.errors import LionflowError, MissingDependency, ProviderError
 from lionflow.services.imodel import iModel
 from lionflow.testing import ScriptedModel
 
-__all__ = ["DEFAULT_LOCAL_MODEL", "main"]
-
 DEFAULT_LOCAL_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The demo's local model: a 135M-parameter instruct model, used when it is in the Hugging Face cache."""
 

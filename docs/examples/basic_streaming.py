@@ -8,8 +8,7 @@ provider back to "openai" (and install ``lionflow[openai]``) to stream from a re
 
 import asyncio
 
-from lionflow import Session
-from lionflow.services import iModel
+from lionflow import Session, iModel
 
 
 async def stream_chat():
@@ -23,7 +22,7 @@ async def stream_chat():
     )
     session.services.register(model)
 
-    from lionflow.session import InstructionContent, Message
+    from lionflow import InstructionContent, Message
 
     # Create message
     message = Message(

@@ -9,9 +9,7 @@ with one interleaved stream, tagged by operation.
 
 import asyncio
 
-from lionflow import Session
-from lionflow.services import iModel
-from lionflow.session import InstructionContent, Message
+from lionflow import InstructionContent, Message, Session, iModel
 
 
 async def stream_one_model(model, instruction: str, label: str):

@@ -10,9 +10,8 @@ See docs/examples/persistent_chat.py for the automatic form.
 
 import asyncio
 
-from lionflow import Session
+from lionflow import Session, iModel
 from lionflow.operations import communicate
-from lionflow.services import iModel
 
 
 async def stream_with_context():
@@ -44,13 +43,13 @@ async def stream_with_context():
     print("Assistant: ", end="", flush=True)
 
     # Get conversation history for streaming
-    from lionflow.session.messages.utils import prepare_messages_for_chat
+    from lionflow import prepare_messages_for_chat
 
     messages = [session.messages[msg_id] for msg_id in branch.order]
     chat_messages = prepare_messages_for_chat(messages)
 
     # Add new instruction
-    from lionflow.session import InstructionContent, Message
+    from lionflow import InstructionContent, Message
 
     new_message = Message(content=InstructionContent(instruction="Can you give me a practical example?"))
     chat_messages.append(new_message.chat_msg)
@@ -66,7 +65,7 @@ async def stream_with_context():
     print("\n")
 
     # Save streamed response to branch
-    from lionflow.session import AssistantResponseContent
+    from lionflow import AssistantResponseContent
 
     response_message = Message(content=AssistantResponseContent(assistant_response="".join(full_response)))
     session.conversations.add_item(response_message, progressions=[branch.name])

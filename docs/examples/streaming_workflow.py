@@ -8,9 +8,8 @@ first; the article starts once it has finished, with the research result as its 
 
 import asyncio
 
-from lionflow import Session
+from lionflow import Session, iModel
 from lionflow.operations import Builder, flow_stream
-from lionflow.services import iModel
 
 
 async def streaming_workflow():

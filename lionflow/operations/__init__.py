@@ -1,8 +1,10 @@
 """Operations on a session: communicate (one turn), and workflows: Builder, flow, flow_stream."""
 
+from lionflow.errors import FlowError
+from lionflow.operations._runner import FlowEvent, FlowResults
 from lionflow.operations.builder import Builder, Inputs, Operation
 from lionflow.operations.communicate import Turn, communicate
-from lionflow.operations.flow import FlowError, FlowEvent, FlowResults, FlowStream, flow, flow_stream
+from lionflow.operations.flow import FlowStream, flow, flow_stream
 
 __all__ = [
     "Builder",

@@ -17,8 +17,6 @@ from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["FanIn", "cancelled_from_outside", "start_detached"]
-
 T = TypeVar("T")
 
 # asyncio keeps only weak references to tasks: a detached runner must be held until it ends.

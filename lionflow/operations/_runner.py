@@ -22,8 +22,6 @@ from lionflow.services.response import Response
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
 
-__all__ = ["DEFAULT_BUFFER", "RUNNERS_HERE", "FlowEvent", "FlowResults", "OnError", "Runner"]
-
 OnError = Literal["fail_fast", "continue"]
 EventKind = Literal["started", "completed", "failed", "skipped", "cancelled"]
 _INTERNAL_PARAMETERS = frozenset({"instruction", "imodel", "branch", "context_from", "_model"})

@@ -13,8 +13,6 @@ from lionflow.services.imodel import iModel
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
 
-__all__ = ["Builder", "Inputs", "Operation", "order_in_lanes", "validate"]
-
 
 class Inputs(Mapping[str, Any]):
     """What a step receives: its dependencies' results, by operation name or id (or Operation)."""

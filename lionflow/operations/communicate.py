@@ -25,8 +25,6 @@ from lionflow.session.branch import Branch
 from lionflow.session.messages import AssistantResponseContent, InstructionContent, Message
 from lionflow.session.session import Session
 
-__all__ = ["Turn", "communicate"]
-
 _TURN_KEYS = frozenset({"instruction", "imodel", "context", "guidance", "branch"})
 
 

@@ -28,16 +28,15 @@ from lionflow.operations._fanin import start_detached
 from lionflow.operations._runner import (
     DEFAULT_BUFFER,
     RUNNERS_HERE,
-    FlowEvent,
-    FlowResults,
     Item,
     OnError,
     Runner,
 )
+
+# (lionflow.errors imports FlowResults from here for its annotations; its home is lionflow.operations)
+from lionflow.operations._runner import FlowResults as FlowResults
 from lionflow.operations.builder import Builder, Operation, validate
 from lionflow.session.session import Session
-
-__all__ = ["FlowError", "FlowEvent", "FlowResults", "FlowStream", "flow", "flow_stream"]
 
 
 class FlowStream:

@@ -20,6 +20,7 @@ from lionflow.errors import (
 )
 from lionflow.services.call import ModelCall
 from lionflow.services.chunk import FINISH_REASONS, Chunk, ChunkType, FinishReason, Usage
+from lionflow.services.driver import CallContext
 from lionflow.services.imodel import iModel
 from lionflow.services.policy import RetryPolicy, Timeout
 from lionflow.services.providers import provider_names, register_provider
@@ -29,6 +30,7 @@ from lionflow.services.response import Response, ToolCall
 __all__ = [
     "FINISH_REASONS",
     "AuthenticationError",
+    "CallContext",
     "Chunk",
     "ChunkStream",
     "ChunkType",

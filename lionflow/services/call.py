@@ -21,8 +21,6 @@ from lionflow.services.providers.base import ModelRequest
 from lionflow.services.response import Response
 from lionflow.structured import stream_partial
 
-__all__ = ["ModelCall"]
-
 
 class _Truncated(Exception):
     """Ends `partials()` of a stopped call; never leaves it."""

@@ -6,8 +6,6 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["FINISH_REASONS", "Chunk", "ChunkType", "FinishReason", "Usage", "delta_chunk"]
-
 ChunkType = Literal["text", "reasoning", "refusal", "tool_call", "usage", "finish"]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "refusal", "error", "cancelled"]

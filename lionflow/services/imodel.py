@@ -15,8 +15,6 @@ from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout, check_co
 from lionflow.services.providers import provider_class, provider_names
 from lionflow.services.providers.base import ModelRequest, Provider, ProviderSettings
 
-__all__ = ["ChatMessageLike", "iModel"]
-
 
 @runtime_checkable
 class _HasChatMsg(Protocol):
@@ -108,9 +106,9 @@ class iModel:
             print(chunk, end="", flush=True)
         response = await model.invoke(messages=[...])
 
-    `provider` picks the adapter (see `lionflow.services.providers.provider_names()`). `stream`
-    chooses the provider-side mode only: every call can be awaited or iterated. Generation
-    parameters given here (`temperature`, `max_tokens`, `top_p`, `stop`, `seed`, and any other
+    `provider` picks the adapter (see `lionflow.provider_names()`). `stream` chooses the
+    provider-side mode only (kept as `provider_stream`): every call can be awaited or iterated.
+    Generation parameters given here (`temperature`, `max_tokens`, `top_p`, `stop`, `seed`, and any other
     keyword, such as `tools`) are defaults for every call; `invoke(**params)` overrides them.
     Keywords the adapter knows as its own options (`ScriptedModel`'s ``responses=``, say) configure
     the adapter instead.
@@ -194,7 +192,10 @@ class iModel:
         self.provider = provider
         self.model = model
         self.name = name or model
-        self.streaming = stream  # the `stream=` flag; `stream()` is the context-manager call
+        # The `stream=` argument: how the provider is asked to answer (streamed, or one whole
+        # reply). Not to be confused with `stream()`, the context-manager form of a call: every call
+        # can be awaited or iterated whatever this says.
+        self.provider_stream = stream
         self.max_concurrent = max_concurrent
         self.requests_per_minute = requests_per_minute
         self.adapter: Provider = adapter_cls(
@@ -233,7 +234,7 @@ class iModel:
         merged = self.params | params
         _check_params(merged)
         return ModelRequest(
-            model=self.model, messages=_chat_messages(messages), params=merged, stream=self.streaming
+            model=self.model, messages=_chat_messages(messages), params=merged, stream=self.provider_stream
         )
 
     def invoke(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelCall:

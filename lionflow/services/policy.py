@@ -12,8 +12,6 @@ import anyio
 
 from lionflow.errors import ConfigurationError, ProviderError, RateLimitError
 
-__all__ = ["RateLimiter", "RetryPolicy", "Timeout", "check_count", "check_seconds"]
-
 
 def check_count(value: object, name: str, *, minimum: int) -> int:
     """`value` if it is an integer of at least `minimum` (a bool is not); else ConfigurationError."""

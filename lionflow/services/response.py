@@ -9,8 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lionflow.services.chunk import Chunk, FinishReason, Usage
 
-__all__ = ["Response", "ResponseAssembler", "ToolCall"]
-
 
 class ToolCall(BaseModel):
     """A tool call the model made. `arguments` is the parsed JSON object of `raw_arguments`.

@@ -1,6 +1,6 @@
 """Conversation state: messages, branches, sessions, the services registry and persistence."""
 
-from lionflow.session.branch import Branch
+from lionflow.session.branch import Branch, Conversations, MessageStore
 from lionflow.session.messages import (
     ActionRequestContent,
     ActionResponseContent,
@@ -11,7 +11,7 @@ from lionflow.session.messages import (
     SystemContent,
     prepare_messages_for_chat,
 )
-from lionflow.session.services import ServiceRegistry
+from lionflow.session.registry import ServiceRegistry
 from lionflow.session.session import Session
 from lionflow.session.stores import SessionStore, SQLiteStore
 
@@ -20,9 +20,11 @@ __all__ = [
     "ActionResponseContent",
     "AssistantResponseContent",
     "Branch",
+    "Conversations",
     "InstructionContent",
     "Message",
     "MessageContent",
+    "MessageStore",
     "SQLiteStore",
     "ServiceRegistry",
     "Session",

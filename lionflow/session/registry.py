@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from lionflow.errors import ConfigurationError
 from lionflow.services.imodel import iModel
 
-__all__ = ["ServiceRegistry"]
-
 
 class ServiceRegistry:
     """Models registered under their `name`; the first one registered is the default.

@@ -14,7 +14,7 @@ from typing import Any
 from lionflow.errors import ConfigurationError
 from lionflow.session.branch import Branch, BranchRef, Conversations, MessageStore
 from lionflow.session.messages import Message, SystemContent
-from lionflow.session.services import ServiceRegistry
+from lionflow.session.registry import ServiceRegistry
 from lionflow.session.stores.base import (
     BranchRecord,
     BranchWrite,
@@ -28,8 +28,6 @@ from lionflow.session.stores.base import (
     metadata_text,
     wait_for,
 )
-
-__all__ = ["Conversations", "MessageStore", "Session"]
 
 log = logging.getLogger("lionflow.session")
 

@@ -5,7 +5,8 @@ Model)` turns any stream of JSON text into partial `Model` instances, ending wit
 validated one.
 """
 
-from lionflow.structured.partial_json import PartialJSON, PartialJSONError
+from lionflow.errors import PartialJSONError
+from lionflow.structured.partial_json import PartialJSON
 from lionflow.structured.partial_model import PartialBuilder, stream_partial
 
 __all__ = ["PartialBuilder", "PartialJSON", "PartialJSONError", "stream_partial"]

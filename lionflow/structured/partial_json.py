@@ -22,8 +22,6 @@ from typing import Any
 
 from lionflow.errors import PartialJSONError
 
-__all__ = ["PartialJSON", "PartialJSONError"]
-
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _NUMBER_CHARS = frozenset("0123456789+-.eE")
 _WHITESPACE = " \t\n\r"

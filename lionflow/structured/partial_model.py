@@ -23,8 +23,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lionflow.structured.partial_json import PartialJSON
 
-__all__ = ["PartialBuilder", "json_document", "stream_partial"]
-
 M = TypeVar("M", bound=BaseModel)
 
 _MISSING = object()

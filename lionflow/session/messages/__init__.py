@@ -9,8 +9,7 @@ from lionflow.session.messages.content import (
     Role,
     SystemContent,
 )
-from lionflow.session.messages.message import Message
-from lionflow.session.messages.utils import prepare_messages_for_chat
+from lionflow.session.messages.message import Message, prepare_messages_for_chat
 
 __all__ = [
     "ActionRequestContent",

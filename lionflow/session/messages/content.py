@@ -10,16 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from lionflow.services.chunk import FinishReason, Usage
 from lionflow.services.response import Response, ToolCall
 
-__all__ = [
-    "ActionRequestContent",
-    "ActionResponseContent",
-    "AssistantResponseContent",
-    "InstructionContent",
-    "MessageContent",
-    "Role",
-    "SystemContent",
-]
-
 Role = Literal["system", "user", "assistant", "tool"]
 
 

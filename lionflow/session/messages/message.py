@@ -1,16 +1,16 @@
-"""`Message`: one entry of a conversation, with an id, a timestamp and typed content."""
+"""`Message`: one entry of a conversation, with an id, a timestamp and typed content; and
+`prepare_messages_for_chat`, messages as a provider receives them."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lionflow.session.messages.content import MessageContent, Role
-
-__all__ = ["Message"]
 
 
 def _new_id() -> str:
@@ -44,3 +44,8 @@ class Message(BaseModel):
     def chat_msg(self) -> dict[str, Any]:
         """The provider chat dict of this message (OpenAI chat format, which every adapter takes)."""
         return self.content.chat_msg()
+
+
+def prepare_messages_for_chat(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    """The chat dicts for `messages`, in order, ready for `iModel.invoke(messages=...)`."""
+    return [message.chat_msg for message in messages]

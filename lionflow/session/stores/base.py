@@ -19,20 +19,6 @@ from lionflow._loop import thread_caller
 from lionflow.errors import ConfigurationError
 from lionflow.session.messages import Message
 
-__all__ = [
-    "EXPORT_FORMAT",
-    "BranchRecord",
-    "BranchWrite",
-    "SessionInfo",
-    "SessionSnapshot",
-    "SessionStore",
-    "StoreWrite",
-    "check_name",
-    "json_metadata",
-    "metadata_text",
-    "wait_for",
-]
-
 EXPORT_FORMAT = "lionflow.session"
 
 T = TypeVar("T")

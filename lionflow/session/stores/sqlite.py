@@ -46,8 +46,6 @@ from lionflow.session.stores._sqlite_sql import (
 )
 from lionflow.session.stores.base import SessionInfo, SessionSnapshot, SessionStore, StoreWrite, wait_for
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreClosed"]
-
 T = TypeVar("T")
 
 
