@@ -101,7 +101,7 @@ def responses_body(n: int) -> str:
 
 
 def anthropic_body(n: int) -> str:
-    message = {
+    message: dict[str, Any] = {
         "id": "msg_b",
         "type": "message",
         "role": "assistant",
@@ -151,7 +151,9 @@ async def raw_openai_chat(url: str) -> int:
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=url + "/v1", api_key="test", max_retries=0)
-    stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "go"}], stream=True
+    )
     count = 0
     async for event in stream:
         if event.choices and event.choices[0].delta.content:
@@ -177,7 +179,9 @@ async def raw_anthropic(url: str) -> int:
     from anthropic import AsyncAnthropic
 
     client = AsyncAnthropic(base_url=url, api_key="test", max_retries=0)
-    stream = await client.messages.create(model="m", max_tokens=10, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    stream = await client.messages.create(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "go"}], stream=True
+    )
     count = 0
     async for event in stream:
         if event.type == "content_block_delta" and event.delta.type == "text_delta" and event.delta.text:
@@ -190,7 +194,9 @@ async def raw_groq(url: str) -> int:
     from groq import AsyncGroq
 
     client = AsyncGroq(base_url=url, api_key="test", max_retries=0)
-    stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "go"}], stream=True
+    )
     count = 0
     async for event in stream:
         if event.choices and event.choices[0].delta.content:

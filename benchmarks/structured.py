@@ -21,6 +21,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import jiter
 from pydantic import BaseModel
@@ -41,7 +42,7 @@ class Listing(BaseModel):
 
 
 def document(size: int, rng: random.Random) -> str:
-    items = []
+    items: list[dict[str, Any]] = []
     text = ""
     while len(text) < size:
         items.append(
