@@ -5,20 +5,24 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from lionflow import iModel
+from lionflow.services.providers import provider_class, provider_names
+from lionflow.services.providers.base import SdkProvider
 from tests.loopback import LoopbackServer
 from tests.providers.helpers import ProviderCase
 
-PROVIDER_ENV = [
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GROQ_API_KEY",
-    "GROQ_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GOOGLE_GEMINI_BASE_URL",
-]
+
+def _provider_environment() -> list[str]:
+    """Every variable an SDK adapter reads its key or its server from, found from the adapters."""
+    names: set[str] = set()
+    for provider in provider_names():
+        adapter = provider_class(provider)
+        if issubclass(adapter, SdkProvider):
+            names.update(adapter.api_key_variables)
+            names.update([adapter.base_url_variable] if adapter.base_url_variable else [])
+    return sorted(names)
+
+
+PROVIDER_ENV = _provider_environment()
 
 
 @pytest.fixture(autouse=True)

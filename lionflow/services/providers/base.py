@@ -227,6 +227,7 @@ class SdkProvider(Provider):
     missing only when the client talks to a server of the user's choosing (`base_url`, or the
     SDK's own `base_url_variable` in the environment), which may need none; `client_key` is then
     `PLACEHOLDER_KEY`. `server` is that custom server, or None for the provider's own API.
+    `base_url_variable` is read here, so it need not be one the SDK reads itself.
     `endpoints` names the endpoint the adapter serves, first, and its other spellings (None always
     selects it). A subclass builds its SDK client in `_make_client()`; `aclose()` closes it.
 
@@ -240,6 +241,9 @@ class SdkProvider(Provider):
 
     api_key_variables: ClassVar[tuple[str, ...]]
     base_url_variable: ClassVar[str | None] = None
+    default_base_url: ClassVar[str | None] = None
+    """Where the client goes without a `server`: None leaves it to the SDK (its provider's own API).
+    An adapter that reuses another provider's SDK (an OpenAI-compatible API) sets its own."""
     endpoints: ClassVar[tuple[str, ...]]
     sdk_errors: ClassVar[tuple[type[BaseException], ...]]
     """The SDK's exceptions that `_map_errors()` maps (its API error root, its HTTP client's)."""
@@ -284,7 +288,7 @@ class SdkProvider(Provider):
         the server, the ``default_headers`` option, and no retries of their own."""
         return {
             "api_key": self.client_key,
-            "base_url": self.settings.base_url,
+            "base_url": self.server or self.default_base_url,
             "default_headers": self.settings.options.get("default_headers"),
             "max_retries": 0,
         }
