@@ -10,10 +10,11 @@ from __future__ import annotations
 import types
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, cast, overload
 
 import anyio
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
 from lionflow.services.call import ModelCall
@@ -26,6 +27,11 @@ from lionflow.session.messages import AssistantResponseContent, InstructionConte
 from lionflow.session.session import Session
 
 _TURN_KEYS = frozenset({"instruction", "imodel", "context", "guidance", "branch"})
+
+R = TypeVar("R", default=Any)  # what awaiting the turn gives: a Response, or the structured object
+M = TypeVar("M", bound=BaseModel)
+# (None is a value: `response_format=None` turns off a model-wide default for one turn)
+_UNSET: Any = object()
 
 
 def _resolve_model(session: Session, imodel: iModel | str | None) -> iModel:
@@ -163,8 +169,11 @@ async def _record(
         )
 
 
-class Turn:
+class Turn(Generic[R]):
     """One `communicate` turn: await it for the `Response`, or iterate it for `Chunk`s.
+
+    With ``response_format=Model`` awaiting it gives the validated `Model`: to a type checker the turn
+    is a ``Turn[Model]`` (without, a ``Turn[Response]``).
 
     Either way the instruction and the answer are recorded together in the branch when the turn
     ends (and, with a store, written in one transaction). While the turn runs, the instruction is
@@ -221,7 +230,7 @@ class Turn:
         self._gen = gen
         return gen
 
-    def __aiter__(self) -> Turn:
+    def __aiter__(self) -> Turn[R]:
         self._start()
         return self
 
@@ -240,10 +249,10 @@ class Turn:
         await wait_done(self._state.done)
         raise StopAsyncIteration
 
-    def __await__(self) -> Generator[object, None, Any]:
+    def __await__(self) -> Generator[object, None, R]:
         return self._collect().__await__()
 
-    async def _collect(self) -> Any:
+    async def _collect(self) -> R:
         """The Response; with ``response_format=Model``, the validated Model instance."""
         if self._status == "new":
             self._start()
@@ -260,7 +269,8 @@ class Turn:
         response = self._state.response
         if response is None:
             raise StreamClosed("this turn was stopped before it sent its request")
-        return response.parsed if self._structured else response
+        # (the turn was typed by its response_format: R is that model, or Response without one)
+        return cast("R", response.parsed if self._structured else response)
 
     async def aclose(self) -> None:
         """Stop the turn, from any task; what had arrived is recorded as an incomplete answer.
@@ -288,7 +298,7 @@ class Turn:
         else:
             await gen.aclose()
 
-    async def __aenter__(self) -> Turn:
+    async def __aenter__(self) -> Turn[R]:
         return self
 
     async def __aexit__(
@@ -304,6 +314,45 @@ class Turn:
             state.close_dropped(self._gen)
 
 
+@overload
+def communicate(
+    session: Session,
+    branch: Branch | str | None = None,
+    parameters: None = None,
+    *,
+    instruction: str | None = None,
+    imodel: iModel | str | None = None,
+    context: Any = None,
+    guidance: str | None = None,
+    response_format: type[M],
+    **params: Any,
+) -> Turn[M]: ...
+@overload
+def communicate(
+    session: Session,
+    branch: Branch | str | None = None,
+    parameters: None = None,
+    *,
+    instruction: str | None = None,
+    imodel: iModel | str | None = None,
+    context: Any = None,
+    guidance: str | None = None,
+    response_format: Mapping[str, Any] | None = ...,
+    **params: Any,
+) -> Turn[Response]: ...
+@overload
+def communicate(  # the seed form: what awaiting gives depends on the `parameters` dict
+    session: Session,
+    branch: Branch | str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    instruction: str | None = None,
+    imodel: iModel | str | None = None,
+    context: Any = None,
+    guidance: str | None = None,
+    response_format: object = ...,
+    **params: Any,
+) -> Turn[Any]: ...
 def communicate(
     session: Session,
     branch: Branch | str | None = None,
@@ -313,8 +362,9 @@ def communicate(
     imodel: iModel | str | None = None,
     context: Any = None,
     guidance: str | None = None,
+    response_format: object = _UNSET,
     **params: Any,
-) -> Turn:
+) -> Turn[Any]:
     """One turn: send the branch's history plus `instruction` to a model, record both in the branch.
 
     The seed form and the keyword form are the same call::
@@ -326,7 +376,9 @@ def communicate(
             print(chunk, end="")
 
     Awaited with ``response_format=Model``, it returns the validated `Model` instance (also kept as
-    `response.parsed` and persisted in the answer's ``structured`` field).
+    `response.parsed` and persisted in the answer's ``structured`` field); a type checker sees a
+    ``Turn[Model]``, and without one a ``Turn[Response]``. (In the seed form, with
+    ``response_format`` inside `parameters`, it cannot tell: the turn is a ``Turn[Any]``.)
 
     `imodel` is a registered name, an iModel, or None for the session's default (first registered).
     `branch` is a Branch, a name or an id; a name that does not exist yet creates that branch, and
@@ -336,6 +388,8 @@ def communicate(
     """
     if not isinstance(session, Session):
         raise ConfigurationError(f"communicate needs session=<a lionflow Session>, not {session!r}")
+    if response_format is not _UNSET:
+        params["response_format"] = response_format
     if parameters is not None and not isinstance(parameters, Mapping):
         raise ConfigurationError(f"parameters must be a dict like {{'instruction': ...}}, not {parameters!r}")
     given = dict(parameters or {})

@@ -9,10 +9,11 @@ from __future__ import annotations
 import types
 from collections.abc import AsyncIterator, Awaitable, Generator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, cast
 
 import anyio
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
 from lionflow.services.chunk import Chunk
@@ -21,12 +22,15 @@ from lionflow.services.providers.base import ModelRequest
 from lionflow.services.response import Response
 from lionflow.structured import stream_partial
 
+T = TypeVar("T", default=Any)  # the structured type: `response.parsed`, what `partials()` yields
+M = TypeVar("M", bound=BaseModel)
+
 
 class _Truncated(Exception):
     """Ends `partials()` of a stopped call; never leaves it."""
 
 
-class ModelCall:
+class ModelCall(Generic[T]):
     """One call to a model, returned by `iModel.invoke()` and `iModel.stream()`.
 
     Await it for the `Response`, or iterate it for `Chunk`s as they arrive (both work whatever the
@@ -54,6 +58,9 @@ class ModelCall:
 
     `request` is what was sent (model id, messages, parameters), and `context` what the call shares
     with every call of its model (provider, adapter, timeouts, retries, limits).
+
+    A call made with ``response_format=Model`` is a ``ModelCall[Model]`` to a type checker: its
+    response is a ``Response[Model]`` and `partials()` yields `Model` objects.
     """
 
     def __init__(self, context: CallContext, request: ModelRequest) -> None:
@@ -65,7 +72,7 @@ class ModelCall:
         self._status: Literal["new", "streaming", "stopped", "closed"] = "new"
 
     @property
-    def response(self) -> Response | None:
+    def response(self) -> Response[T] | None:
         """The assembled Response once the call has ended (partial if it failed), else None."""
         return self._state.response
 
@@ -85,7 +92,7 @@ class ModelCall:
         self._gen = gen
         return gen
 
-    def __aiter__(self) -> ModelCall:
+    def __aiter__(self) -> ModelCall[T]:
         self._start()
         return self
 
@@ -105,10 +112,10 @@ class ModelCall:
         await wait_done(self._state.done)
         raise StopAsyncIteration
 
-    def __await__(self) -> Generator[object, None, Response]:
+    def __await__(self) -> Generator[object, None, Response[T]]:
         return self._collect().__await__()
 
-    async def _collect(self) -> Response:
+    async def _collect(self) -> Response[T]:
         if self._status == "new":
             self._start()
         if self._status == "closed":
@@ -125,7 +132,7 @@ class ModelCall:
             raise StreamClosed("this call was closed before it was read; call invoke() again")
         return self._state.response
 
-    async def partials(self) -> AsyncIterator[Any]:
+    async def partials(self: ModelCall[M]) -> AsyncIterator[M]:
         """Partially filled `response_format` objects while the JSON arrives, then the final one.
 
         ::
@@ -142,8 +149,9 @@ class ModelCall:
         structure = self.request.params.get("response_format")
         if not (isinstance(structure, type) and issubclass(structure, BaseModel)):
             raise ConfigurationError("partials() needs response_format=<a pydantic model class> on the call")
+        model = cast("type[M]", structure)  # the class this call was typed with: its response_format
         try:
-            async for partial in stream_partial(self._until_stopped(), structure):
+            async for partial in stream_partial(self._until_stopped(), model):
                 yield partial
         except _Truncated:
             return
@@ -186,7 +194,7 @@ class ModelCall:
         else:
             await gen.aclose()
 
-    async def __aenter__(self) -> ModelCall:
+    async def __aenter__(self) -> ModelCall[T]:
         return self
 
     async def __aexit__(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 import anyio
+from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError
 from lionflow.services.call import ModelCall
@@ -24,6 +25,11 @@ class _HasChatMsg(Protocol):
 
 ChatMessageLike = Mapping[str, Any] | _HasChatMsg
 """A provider chat dict (``{"role": "user", "content": "hi"}``) or a lionflow `Message`."""
+
+M = TypeVar("M", bound=BaseModel)
+
+# (None is a value: `response_format=None` turns off a model-wide default for one call)
+_UNSET: Any = object()
 
 
 _EXPECTED_MESSAGES = (
@@ -237,15 +243,48 @@ class iModel:
             model=self.model, messages=_chat_messages(messages), params=merged, stream=self.provider_stream
         )
 
-    def invoke(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelCall:
+    @overload
+    def invoke(
+        self, messages: str | Iterable[ChatMessageLike], *, response_format: type[M], **params: Any
+    ) -> ModelCall[M]: ...
+    @overload
+    def invoke(
+        self, messages: str | Iterable[ChatMessageLike], *, response_format: object = ..., **params: Any
+    ) -> ModelCall[Any]: ...
+    def invoke(
+        self,
+        messages: str | Iterable[ChatMessageLike],
+        *,
+        response_format: object = _UNSET,
+        **params: Any,
+    ) -> ModelCall[Any]:
         """Call the model. Await the result for a `Response`, or iterate it for `Chunk`s.
 
         `messages` is a list of chat dicts or `Message`s (a plain string is one user message);
         `params` override this model's default generation parameters for this call.
+        ``response_format=Model`` (a pydantic model class) asks for a structured reply: the call is a
+        ``ModelCall[Model]``, its response a ``Response[Model]`` whose `parsed` is the validated
+        `Model`. A JSON schema dict is accepted too (`parsed` is then the JSON value).
         """
+        if response_format is not _UNSET:
+            params["response_format"] = response_format
         return ModelCall(self._context, self.request(messages, **params))
 
-    def stream(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelCall:
+    @overload
+    def stream(
+        self, messages: str | Iterable[ChatMessageLike], *, response_format: type[M], **params: Any
+    ) -> ModelCall[M]: ...
+    @overload
+    def stream(
+        self, messages: str | Iterable[ChatMessageLike], *, response_format: object = ..., **params: Any
+    ) -> ModelCall[Any]: ...
+    def stream(
+        self,
+        messages: str | Iterable[ChatMessageLike],
+        *,
+        response_format: object = _UNSET,
+        **params: Any,
+    ) -> ModelCall[Any]:
         """The context-manager form of `invoke()`: the stream is closed when the block ends.
 
         ::
@@ -254,8 +293,12 @@ class iModel:
                 async for chunk in call:
                     ...
             response = call.response
+
+            async with model.stream(messages=msgs, response_format=Person) as call:
+                async for person in call.partials():     # Person objects, filling in
+                    ...
         """
-        return self.invoke(messages, **params)
+        return self.invoke(messages, response_format=response_format, **params)
 
     async def aclose(self) -> None:
         """Release the provider client's resources (connection pools)."""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Generic
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# typing_extensions (a dependency of pydantic) for PEP 696 defaults: a bare `Response` is `Response[Any]`
+from typing_extensions import TypeVar
+
 from lionflow.services.chunk import Chunk, FinishReason, Usage
+
+T = TypeVar("T", default=Any)
 
 
 class ToolCall(BaseModel):
@@ -29,13 +34,20 @@ class ToolCall(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class Response(BaseModel):
+class Response(BaseModel, Generic[T]):
     """The assembled result of one model call.
 
     `incomplete` is True when the stream ended by an error or a cancellation; the text received up to
     then is kept, and `finish_reason` is ``"error"`` or ``"cancelled"``. `time_to_first_chunk` and
     `duration` are seconds from the start of the call (including any wait for a concurrency slot or
     the rate limiter, and any retries).
+
+    `parsed` is the structured result of a call made with ``response_format=Model``: the strictly
+    validated `Model`, and to a type checker the call's response is a ``Response[Model]``. It is
+    None on a partial response (``incomplete``) and on one that ended calling tools
+    (``finish_reason="tool_calls"``). Without a ``response_format`` at the call the response is a
+    ``Response[Any]`` (plain `Response`): ``parsed`` is None, or the value of a JSON schema or of a
+    model-wide ``response_format`` the type checker cannot see.
     """
 
     text: str = ""
@@ -52,7 +64,8 @@ class Response(BaseModel):
     duration: float = 0.0
     incomplete: bool = False
     error: str | None = None
-    parsed: Any = None
+    # T is the structured type; None until (and unless) a structured reply is validated, see above.
+    parsed: T = None  # type: ignore[assignment]
 
     def __str__(self) -> str:
         return self.text

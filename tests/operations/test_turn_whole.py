@@ -176,6 +176,6 @@ def test_a_model_or_parameters_of_the_wrong_type_say_what_is_expected() -> None:
     session = Session()
     session.services.register(ScriptedModel())
     with pytest.raises(ConfigurationError, match="imodel must be an iModel or the name"):
-        communicate(session, instruction="hi", imodel=3)  # type: ignore[arg-type]
+        communicate(session, instruction="hi", imodel=3)  # type: ignore[call-overload]  # on purpose
     with pytest.raises(ConfigurationError, match="parameters must be a dict"):
-        communicate(session, parameters="hi")  # type: ignore[arg-type]
+        communicate(session, parameters="hi")  # type: ignore[call-overload]  # on purpose

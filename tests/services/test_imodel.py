@@ -113,7 +113,7 @@ def test_messages_of_the_wrong_type_are_refused_before_any_request(messages: obj
     model = ScriptedModel(responses=["a"])
 
     with pytest.raises(ConfigurationError, match=re.escape(fragment)):
-        model.invoke(messages)  # type: ignore[arg-type]
+        model.invoke(messages)  # type: ignore[call-overload]  # the wrong kind, on purpose
 
     assert model.requests == []
 
