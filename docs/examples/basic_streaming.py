@@ -11,7 +11,7 @@ import asyncio
 from lionflow import Session, iModel
 
 
-async def stream_chat():
+async def stream_chat() -> None:
     """Stream tokens as they're generated"""
     session = Session()
     model = iModel(

@@ -20,9 +20,7 @@ async def main() -> None:
         ("fast-model", "Streaming shows progress at once and lets a reader stop early.", 0.004),
         ("careful-model", "Streaming lowers perceived latency; the total time is the same.", 0.009),
     ]:
-        session.services.register(
-            ScriptedModel(responses=lambda _, a=answer: a, chunk_size=4, delay=delay), name=name
-        )
+        session.services.register(ScriptedModel(responses=[answer], chunk_size=4, delay=delay), name=name)
     session.services.register(
         ScriptedModel(
             responses=lambda _: "Both agree that streaming is about latency.", chunk_size=4, delay=0.005

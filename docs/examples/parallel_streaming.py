@@ -12,7 +12,7 @@ import asyncio
 from lionflow import InstructionContent, Message, Session, iModel
 
 
-async def stream_one_model(model, instruction: str, label: str):
+async def stream_one_model(model: iModel, instruction: str, label: str) -> str:
     """Stream from one model"""
     message = Message(content=InstructionContent(instruction=instruction))
 
@@ -30,7 +30,7 @@ async def stream_one_model(model, instruction: str, label: str):
     return "".join(response)
 
 
-async def parallel_streaming():
+async def parallel_streaming() -> tuple[str, str]:
     """Stream from multiple models simultaneously"""
     session = Session()
 

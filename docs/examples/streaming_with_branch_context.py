@@ -10,11 +10,11 @@ See docs/examples/persistent_chat.py for the automatic form.
 
 import asyncio
 
-from lionflow import Session, iModel
+from lionflow import Branch, Session, iModel
 from lionflow.operations import communicate
 
 
-async def stream_with_context():
+async def stream_with_context() -> tuple[Session, Branch]:
     """Stream responses while maintaining conversation context"""
     session = Session()
     model = iModel(

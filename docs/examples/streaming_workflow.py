@@ -12,7 +12,7 @@ from lionflow import Session, iModel
 from lionflow.operations import Builder, flow_stream
 
 
-async def streaming_workflow():
+async def streaming_workflow() -> None:
     """Stream results from multi-step workflow"""
     session = Session()
     model = iModel(provider="scripted", model="gpt-4o-mini", temperature=0.7, stream=True)

@@ -6,6 +6,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 import anyio
 import pytest
@@ -25,7 +26,14 @@ from lionflow.testing import ScriptedModel
 pytestmark = pytest.mark.anyio
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-FAST_RETRY = {"retry_initial_delay": 0.001, "retry_max_delay": 0.002}
+
+
+class _RetryDelays(TypedDict):
+    retry_initial_delay: float
+    retry_max_delay: float
+
+
+FAST_RETRY: _RetryDelays = {"retry_initial_delay": 0.001, "retry_max_delay": 0.002}
 
 
 # -- retries ---------------------------------------------------------------------------------------
@@ -266,17 +274,17 @@ async def test_rate_limiter_spaces_requests_by_the_window() -> None:
 @pytest.mark.parametrize(
     ("build", "fragment"),
     [
-        (lambda: Timeout(connect="5"), "Timeout.connect must be a positive number of seconds or None"),
+        (lambda: Timeout(connect="5"), "Timeout.connect must be a positive number of seconds or None"),  # type: ignore[arg-type]  # the wrong kind, on purpose
         (lambda: Timeout(idle=-1), "Timeout.idle must be a positive number of seconds or None, not -1"),
         (lambda: Timeout(total=0), "Timeout.total must be a positive number"),
         (lambda: Timeout(first_chunk=True), "Timeout.first_chunk must be a positive number"),
-        (lambda: RetryPolicy(max_retries="2"), "max_retries must be an integer >= 0, not '2'"),
+        (lambda: RetryPolicy(max_retries="2"), "max_retries must be an integer >= 0, not '2'"),  # type: ignore[arg-type]  # the wrong kind, on purpose
         (lambda: RetryPolicy(max_retries=-1), "max_retries must be an integer >= 0, not -1"),
         (lambda: RetryPolicy(initial_delay=-0.5), "initial_delay must be a number of seconds >= 0"),
-        (lambda: RetryPolicy(max_delay="1"), "max_delay must be a number of seconds >= 0"),
+        (lambda: RetryPolicy(max_delay="1"), "max_delay must be a number of seconds >= 0"),  # type: ignore[arg-type]  # the wrong kind, on purpose
         (lambda: RetryPolicy(multiplier=0.5), "multiplier must be a number >= 1"),
-        (lambda: RetryPolicy(max_retry_after=None), "max_retry_after must be a number of seconds >= 0"),
-        (lambda: RateLimiter("60"), "requests_per_minute must be an integer >= 1, not '60'"),
+        (lambda: RetryPolicy(max_retry_after=None), "max_retry_after must be a number of seconds >= 0"),  # type: ignore[arg-type]  # the wrong kind, on purpose
+        (lambda: RateLimiter("60"), "requests_per_minute must be an integer >= 1, not '60'"),  # type: ignore[arg-type]  # the wrong kind, on purpose
         (lambda: RateLimiter(5, per=0), "per must be a positive number of seconds"),
         # seconds a float cannot hold, or that never end: refused, not left to fail at first use
         (lambda: Timeout(connect=10**400), "Timeout.connect must be a finite number of seconds"),

@@ -20,7 +20,7 @@ def test_str_of_a_chunk_is_its_data() -> None:
 def test_chunks_are_frozen() -> None:
     chunk = Chunk(type="text", data="a")
     with pytest.raises(pydantic.ValidationError):
-        chunk.data = "b"  # type: ignore[misc]
+        chunk.data = "b"  # (frozen: pydantic refuses the assignment when it runs)
 
 
 def test_chunks_serialize_without_the_raw_event() -> None:
