@@ -9,8 +9,6 @@ from typing import cast
 import anyio.from_thread
 import anyio.lowlevel
 
-__all__ = ["thread_caller"]
-
 
 def thread_caller() -> Callable[[Callable[[], object]], None]:
     """For the running event loop: a function any thread may call to have a callback run soon in

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from lionflow.operations.flow import FlowResults
+    from lionflow.operations import FlowResults
     from lionflow.services.response import Response
 
 __all__ = [

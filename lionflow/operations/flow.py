@@ -28,13 +28,11 @@ from lionflow.operations._fanin import start_detached
 from lionflow.operations._runner import (
     DEFAULT_BUFFER,
     RUNNERS_HERE,
+    FlowResults,
     Item,
     OnError,
     Runner,
 )
-
-# (lionflow.errors imports FlowResults from here for its annotations; its home is lionflow.operations)
-from lionflow.operations._runner import FlowResults as FlowResults
 from lionflow.operations.builder import Builder, Operation, validate
 from lionflow.session.session import Session
 

@@ -81,6 +81,7 @@ class OpenAIChatProvider(OpenAIClientProvider):
         if name is None or name in CHAT_ENDPOINTS:
             return OpenAIChatProvider
         if name == "responses":
+            # Imported here: the Responses adapter builds on OpenAIClientProvider, defined above.
             from lionflow.services.providers.openai_responses import OpenAIResponsesProvider
 
             return OpenAIResponsesProvider
