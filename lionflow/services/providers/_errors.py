@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from lionflow.errors import (
     AuthenticationError,
+    ProviderConnectionError,
     ProviderError,
     ProviderHTTPError,
     ProviderTimeout,
@@ -134,3 +135,12 @@ def sdk_timeout(error: BaseException, phase: TimeoutPhase, *, provider: str) -> 
         provider=provider,
         detail=f"the {provider} SDK's {kind} timeout ran out",
     )
+
+
+def transport_error(error: BaseException, phase: TimeoutPhase, *, provider: str) -> ProviderError:
+    """The lionflow error for an exception of the SDK's HTTP client that escaped the SDK (reading an
+    error status's body, or a stream): its timeout as a `ProviderTimeout` of `phase`, anything else
+    a lost connection (retryable)."""
+    if type(error).__name__ in _HTTP_TIMEOUTS:
+        return sdk_timeout(error, phase, provider=provider)
+    return ProviderConnectionError(f"the connection to {provider} was lost: {error!r}", provider=provider)

@@ -153,7 +153,13 @@ class Provider(ABC):
         ``organization``): `iModel` refuses such a keyword rather than send it as a request parameter."""
         if keyword in cls.option_names:
             return None
-        matches = difflib.get_close_matches(keyword, cls.option_names, n=1, cutoff=0.8)
+        # A typo changes a letter or two; a name that adds a word (max_tool_calls beside the option
+        # tool_calls) is another parameter.
+        matches = [
+            option
+            for option in difflib.get_close_matches(keyword, cls.option_names, n=3, cutoff=0.85)
+            if abs(len(option) - len(keyword)) <= 2
+        ]
         return matches[0] if matches else None
 
     @abstractmethod

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import groq
 import httpx
 
-from lionflow.errors import ProviderConnectionError, ProviderError, StreamInterrupted, TimeoutPhase
+from lionflow.errors import ProviderError, StreamInterrupted, TimeoutPhase
 from lionflow.services.chunk import Chunk
 from lionflow.services.providers._chat_completions import (
     CHAT_ENDPOINTS,
@@ -19,7 +19,7 @@ from lionflow.services.providers._chat_completions import (
     open_chat,
     sdk_error,
 )
-from lionflow.services.providers._errors import sdk_timeout
+from lionflow.services.providers._errors import transport_error
 from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider
 from lionflow.services.providers.groq_chat_request import request_arguments
 
@@ -78,11 +78,7 @@ class GroqProvider(SdkProvider):
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         mapped = sdk_error(error, provider=self.name, sdk=groq, phase=phase)
-        if mapped is not None:
-            return mapped
-        if isinstance(error, httpx.TimeoutException):
-            return sdk_timeout(error, phase, provider=self.name)
-        return ProviderConnectionError(f"the connection to groq was lost: {error!r}", provider=self.name)
+        return mapped if mapped is not None else transport_error(error, phase, provider=self.name)
 
     async def open(self, request: ModelRequest) -> ChunkStream:
         mapper = _GroqChunkMapper(self.name)

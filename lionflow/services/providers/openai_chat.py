@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import httpx2
 import openai
 
 from lionflow.errors import ConfigurationError, ProviderError, TimeoutPhase
@@ -18,6 +19,7 @@ from lionflow.services.providers._chat_completions import (
     open_chat,
     sdk_error,
 )
+from lionflow.services.providers._errors import transport_error
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider, SdkProvider
 from lionflow.services.providers.openai_chat_request import request_arguments
 
@@ -35,7 +37,8 @@ class OpenAIClientProvider(SdkProvider):
     option_names: ClassVar[frozenset[str]] = frozenset({"organization", "project", "default_headers"})
     api_key_variables: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     base_url_variable: ClassVar[str | None] = "OPENAI_BASE_URL"
-    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (openai.APIError,)
+    # The SDK reads an error status's body outside its own wrapping: its HTTP client's errors escape.
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (openai.APIError, httpx2.TransportError)
     _client: openai.AsyncOpenAI
 
     def _make_client(self) -> openai.AsyncOpenAI:
@@ -48,8 +51,7 @@ class OpenAIClientProvider(SdkProvider):
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         mapped = sdk_error(error, provider=self.name, sdk=openai, phase=phase)
-        assert mapped is not None, error  # `sdk_errors` is openai.APIError
-        return mapped
+        return mapped if mapped is not None else transport_error(error, phase, provider=self.name)
 
 
 class OpenAIChatProvider(OpenAIClientProvider):

@@ -24,7 +24,7 @@ from lionflow.errors import (
     TimeoutPhase,
 )
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error
+from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error, transport_error
 from lionflow.services.providers.base import ChunkStream, ModelRequest, listed
 from lionflow.services.providers.openai_chat import OpenAIClientProvider
 from lionflow.services.providers.openai_responses_request import request_arguments
@@ -218,6 +218,8 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         """The SDK's own timeout is a `ProviderTimeout` of `phase`."""
+        if not isinstance(error, openai.APIError):
+            return transport_error(error, phase, provider=self.name)
         if isinstance(error, openai.APITimeoutError):
             return sdk_timeout(error, phase, provider=self.name)
         if isinstance(error, openai.APIConnectionError):
@@ -232,7 +234,6 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
                 headers=error.response.headers,
             )
         # The SDK raises a bare APIError for an `error` event whose fields are nested under "error".
-        assert isinstance(error, openai.APIError), error
         return _failure(error.code, error.message, self.name)
 
     async def open(self, request: ModelRequest) -> ChunkStream:
