@@ -61,7 +61,6 @@ class CallContext:
 
     adapter: Provider
     provider: str
-    model: str
     timeout: Timeout
     retry: RetryPolicy
     slots: anyio.Semaphore | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
@@ -204,33 +205,56 @@ class iModel:
         self.provider_stream = stream
         self.max_concurrent = max_concurrent
         self.requests_per_minute = requests_per_minute
-        self.adapter: Provider = adapter_cls(
+        # Checked before the adapter (and its SDK client) is built: a bad argument is reported
+        # as such, not as the missing key the adapter would complain of first.
+        timeouts = Timeout.of(timeout)
+        retry = RetryPolicy(
+            max_retries=max_retries, initial_delay=retry_initial_delay, max_delay=retry_max_delay
+        )
+        adapter = adapter_cls(
             ProviderSettings(
                 model=model, api_key=api_key, base_url=base_url, endpoint=endpoint, options=options
             )
         )
-        # Everything a call needs from its model, handed over once: a call never reads the iModel.
+        # Everything a call needs from its model, handed over as each call starts: a call never
+        # reads the iModel. Setting `timeout`, `retry` or `adapter` here governs the calls after it.
         self._context = CallContext(
-            adapter=self.adapter,
+            adapter=adapter,
             provider=provider,
-            model=model,
-            timeout=Timeout.of(timeout),
-            retry=RetryPolicy(
-                max_retries=max_retries, initial_delay=retry_initial_delay, max_delay=retry_max_delay
-            ),
+            timeout=timeouts,
+            retry=retry,
             slots=None if max_concurrent is None else anyio.Semaphore(max_concurrent),
             rate_limiter=None if requests_per_minute is None else RateLimiter(requests_per_minute),
         )
 
     @property
+    def adapter(self) -> Provider:
+        """The provider adapter the calls go through."""
+        return self._context.adapter
+
+    @adapter.setter
+    def adapter(self, adapter: Provider) -> None:
+        self._context = dataclasses.replace(self._context, adapter=adapter)
+
+    @property
     def timeout(self) -> Timeout:
-        """The call timeouts (`Timeout`)."""
+        """The call timeouts (`Timeout`); a new value governs the calls started after it."""
         return self._context.timeout
+
+    @timeout.setter
+    def timeout(self, timeout: float | Timeout | None) -> None:
+        self._context = dataclasses.replace(self._context, timeout=Timeout.of(timeout))
 
     @property
     def retry(self) -> RetryPolicy:
-        """The retry policy (`RetryPolicy`)."""
+        """The retry policy (`RetryPolicy`); a new one governs the calls started after it."""
         return self._context.retry
+
+    @retry.setter
+    def retry(self, retry: RetryPolicy) -> None:
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, not {retry!r}")
+        self._context = dataclasses.replace(self._context, retry=retry)
 
     def __repr__(self) -> str:
         return f"iModel(provider={self.provider!r}, model={self.model!r}, name={self.name!r})"
