@@ -52,7 +52,7 @@ class ProviderCase:
     model: str
     endpoint_name: str  # a name of the endpoint the adapter serves
     key_variables: tuple[str, ...]  # where the key is looked for, in order
-    base_url_variable: str  # the SDK's own variable for the server's URL
+    base_url_variable: str  # the adapter's variable for the server's URL (`SdkProvider.base_url_variable`)
     text_body: Callable[..., list[bytes]]
     cut_body: Callable[..., list[bytes]]
     cut_message: str  # a pattern of the error's message when the body is cut

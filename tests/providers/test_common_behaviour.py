@@ -110,7 +110,7 @@ async def test_a_base_url_needs_no_key(
 async def test_a_base_url_from_the_sdks_own_variable_needs_no_key(
     case: ProviderCase, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The SDK reads the variable itself; lionflow must then not insist on a key either.
+    # A server named by the variable may need no key: lionflow must not insist on one.
     monkeypatch.setenv(case.base_url_variable, server.url + case.path)
     server.add(Reply(pieces=case.text_body("local")))
 
