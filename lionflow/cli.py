@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 
-from lionflow.errors import LionflowError, MissingDependency, ProviderError
+from lionflow.errors import ConfigurationError, LionflowError, MissingDependency, ProviderError
 from lionflow.services.imodel import iModel
 from lionflow.testing import ScriptedModel
 
@@ -143,6 +144,59 @@ async def _demo(prompt: str, *, model_name: str, scripted: bool, delay: float, m
     return 0
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _served_models(specs: Sequence[str], max_tokens: int) -> list[iModel]:
+    """``NAME=PROVIDER:MODEL`` specs as models; none gives the demo default: a scripted echo model
+    (needs nothing) and the local model of `lionflow demo` (never downloaded)."""
+    models: list[iModel] = []
+    for spec in specs:
+        name, equals, target = spec.partition("=")
+        provider, colon, model = target.partition(":")
+        if not (equals and colon and name and provider and model):
+            raise ConfigurationError(
+                f"--model {spec!r}: expected NAME=PROVIDER:MODEL, e.g. gpt=openai:gpt-4o-mini"
+            )
+        models.append(iModel(provider=provider, model=model, name=name))
+    if not models:
+        local, note, _ = anyio.run(_local_model, DEFAULT_LOCAL_MODEL, max_tokens)
+        local.name = "local"
+        print(f"[serving the demo default: 'echo' (scripted) and 'local' ({note})]", flush=True)
+        models = [ScriptedModel(name="echo"), local]
+    return models
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve models over the OpenAI Chat Completions API until interrupted."""
+    if args.host not in _LOOPBACK and not args.insecure_public:
+        raise ConfigurationError(
+            f"--host {args.host} would serve to other machines with no API key required; "
+            "bind to 127.0.0.1, or pass --insecure-public if that is what you want"
+        )
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise MissingDependency("server", "uvicorn", "server", what="lionflow serve") from exc
+    from lionflow.serve import create_app
+
+    app = create_app(_served_models(args.model, args.max_tokens))
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    # Bound here, so that the address (with the port the system picked for --port 0) is printed
+    # before the first request can arrive.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+    print(
+        f"lionflow serving on http://{host}:{port}/v1 (models: {', '.join(app.state.model_names)})",
+        flush=True,
+    )
+    server.run(sockets=[sock])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lionflow", description="lionflow command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,8 +208,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--max-tokens", type=int, default=60)
     demo.add_argument("--scripted", action="store_true", help="use deterministic scripted models instead")
     demo.add_argument("--delay", type=float, default=0.02, help="seconds between scripted chunks")
+    serve = commands.add_parser("serve", help="serve models over the OpenAI Chat Completions API")
+    serve.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PROVIDER:MODEL",
+        help="a model to serve (repeatable); none serves a scripted echo model and the local demo model",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    serve.add_argument("--max-tokens", type=int, default=256, help="the local demo model's reply limit")
+    serve.add_argument(
+        "--insecure-public", action="store_true", help="allow a non-loopback --host without API keys"
+    )
     args = parser.parse_args(argv)
     try:
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "demo":
             return anyio.run(
                 lambda: _demo(

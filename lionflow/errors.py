@@ -91,16 +91,16 @@ class MissingCredentials(ConfigurationError):
 
 
 class MissingDependency(LionflowError, ImportError):
-    """A provider's SDK is not installed. The message names the extra that installs it."""
+    """A provider's SDK (or another optional package, such as the server's) is not installed. The
+    message names the extra that installs it."""
 
-    def __init__(self, provider: str, package: str, extra: str | None) -> None:
+    def __init__(self, provider: str, package: str, extra: str | None, *, what: str | None = None) -> None:
         self.provider = provider
         self.package = package
         self.extra = extra
         hint = f'pip install "lionflow[{extra}]"' if extra else f"pip install {package}"
-        super().__init__(
-            f"provider {provider!r} needs the {package!r} package, which is not installed: {hint}"
-        )
+        needs = what or f"provider {provider!r}"
+        super().__init__(f"{needs} needs the {package!r} package, which is not installed: {hint}")
 
 
 class ProviderError(LionflowError):

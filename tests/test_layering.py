@@ -20,10 +20,12 @@ _ANNOTATION_ONLY = {"lionflow.errors"}
 
 # (a layer, the layers above it that it must never import)
 _LAYERS = [
-    ("lionflow.services", ("lionflow.session", "lionflow.operations", "lionflow.cli")),
-    ("lionflow.session", ("lionflow.operations", "lionflow.cli")),
+    ("lionflow.services", ("lionflow.session", "lionflow.operations", "lionflow.serve", "lionflow.cli")),
+    ("lionflow.session", ("lionflow.operations", "lionflow.serve", "lionflow.cli")),
+    ("lionflow.operations", ("lionflow.serve", "lionflow.cli")),
+    ("lionflow.serve", ("lionflow.cli",)),
     # a leaf, used from above (it may read `services.chunk` for Chunk, nothing else up there)
-    ("lionflow.structured", ("lionflow.session", "lionflow.operations", "lionflow.cli")),
+    ("lionflow.structured", ("lionflow.session", "lionflow.operations", "lionflow.serve", "lionflow.cli")),
 ]
 
 

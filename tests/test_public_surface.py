@@ -23,6 +23,7 @@ ROOT = PACKAGE.parent
 PUBLIC_PACKAGES = [
     "lionflow",
     "lionflow.operations",
+    "lionflow.serve",
     "lionflow.services",
     "lionflow.session",
     "lionflow.session.stores",

@@ -1,0 +1,74 @@
+"""Errors in the shape of the OpenAI API: ``{"error": {"message", "type", "param", "code"}}``.
+
+Bad input is the client's (4xx, never a 500); a provider's failure behind the server is a 502 (its
+own rate limit a 429 with ``retry-after``, its timeout a 504), so that a client can tell its own
+mistakes from the upstream's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pydantic import ValidationError
+
+from lionflow.errors import (
+    ConfigurationError,
+    LionflowError,
+    ProviderHTTPError,
+    ProviderTimeout,
+    RateLimitError,
+)
+
+
+class APIError(Exception):
+    """An error to answer with: HTTP `status`, an OpenAI-style body, and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+    def body_bytes(self) -> bytes:
+        return json.dumps(self.body()).encode()
+
+
+def from_validation(error: ValidationError) -> APIError:
+    """A 400 naming the first field that is wrong (its path, dotted, as `param`)."""
+    first = error.errors()[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    return APIError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param)
+
+
+def from_lionflow(error: LionflowError) -> APIError:
+    """The HTTP error for a lionflow error raised while answering."""
+    if isinstance(error, ConfigurationError):
+        return APIError(400, str(error))
+    if isinstance(error, RateLimitError):
+        headers = {}
+        if error.retry_after is not None and math.isfinite(error.retry_after):
+            headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
+        return APIError(429, str(error), kind="rate_limit_error", code="rate_limit_exceeded", headers=headers)
+    if isinstance(error, ProviderTimeout):
+        return APIError(504, str(error), kind="timeout_error", code="upstream_timeout")
+    if isinstance(error, ProviderHTTPError) and 400 <= error.status_code < 500 and error.status_code != 401:
+        # The upstream refused what the client sent: the client's request to fix.
+        return APIError(error.status_code, str(error), code="upstream_rejected")
+    return APIError(502, str(error), kind="upstream_error", code="upstream_error")

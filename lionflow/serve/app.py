@@ -1,0 +1,58 @@
+"""`create_app()`: lionflow's models behind an OpenAI-compatible HTTP API (a FastAPI app)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from lionflow.errors import ConfigurationError, MissingDependency
+from lionflow.services.imodel import iModel
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _models_by_name(models: Iterable[iModel] | Mapping[str, iModel]) -> dict[str, iModel]:
+    items = models.items() if isinstance(models, Mapping) else ((model.name, model) for model in models)
+    by_name: dict[str, iModel] = {}
+    for name, model in items:
+        if not isinstance(model, iModel):
+            raise ConfigurationError(f"models must be iModels, not {model!r}")
+        if name in by_name:
+            raise ConfigurationError(
+                f"two models are named {name!r}; give one another name= (iModel(..., name=))"
+            )
+        by_name[name] = model
+    if not by_name:
+        raise ConfigurationError("create_app() needs at least one model")
+    return by_name
+
+
+def create_app(
+    models: Iterable[iModel] | Mapping[str, iModel],
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ping_interval: float = 15.0,
+) -> FastAPI:
+    """An ASGI app serving `models` over the OpenAI Chat Completions API (``/v1/chat/completions``,
+    ``/v1/models``) and ``/healthz``. Needs the ``server`` extra (fastapi, uvicorn).
+
+    Clients name a model by its `iModel.name` (or its key when `models` is a mapping). Streams are
+    server-sent events that ping after `ping_interval` seconds of silence; a client that hangs up
+    cancels the model call, and its provider stream is closed. Request bodies over `max_body_bytes`
+    get 413. Errors have the OpenAI API's shape.
+
+    ::
+
+        app = create_app([iModel(provider="openai", model="gpt-4o-mini", name="gpt")])
+        # uvicorn.run(app, host="127.0.0.1", port=8000), or `lionflow serve`
+    """
+    try:
+        import fastapi  # noqa: F401 - only whether it is installed
+    except ImportError as exc:
+        raise MissingDependency("server", "fastapi", "server", what="lionflow's server") from exc
+    from lionflow.serve._routes import build
+
+    return build(_models_by_name(models), max_body_bytes=max_body_bytes, ping_interval=ping_interval)

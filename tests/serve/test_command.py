@@ -1,0 +1,90 @@
+"""``lionflow serve``: with no arguments it serves the demo default (a scripted echo model and the
+local model, never downloaded), which the official openai client can stream from."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import openai
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def running(*args: str, env: dict[str, str]) -> Iterator[str]:
+    """`lionflow serve ARGS` in its own process; yields the base URL it prints."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "lionflow", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | env,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith("lionflow serving on "):
+                    yield line.split()[3]
+                    break
+            else:
+                assert process.stderr is not None
+                pytest.fail(f"lionflow serve did not start: {process.stderr.read()}")
+        finally:
+            process.terminate()
+            process.wait(20)
+
+
+async def test_serve_with_no_arguments_streams_to_the_official_client(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    with running(env=env) as base_url:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="unused") as client:
+            assert [model.id async for model in client.models.list()] == ["echo", "local"]
+            for name in ("echo", "local"):
+                stream = await client.chat.completions.create(
+                    model=name,
+                    messages=[{"role": "user", "content": "Say hello"}],
+                    stream=True,
+                    max_tokens=8,
+                    stream_options={"include_usage": True},
+                )
+                chunks = [chunk async for chunk in stream]
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                assert text, name
+                usage = chunks[-1].usage
+                assert usage is not None
+                assert usage.completion_tokens > 0
+
+
+def test_serve_refuses_a_public_address_without_being_told(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lionflow", "serve", "--host", "0.0.0.0", "--model", "e=scripted:echo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "--insecure-public" in result.stderr
+
+
+def test_serve_rejects_a_malformed_model_spec() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lionflow", "serve", "--model", "gpt-4o-mini"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "NAME=PROVIDER:MODEL" in result.stderr
+
+
+def test_the_serving_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "serve_chat.py"
+    result = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Served by lionflow, streamed to openai.\n[7 tokens]\n"
