@@ -17,8 +17,7 @@ from typing import Any
 import anyio.abc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lionflow.errors import LionflowError
-from lionflow.serve._errors import APIError, from_lionflow, from_validation
+from lionflow.serve._errors import APIError, from_exception, from_validation
 from lionflow.serve._sse import Failed
 from lionflow.services.chunk import Chunk, Usage
 from lionflow.services.imodel import iModel
@@ -222,8 +221,8 @@ async def stream(
                 if event:
                     await out.send(event)
                     sent = True
-    except LionflowError as exc:
-        failure = from_lionflow(exc)
+    except Exception as exc:  # (a cancellation is not an Exception: it passes)
+        failure = from_exception(exc)
         if not sent:
             await out.send(Failed(failure.status, failure.body_bytes(), failure.headers))
             return

@@ -8,6 +8,7 @@ mistakes from the upstream's.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any
 
@@ -72,3 +73,17 @@ def from_lionflow(error: LionflowError) -> APIError:
         # The upstream refused what the client sent: the client's request to fix.
         return APIError(error.status_code, str(error), code="upstream_rejected")
     return APIError(502, str(error), kind="upstream_error", code="upstream_error")
+
+
+_log = logging.getLogger("lionflow.serve")
+
+
+def from_exception(error: Exception) -> APIError:
+    """The HTTP error for any exception raised while answering: a lionflow error as
+    `from_lionflow` says, anything else a 500 that says nothing of its cause (it is logged)."""
+    if isinstance(error, LionflowError):
+        return from_lionflow(error)
+    _log.error("internal error while answering", exc_info=error)
+    return APIError(
+        500, "the server failed to answer; see its log", kind="server_error", code="internal_error"
+    )

@@ -8,9 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from lionflow.errors import LionflowError
 from lionflow.serve import _chat_completions as chat
-from lionflow.serve._errors import APIError, from_lionflow
+from lionflow.serve._errors import APIError, from_exception
 from lionflow.serve._sse import EventStream
 from lionflow.services.imodel import iModel
 
@@ -83,8 +82,8 @@ def build(served: dict[str, iModel], *, max_body_bytes: int, ping_interval: floa
                 )
             try:
                 response = await model.invoke(parsed.messages, **parsed.params())
-            except LionflowError as exc:
-                raise from_lionflow(exc) from exc
+            except Exception as exc:  # (a cancellation is not an Exception: it passes)
+                raise from_exception(exc) from exc
             return chat.completion(response, parsed.model)
         except APIError as exc:
             return _error_response(exc)

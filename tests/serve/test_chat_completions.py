@@ -266,3 +266,20 @@ async def test_silence_is_filled_with_pings(serve: Serve) -> None:
         raw = b"".join([piece async for piece in reply.aiter_raw()])
     assert b": ping\n\n" in raw
     assert raw.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_model_that_breaks_is_a_500_in_the_apis_shape_not_a_dropped_connection(
+    serve: Serve, stream: bool
+) -> None:
+    def broken(messages: list[dict[str, Any]]) -> str:
+        raise ZeroDivisionError("the model's own bug")
+
+    base_url = serve(create_app([ScriptedModel(name="echo", responses=broken)]))
+    body = {"model": "echo", "messages": HI, "stream": stream}
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(base_url + "/v1/chat/completions", json=body)
+    assert reply.status_code == 500
+    error = reply.json()["error"]
+    assert error["type"] == "server_error"
+    assert "the model's own bug" not in error["message"]  # the cause is logged, not told
