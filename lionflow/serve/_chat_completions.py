@@ -15,8 +15,10 @@ import uuid
 from typing import Any
 
 import anyio.abc
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lionflow.serve._context import ServeContext, answered, error_response
 from lionflow.serve._errors import APIError, from_exception, from_validation
 from lionflow.serve._sse import Failed
 from lionflow.services.chunk import Chunk, Usage
@@ -229,3 +231,19 @@ async def stream(
         await out.send(encoder.error(failure))
         return
     await out.send(encoder.end())
+
+
+def register(app: FastAPI, context: ServeContext) -> None:
+    """``POST /v1/chat/completions`` on `app`."""
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Any:
+        try:
+            parsed = parse(await context.read_body(request))
+            model = context.model(parsed.model)
+            if parsed.stream:
+                return context.stream(lambda out: stream(model, parsed, out))
+            response = await answered(lambda: model.invoke(parsed.messages, **parsed.params()))
+            return completion(response, parsed.model)
+        except APIError as exc:
+            return error_response(exc)

@@ -1,0 +1,79 @@
+"""What every API module of the server shares: the served models, reading a request's body within
+the limit, and answering with an error or an event stream."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from lionflow.serve._errors import APIError, from_exception
+from lionflow.serve._sse import EventStream, Producer
+from lionflow.services.imodel import iModel
+
+T = TypeVar("T")
+
+
+class Streamed(Response):
+    """An `EventStream` as the framework's response type, which a route must return."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self.stream = stream
+        self.background = None
+        self.status_code = 200
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.stream(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class ServeContext:
+    """The server's settings, as each API module's routes read them."""
+
+    models: dict[str, iModel]
+    max_body_bytes: int
+    ping_interval: float
+
+    async def read_body(self, request: Request) -> bytes:
+        """The body, or a 413 `APIError` as soon as it is known to be over `max_body_bytes`."""
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise APIError(413, f"the request body is over {limit} bytes")
+        body = bytearray()
+        async for piece in request.stream():
+            body += piece
+            if len(body) > limit:
+                raise APIError(413, f"the request body is over {limit} bytes")
+        return bytes(body)
+
+    def model(self, name: str) -> iModel:
+        """The model served as `name`, or a 404 `APIError` listing those served."""
+        model = self.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.models))
+            message = f"the model {name!r} does not exist here; served: {known}"
+            raise APIError(404, message, param="model", code="model_not_found")
+        return model
+
+    def stream(self, producer: Producer) -> Streamed:
+        """An event-stream response of what `producer` sends (see `EventStream`)."""
+        return Streamed(EventStream(producer, ping_interval=self.ping_interval))
+
+
+def error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+async def answered(work: Callable[[], Awaitable[T]]) -> T:
+    """What `work()` gives; an exception it raises (checking its arguments, or later) becomes the
+    `APIError` it is."""
+    try:
+        return await work()
+    except APIError:
+        raise
+    except Exception as exc:  # (a cancellation is not an Exception: it passes)
+        raise from_exception(exc) from exc
