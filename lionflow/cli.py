@@ -169,10 +169,17 @@ def _served_models(specs: Sequence[str], max_tokens: int) -> list[iModel]:
 
 def _serve(args: argparse.Namespace) -> int:
     """Serve models over the OpenAI Chat Completions API until interrupted."""
-    if args.host not in _LOOPBACK and not args.insecure_public:
+    api_keys = None
+    if args.api_key_env:
+        # Keys come from the environment, never the command line (which other users can read).
+        value = os.environ.get(args.api_key_env, "")
+        api_keys = [key.strip() for key in value.split(",") if key.strip()]
+        if not api_keys:
+            raise ConfigurationError(f"--api-key-env {args.api_key_env}: that variable holds no keys")
+    if args.host not in _LOOPBACK and api_keys is None and not args.insecure_public:
         raise ConfigurationError(
             f"--host {args.host} would serve to other machines with no API key required; "
-            "bind to 127.0.0.1, or pass --insecure-public if that is what you want"
+            "give keys with --api-key-env, bind to 127.0.0.1, or pass --insecure-public"
         )
     try:
         import uvicorn
@@ -180,7 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise MissingDependency("server", "uvicorn", "server", what="lionflow serve") from exc
     from lionflow.serve import create_app
 
-    app = create_app(_served_models(args.model, args.max_tokens))
+    app = create_app(_served_models(args.model, args.max_tokens), api_keys=api_keys)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
     # Bound here, so that the address (with the port the system picked for --port 0) is printed
     # before the first request can arrive.
@@ -219,6 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     serve.add_argument("--max-tokens", type=int, default=256, help="the local demo model's reply limit")
+    serve.add_argument(
+        "--api-key-env",
+        metavar="VARIABLE",
+        help="an environment variable holding the API keys, comma-separated",
+    )
     serve.add_argument(
         "--insecure-public", action="store_true", help="allow a non-loopback --host without API keys"
     )

@@ -33,6 +33,7 @@ def _models_by_name(models: Iterable[iModel] | Mapping[str, iModel]) -> dict[str
 def create_app(
     models: Iterable[iModel] | Mapping[str, iModel],
     *,
+    api_keys: Iterable[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = 15.0,
 ) -> FastAPI:
@@ -43,6 +44,10 @@ def create_app(
     server-sent events that ping after `ping_interval` seconds of silence; a client that hangs up
     cancels the model call, and its provider stream is closed. Request bodies over `max_body_bytes`
     get 413. Errors have the OpenAI API's shape.
+
+    With `api_keys`, every request but ``/healthz`` needs one of them (``Authorization: Bearer`` or
+    ``x-api-key``); keys are compared in constant time and never logged. Without, anyone who reaches
+    the server may use it: serve it on loopback only (``lionflow serve`` insists).
 
     ::
 
@@ -55,4 +60,9 @@ def create_app(
         raise MissingDependency("server", "fastapi", "server", what="lionflow's server") from exc
     from lionflow.serve._routes import build
 
-    return build(_models_by_name(models), max_body_bytes=max_body_bytes, ping_interval=ping_interval)
+    keys = None if api_keys is None else list(api_keys)
+    if keys is not None and (not keys or not all(isinstance(key, str) and key for key in keys)):
+        raise ConfigurationError("api_keys must be a non-empty list of non-empty strings")
+    return build(
+        _models_by_name(models), max_body_bytes=max_body_bytes, ping_interval=ping_interval, api_keys=keys
+    )

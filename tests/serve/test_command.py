@@ -61,6 +61,16 @@ async def test_serve_with_no_arguments_streams_to_the_official_client(tmp_path: 
                 assert usage.completion_tokens > 0
 
 
+async def test_serve_takes_its_keys_from_the_environment(tmp_path: Path) -> None:
+    env = {"SERVE_KEYS": "sk-one, sk-two"}
+    with running("--model", "e=scripted:echo", "--api-key-env", "SERVE_KEYS", env=env) as base_url:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="sk-two") as client:
+            assert [model.id async for model in client.models.list()] == ["e"]
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="sk-three", max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError):
+                await client.models.list()
+
+
 def test_serve_refuses_a_public_address_without_being_told(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lionflow", "serve", "--host", "0.0.0.0", "--model", "e=scripted:echo"],
