@@ -18,7 +18,7 @@ import anyio.abc
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lionflow.serve._context import ServeContext, answered, error_response
+from lionflow.serve._context import ServeContext, client_params, error_response
 from lionflow.serve._errors import APIError, from_exception, from_validation
 from lionflow.serve._sse import Failed
 from lionflow.services.chunk import Chunk, Usage
@@ -68,14 +68,21 @@ class ChatRequest(BaseModel):
             "tool_choice": self.tool_choice,
             "response_format": _response_format(self.response_format),
         }
-        extra = {key: value for key, value in (self.model_extra or {}).items() if value is not None}
+        extra = client_params(self.model_extra or {})
         return {key: value for key, value in named.items() if value is not None} | extra
+
+
+_FORMATS = ("text", "json_object", "json_schema")
 
 
 def _response_format(value: dict[str, Any] | None) -> Any:
     # {"type": "text"} asks for nothing; json_schema and json_object pass on as the dict they are.
     if value is None or value.get("type") == "text":
         return None
+    if value.get("type") not in _FORMATS:
+        raise APIError(
+            400, f"response_format.type must be one of {', '.join(_FORMATS)}", param="response_format.type"
+        )
     return value
 
 
@@ -87,6 +94,7 @@ def parse(body: bytes) -> ChatRequest:
         raise from_validation(exc) from None
     if request.n is not None and request.n != 1:
         raise APIError(400, "n must be 1: this server returns one choice per request", param="n")
+    request.params()  # refuses what the fields hold before anything is sent
     return request
 
 
@@ -161,9 +169,9 @@ class ChunkEncoder:
         return self._event({}, _FINISH.get(reason, reason))
 
     def end(self) -> bytes:
-        """The usage event (when asked for and known), then the end marker."""
-        if self.include_usage and self._usage is not None:
-            return self._data({"choices": [], "usage": _usage(self._usage)}) + _DONE
+        """The usage event (when asked for: zeros if the model reported none), then the end marker."""
+        if self.include_usage:
+            return self._data({"choices": [], "usage": _usage(self._usage or Usage())}) + _DONE
         return _DONE
 
     def error(self, error: APIError) -> bytes:
@@ -226,7 +234,9 @@ async def stream(
     except Exception as exc:  # (a cancellation is not an Exception: it passes)
         failure = from_exception(exc)
         if not sent:
-            await out.send(Failed(failure.status, failure.body_bytes(), failure.headers))
+            await out.send(
+                Failed(failure.status, failure.body_bytes(), failure.headers, event=encoder.error(failure))
+            )
             return
         await out.send(encoder.error(failure))
         return
@@ -243,7 +253,10 @@ def register(app: FastAPI, context: ServeContext) -> None:
             model = context.model(parsed.model)
             if parsed.stream:
                 return context.stream(lambda out: stream(model, parsed, out))
-            response = await answered(lambda: model.invoke(parsed.messages, **parsed.params()))
-            return completion(response, parsed.model)
+
+            async def whole() -> dict[str, Any]:
+                return completion(await model.invoke(parsed.messages, **parsed.params()), parsed.model)
+
+            return context.whole(whole)
         except APIError as exc:
             return error_response(exc)

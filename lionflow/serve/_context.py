@@ -3,6 +3,7 @@ the limit, and answering with an error or an event stream."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -11,22 +12,40 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from lionflow.serve._errors import APIError, from_exception
-from lionflow.serve._sse import EventStream, Producer
+from lionflow.serve._sse import EventStream, Producer, WholeAnswer
 from lionflow.services.imodel import iModel
 
 T = TypeVar("T")
 
 
 class Streamed(Response):
-    """An `EventStream` as the framework's response type, which a route must return."""
+    """An ASGI app of ours (an `EventStream`, a `WholeAnswer`) as the framework's response type,
+    which a route must return."""
 
-    def __init__(self, stream: EventStream) -> None:
+    def __init__(self, stream: EventStream | WholeAnswer) -> None:
         self.stream = stream
         self.background = None
         self.status_code = 200
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.stream(scope, receive, send)
+
+
+# Keywords of the SDK methods behind the models (not request fields): a client must not steer the
+# server's own call to its provider with them (another model, another key, another URL).
+_SDK_CONTROLS = frozenset(
+    {"timeout", "http_options", "api_key", "base_url", "default_headers", "organization", "project", "betas"}
+)
+
+
+def client_params(extra: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a request that the server does not name, as model parameters: refused (400)
+    where they would control the SDK call rather than the model (``extra_body``, ``extra_headers``,
+    ``timeout``, ...)."""
+    for name in extra:
+        if name in _SDK_CONTROLS or name.startswith("extra_"):
+            raise APIError(400, f"{name!r} is not a request field this server accepts", param=name)
+    return {name: value for name, value in extra.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,23 @@ class ServeContext:
     def stream(self, producer: Producer) -> Streamed:
         """An event-stream response of what `producer` sends (see `EventStream`)."""
         return Streamed(EventStream(producer, ping_interval=self.ping_interval))
+
+    def whole(
+        self,
+        work: Callable[[], Awaitable[Any]],
+        *,
+        error_body: Callable[[APIError], bytes] = APIError.body_bytes,
+    ) -> Streamed:
+        """A JSON response of what `work()` returns, cancelled if the client goes away first; an
+        error it raises is answered as `from_exception` says, its body by `error_body`."""
+
+        async def answer() -> tuple[int, bytes, dict[str, str]]:
+            try:
+                return 200, json.dumps(await answered(work)).encode(), {}
+            except APIError as exc:
+                return exc.status, error_body(exc), exc.headers
+
+        return Streamed(WholeAnswer(answer))
 
 
 def error_response(error: APIError) -> JSONResponse:

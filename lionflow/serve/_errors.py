@@ -81,6 +81,8 @@ _log = logging.getLogger("lionflow.serve")
 def from_exception(error: Exception) -> APIError:
     """The HTTP error for any exception raised while answering: a lionflow error as
     `from_lionflow` says, anything else a 500 that says nothing of its cause (it is logged)."""
+    if isinstance(error, APIError):
+        return error
     if isinstance(error, LionflowError):
         return from_lionflow(error)
     _log.error("internal error while answering", exc_info=error)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lionflow.serve import _chat_completions
 from lionflow.serve._auth import KeyCheck
 from lionflow.serve._context import ServeContext
+from lionflow.serve._errors import APIError
 from lionflow.services.imodel import iModel
 
 
@@ -22,6 +25,18 @@ def build(
     if api_keys is not None:
         app.add_middleware(KeyCheck, keys=api_keys)
     app.state.model_names = list(served)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # A route or method the server does not have, answered in the shape of the API asked.
+        error = APIError(
+            exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None
+        )
+        if request.url.path.startswith("/v1/messages"):
+            body = {"type": "error", "error": {"type": "not_found_error", "message": error.message}}
+            return JSONResponse(body, status_code=exc.status_code)
+        return JSONResponse(error.body(), status_code=exc.status_code)
+
     context = ServeContext(models=served, max_body_bytes=max_body_bytes, ping_interval=ping_interval)
 
     @app.get("/healthz")

@@ -30,13 +30,23 @@ PING = b": ping\n\n"
 
 class Failed:
     """What a producer sends when it failed before its first event: the response becomes an HTTP
-    error (`status`, JSON `body`, `headers`) instead of a stream."""
+    error (`status`, JSON `body`, `headers`) instead of a stream. If the response has already
+    started (a ping went out while the model was silent), `event` is sent instead: the API's error
+    event and end marker."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "event", "headers", "status")
 
-    def __init__(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        event: bytes | None = None,
+    ) -> None:
         self.status = status
         self.body = body
+        self.event = b"data: " + body + b"\n\n" if event is None else event
         self.headers = dict(headers or {})
 
 
@@ -93,7 +103,9 @@ class EventStream:
             if not started:
                 await _start(send, 200, SSE_HEADERS)
                 started = True
-            if isinstance(item, bytes):
+            if isinstance(item, Failed):
+                await send({"type": "http.response.body", "body": item.event, "more_body": True})
+            elif isinstance(item, bytes):
                 await send({"type": "http.response.body", "body": item, "more_body": True})
             elif item is None:
                 await send({"type": "http.response.body", "body": PING, "more_body": True})
@@ -110,3 +122,34 @@ async def _start(send: Send, status: int, headers: Mapping[str, str]) -> None:
             "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()],
         }
     )
+
+
+class WholeAnswer:
+    """Runs `work` (which returns the status, the JSON body and its headers) and sends its answer;
+    a client that goes away first cancels it, so that the model call behind it is closed rather
+    than run to its end for nobody."""
+
+    def __init__(self, work: Callable[[], Awaitable[tuple[int, bytes, Mapping[str, str]]]]) -> None:
+        self._work = work
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer: tuple[int, bytes, Mapping[str, str]] | None = None
+        async with anyio.create_task_group() as group:
+
+            async def run() -> None:
+                nonlocal answer
+                answer = await self._work()
+                group.cancel_scope.cancel()
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(run)
+            group.start_soon(watch)
+        if answer is None:  # the client went away
+            return
+        status, body, headers = answer
+        await _start(send, status, {"content-type": "application/json", **headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
