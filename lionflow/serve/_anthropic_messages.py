@@ -1,0 +1,434 @@
+"""``POST /v1/messages``: the Anthropic Messages API over any lionflow model.
+
+The request's messages become lionflow's chat-dict form (system, user, assistant with
+``tool_calls``, tool results as ``tool`` messages), so that any provider can answer them; the
+chunks come back as the named events the ``anthropic`` SDK reads (``message_start``,
+``content_block_*``, ``message_delta``, ``message_stop``). Choices made here:
+
+- Image and document blocks are refused with a 400: lionflow's message form carries text only.
+  Earlier ``thinking`` blocks of assistant turns are not sent back (the chat form has no place for
+  them, nor for their signatures).
+- ``message_start`` goes out with the first chunk (so that a failure before it is an HTTP status);
+  its usage is zeros, since lionflow learns the counts at the end: ``message_delta`` carries them
+  all, input tokens too, as the API's own cumulative counts do.
+- ``input_tokens`` is Anthropic's: the prompt without cache reads (``cache_read_input_tokens``)
+  and writes; reasoning tokens are ``output_tokens_details.thinking_tokens``.
+- ``metadata`` (the end user's id) is passed on only to an Anthropic model: other APIs reject it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal, Protocol, Self
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lionflow.serve._context import ServeContext, client_params
+from lionflow.serve._errors import APIError, from_exception, from_validation
+from lionflow.serve._sse import Failed
+from lionflow.services.chunk import Chunk, Usage
+from lionflow.services.imodel import iModel
+from lionflow.services.response import Response
+
+# lionflow's finish reasons as Anthropic's stop reasons (an error or cancellation ends no answer
+# that is sent whole; end_turn is what a client can read such a stop as).
+_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "refusal": "refusal",
+    "content_filter": "refusal",
+}
+_NATIVE_STOPS = frozenset(
+    {
+        "end_turn",
+        "max_tokens",
+        "stop_sequence",
+        "tool_use",
+        "pause_turn",
+        "refusal",
+        "model_context_window_exceeded",
+    }
+)
+# The error type Anthropic's API gives with each HTTP status (the SDKs read the status; clients
+# that only read the body read the type).
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+# -- request ----------------------------------------------------------------------------------------
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class _ToolChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> Self:
+        if self.type == "tool" and not self.name:
+            raise ValueError("a tool_choice of type 'tool' needs the tool's 'name'")
+        return self
+
+
+class MessagesRequest(BaseModel):
+    """The request body; fields the server does not name pass to the model as parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[_Message] = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    system: str | list[dict[str, Any]] | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: _ToolChoice | None = None
+    stream: bool = False
+    metadata: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = None
+
+    def chat_messages(self) -> list[dict[str, Any]]:
+        """The conversation in lionflow's chat-dict form; a 400 `APIError` for a block it cannot carry."""
+        chat: list[dict[str, Any]] = []
+        if self.system:
+            chat.append({"role": "system", "content": _texts(self.system, "system")})
+        for position, message in enumerate(self.messages):
+            chat.extend(_chat_message(message, f"messages.{position}.content"))
+        return chat
+
+    def params(self, model: iModel) -> dict[str, Any]:
+        """The model call's parameters."""
+        choice = self.tool_choice
+        named = {
+            "max_tokens": self.max_tokens,
+            "stop": self.stop_sequences or None,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "tools": [_tool(tool, f"tools.{n}") for n, tool in enumerate(self.tools)] if self.tools else None,
+            "tool_choice": _tool_choice(choice) if choice is not None else None,
+            "thinking": self.thinking,
+            "metadata": self.metadata if model.provider == "anthropic" else None,
+        }
+        extra = client_params(self.model_extra or {})
+        return {key: value for key, value in named.items() if value is not None} | extra
+
+
+def _refuse(where: str, message: str) -> APIError:
+    return APIError(400, f"{where}: {message}", param=where)
+
+
+def _text(block: dict[str, Any], where: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise _refuse(where, "a text block needs a string 'text'")
+    return text
+
+
+def _texts(content: Any, where: str) -> str | list[dict[str, Any]]:
+    """A string as given; text blocks as lionflow's text parts; anything else a 400."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _refuse(where, "must be a string or a list of text blocks")
+    parts = []
+    for n, block in enumerate(content):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+            raise _refuse(f"{where}.{n}", f"{kind!r} blocks are not supported here; send text blocks")
+        parts.append({"type": "text", "text": _text(block, f"{where}.{n}")})
+    return parts
+
+
+def _chat_message(message: _Message, where: str) -> list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return [{"role": message.role, "content": message.content}]
+    texts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for n, block in enumerate(message.content):
+        at, kind = f"{where}.{n}", block.get("type")
+        if kind == "text":
+            texts.append({"type": "text", "text": _text(block, at)})
+        elif kind == "tool_use" and message.role == "assistant":
+            call_id, name, arguments = block.get("id"), block.get("name"), block.get("input", {})
+            if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name):
+                raise _refuse(at, "a tool_use block needs a string 'id' and 'name'")
+            if not isinstance(arguments, dict):
+                raise _refuse(at, "a tool_use block's 'input' must be an object")
+            function = {"name": name, "arguments": json.dumps(arguments)}
+            calls.append({"id": call_id, "type": "function", "function": function})
+        elif kind == "tool_result" and message.role == "user":
+            call_id = block.get("tool_use_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise _refuse(at, "a tool_result block needs the 'tool_use_id' it answers")
+            content = _texts(block.get("content", ""), f"{at}.content")
+            results.append({"role": "tool", "tool_call_id": call_id, "content": content})
+        elif kind in ("thinking", "redacted_thinking") and message.role == "assistant":
+            continue  # (see the module's docstring)
+        else:
+            raise _refuse(at, f"{kind!r} blocks are not supported in a {message.role} message here")
+    if message.role == "user":
+        # Anthropic puts tool results first in the user turn; they answer the calls just before.
+        return results + ([{"role": "user", "content": texts}] if texts or not results else [])
+    assistant: dict[str, Any] = {"role": "assistant", "content": texts}
+    if calls:
+        assistant["tool_calls"] = calls
+    return [assistant]
+
+
+def _tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    if tool.get("type") not in (None, "custom"):
+        return tool  # a server tool of Anthropic's (web search, ...), for an Anthropic model
+    name, schema = tool.get("name"), tool.get("input_schema")
+    if not isinstance(name, str) or not name or not isinstance(schema, dict):
+        raise _refuse(where, "a tool needs a string 'name' and an 'input_schema' object")
+    function = {"name": name, "description": str(tool.get("description") or ""), "parameters": schema}
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: _ToolChoice) -> str | dict[str, Any]:
+    if choice.type == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return "required" if choice.type == "any" else choice.type
+
+
+def parse(body: bytes) -> MessagesRequest:
+    """The request, or an `APIError` (400) naming what is wrong."""
+    try:
+        return MessagesRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+# -- response ---------------------------------------------------------------------------------------
+
+
+def _usage(usage: Usage | None, metadata: dict[str, Any]) -> dict[str, Any]:
+    if usage is None:
+        return {"input_tokens": 0, "output_tokens": 0}
+    creation = int(metadata.get("cache_creation_input_tokens") or 0)
+    result: dict[str, Any] = {
+        "input_tokens": max(0, usage.input_tokens - usage.cached_tokens - creation),
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation_input_tokens": creation,
+    }
+    if usage.reasoning_tokens:
+        result["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return result
+
+
+def _stop(reason: str | None, metadata: dict[str, Any]) -> tuple[str, str | None]:
+    """The stop reason and stop sequence; an Anthropic model's own reason is kept as it was."""
+    sequence = metadata.get("stop_sequence")
+    native = metadata.get("stop_reason")
+    if metadata.get("provider") == "anthropic" and native in _NATIVE_STOPS:
+        return native, sequence if isinstance(sequence, str) else None
+    if reason == "stop" and isinstance(sequence, str):
+        return "stop_sequence", sequence
+    return _STOP.get(reason or "stop", "end_turn"), None
+
+
+def _event(name: str, payload: dict[str, Any]) -> bytes:
+    data = json.dumps({"type": name, **payload}, separators=(",", ":"))
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+def error_body(error: APIError) -> dict[str, Any]:
+    """Anthropic's error object for `error`."""
+    kind = _ERROR_TYPES.get(error.status) or ("api_error" if error.status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": error.message}}
+
+
+def error_bytes(error: APIError) -> bytes:
+    return json.dumps(error_body(error)).encode()
+
+
+class EventEncoder:
+    """Turns one call's chunks into the Messages API's stream events."""
+
+    def __init__(self, model: str) -> None:
+        self.id = f"msg_{uuid.uuid4().hex}"
+        self.model = model
+        self._started = False
+        self._block = -1  # the index of the last block started
+        self._open: tuple[str, str | None] | None = None  # (kind, tool call id) of the open block
+        self._tools: dict[str, int] = {}  # tool call id -> its block's index
+        self._usage: Usage | None = None
+        self._finish: Chunk | None = None
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        message: dict[str, Any] = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return _event("message_start", {"message": message})
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return _event("content_block_stop", {"index": self._block})
+
+    def _begin(self, key: tuple[str, str | None], block: dict[str, Any]) -> bytes:
+        """The events that make `key` the open block (starting it when it is not)."""
+        if self._open == key:
+            return b""
+        events = self._start() + self._close()
+        self._block += 1
+        self._open = key
+        return events + _event("content_block_start", {"index": self._block, "content_block": block})
+
+    def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
+        return _event(
+            "content_block_delta", {"index": self._block if index is None else index, "delta": delta}
+        )
+
+    def encode(self, chunk: Chunk) -> bytes:
+        """The events for `chunk` (none for usage and finish: they go in `end`)."""
+        kind = chunk.type
+        if kind in ("text", "refusal"):  # Anthropic's refusal is text, with stop_reason "refusal"
+            start = self._begin(("text", None), {"type": "text", "text": ""})
+            return start + self._delta({"type": "text_delta", "text": chunk.data})
+        if kind == "reasoning":
+            start = self._begin(("thinking", None), {"type": "thinking", "thinking": "", "signature": ""})
+            return start + self._delta({"type": "thinking_delta", "thinking": chunk.data})
+        if kind == "tool_call":
+            call_id = chunk.tool_call_id or f"toolu_{chunk.index}"
+            delta = {"type": "input_json_delta", "partial_json": chunk.data}
+            if call_id in self._tools and self._open != ("tool_use", call_id):
+                # A fragment of a call whose block was closed by another call's (interleaved
+                # parallel calls): Anthropic's blocks do not reopen; the SDKs add it by index.
+                return self._delta(delta, self._tools[call_id]) if chunk.data else b""
+            block = {"type": "tool_use", "id": call_id, "name": chunk.tool_name or "", "input": {}}
+            start = self._begin(("tool_use", call_id), block)
+            self._tools[call_id] = self._block
+            return start + (self._delta(delta) if chunk.data else b"")
+        if kind == "usage":
+            self._usage = chunk.usage
+        else:
+            self._finish = chunk
+        return b""
+
+    def end(self) -> bytes:
+        """The events that close a whole answer: the open block, the stop reason and usage, the end."""
+        metadata = self._finish.metadata if self._finish is not None else {}
+        reason, sequence = _stop(self._finish.finish_reason if self._finish else None, metadata)
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
+        usage = _usage(self._usage, metadata)
+        closing = _event("message_delta", {"delta": delta, "usage": usage}) + _event("message_stop", {})
+        return self._start() + self._close() + closing
+
+    @staticmethod
+    def error(error: APIError) -> bytes:
+        """An error after the stream began: an ``error`` event, after which the stream ends."""
+        return _event("error", {"error": error_body(error)["error"]})
+
+
+def message(response: Response, model: str) -> dict[str, Any]:
+    """The ``message`` object of a whole answer."""
+    content: list[dict[str, Any]] = []
+    if response.reasoning:
+        content.append({"type": "thinking", "thinking": response.reasoning, "signature": ""})
+    content += [{"type": "text", "text": text} for text in (response.text, response.refusal) if text]
+    content += [
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+        for call in response.tool_calls
+    ]
+    reason, sequence = _stop(response.finish_reason, response.metadata)
+    return {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": _usage(response.usage, response.metadata),
+    }
+
+
+class Sink(Protocol):
+    """Where `stream` sends its events (whole SSE events, or one `Failed`)."""
+
+    async def send(self, item: bytes | Failed, /) -> None: ...
+
+
+async def stream(
+    model: iModel, messages: list[dict[str, Any]], params: dict[str, Any], request: MessagesRequest, out: Sink
+) -> None:
+    """Produce the event stream of `request` on `model` (see `lionflow.serve._sse.EventStream`).
+
+    A failure before the first event is a `Failed` (an HTTP status); after it, an ``error`` event.
+    The call is closed however this ends: cancelled when the client went away, the upstream too.
+    """
+    encoder = EventEncoder(request.model)
+    sent = False
+    try:
+        async with model.stream(messages, **params) as call:
+            async for chunk in call:
+                event = encoder.encode(chunk)
+                if event:
+                    await out.send(event)
+                    sent = True
+    except Exception as exc:  # (a cancellation is not an Exception: it passes)
+        failure = from_exception(exc)
+        if not sent:  # an HTTP status; the error event if a ping already started the response
+            event = encoder.error(failure)
+            await out.send(Failed(failure.status, error_bytes(failure), failure.headers, event=event))
+            return
+        await out.send(encoder.error(failure))
+        return
+    await out.send(encoder.end())
+
+
+def register(app: FastAPI, context: ServeContext) -> None:
+    """``POST /v1/messages`` on `app`."""
+
+    @app.post("/v1/messages", response_model=None)
+    async def messages(request: Request) -> Any:
+        try:
+            parsed = parse(await context.read_body(request))
+            model = context.model(parsed.model)
+            chat, params = parsed.chat_messages(), parsed.params(model)
+            if parsed.stream:
+                return context.stream(lambda out: stream(model, chat, params, parsed, out))
+
+            async def whole() -> dict[str, Any]:
+                return message(await model.invoke(chat, **params), parsed.model)
+
+            return context.whole(whole, error_body=error_bytes)
+        except APIError as exc:
+            return JSONResponse(error_body(exc), status_code=exc.status, headers=exc.headers)
