@@ -14,12 +14,12 @@ import time
 import uuid
 from typing import Any
 
-import anyio.abc
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lionflow.serve._context import ServeContext, client_params, error_response
 from lionflow.serve._errors import APIError, from_exception, from_validation
+from lionflow.serve._hub import EventSink
 from lionflow.serve._sse import Failed
 from lionflow.services.chunk import Chunk, Usage
 from lionflow.services.imodel import iModel
@@ -111,8 +111,8 @@ def _usage(usage: Usage) -> dict[str, Any]:
 class ChunkEncoder:
     """Turns one call's chunks into ``chat.completion.chunk`` events (SSE ``data:`` lines)."""
 
-    def __init__(self, model: str, *, include_usage: bool) -> None:
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+    def __init__(self, model: str, *, include_usage: bool, completion_id: str | None = None) -> None:
+        self.id = completion_id or new_id()
         self.model = model
         self.created = int(time.time())
         self.include_usage = include_usage
@@ -179,6 +179,11 @@ class ChunkEncoder:
         return b"data: " + error.body_bytes() + b"\n\n" + _DONE
 
 
+def new_id() -> str:
+    """A completion's id (also its stream's, for resuming)."""
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
 def completion(response: Response, model: str) -> dict[str, Any]:
     """The ``chat.completion`` object of a whole answer."""
     message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
@@ -200,7 +205,7 @@ def completion(response: Response, model: str) -> dict[str, Any]:
         ]
     reason = response.finish_reason or "stop"
     result: dict[str, Any] = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": new_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -213,16 +218,14 @@ def completion(response: Response, model: str) -> dict[str, Any]:
     return result
 
 
-async def stream(
-    model: iModel, request: ChatRequest, out: anyio.abc.ObjectSendStream[bytes | Failed]
-) -> None:
+async def stream(model: iModel, request: ChatRequest, out: EventSink, *, completion_id: str) -> None:
     """Produce the event stream of `request` on `model` (see `lionflow.serve._sse.EventStream`).
 
     A failure before the first event is a `Failed` (an HTTP status); after it, an error event. The
     call is closed however this ends: cancelled when the client went away, the upstream stream too.
     """
     include_usage = request.stream_options is not None and request.stream_options.include_usage
-    encoder = ChunkEncoder(request.model, include_usage=include_usage)
+    encoder = ChunkEncoder(request.model, include_usage=include_usage, completion_id=completion_id)
     sent = False
     try:
         async with model.stream(request.messages, **request.params()) as call:
@@ -244,7 +247,22 @@ async def stream(
 
 
 def register(app: FastAPI, context: ServeContext) -> None:
-    """``POST /v1/chat/completions`` on `app`."""
+    """``POST /v1/chat/completions`` and ``GET /v1/chat/completions/{id}`` on `app`."""
+
+    @app.get("/v1/chat/completions/{completion_id}", response_model=None)
+    async def resume(completion_id: str, request: Request) -> Any:
+        # A stream that lost its client: what came after Last-Event-ID, then what comes live.
+        try:
+            if "text/event-stream" not in request.headers.get("accept", ""):
+                raise APIError(
+                    404,
+                    "this server keeps completions to resume their streams only: ask with "
+                    "Accept: text/event-stream (and Last-Event-ID)",
+                    code="not_found",
+                )
+            return context.resume(completion_id, request.headers.get("last-event-id"))
+        except APIError as exc:
+            return error_response(exc)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Any:
@@ -252,7 +270,11 @@ def register(app: FastAPI, context: ServeContext) -> None:
             parsed = parse(await context.read_body(request))
             model = context.model(parsed.model)
             if parsed.stream:
-                return context.stream(lambda out: stream(model, parsed, out))
+                completion_id = new_id()
+                return context.stream(
+                    lambda out: stream(model, parsed, out, completion_id=completion_id),
+                    stream_id=completion_id,
+                )
 
             async def whole() -> dict[str, Any]:
                 return completion(await model.invoke(parsed.messages, **parsed.params()), parsed.model)

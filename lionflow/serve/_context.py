@@ -4,6 +4,7 @@ the limit, and answering with an error or an event stream."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -12,7 +13,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from lionflow.serve._errors import APIError, from_exception
-from lionflow.serve._sse import EventStream, Producer, WholeAnswer
+from lionflow.serve._hub import Follow, Hub, Producer
+from lionflow.serve._sse import WholeAnswer
 from lionflow.services.imodel import iModel
 
 T = TypeVar("T")
@@ -22,7 +24,7 @@ class Streamed(Response):
     """An ASGI app of ours (an `EventStream`, a `WholeAnswer`) as the framework's response type,
     which a route must return."""
 
-    def __init__(self, stream: EventStream | WholeAnswer) -> None:
+    def __init__(self, stream: Follow | WholeAnswer) -> None:
         self.stream = stream
         self.background = None
         self.status_code = 200
@@ -54,7 +56,7 @@ class ServeContext:
 
     models: dict[str, iModel]
     max_body_bytes: int
-    ping_interval: float
+    hub: Hub
 
     async def read_body(self, request: Request) -> bytes:
         """The body, or a 413 `APIError` as soon as it is known to be over `max_body_bytes`."""
@@ -78,9 +80,28 @@ class ServeContext:
             raise APIError(404, message, param="model", code="model_not_found")
         return model
 
-    def stream(self, producer: Producer) -> Streamed:
-        """An event-stream response of what `producer` sends (see `EventStream`)."""
-        return Streamed(EventStream(producer, ping_interval=self.ping_interval))
+    def stream(self, producer: Producer, *, stream_id: str | None = None) -> Streamed:
+        """An event-stream response of what `producer` sends, run as a server task under
+        `stream_id` (resumable by it; see `lionflow.serve._hub`)."""
+        log = self.hub.start(stream_id or uuid.uuid4().hex, producer)
+        return Streamed(self.hub.follow(log))
+
+    def resume(self, stream_id: str, last_event_id: str | None) -> Streamed:
+        """The stream `stream_id` after event `last_event_id` (all of it when None), then live; a
+        404 `APIError` when the server has no such stream (never, or no longer)."""
+        log = self.hub.logs.get(stream_id)
+        if log is None:
+            raise APIError(
+                404, f"no stream {stream_id!r} to resume here (unknown, or expired)", code="not_found"
+            )
+        after = 0
+        if last_event_id:
+            if not last_event_id.strip().isdigit():
+                raise APIError(
+                    400, f"Last-Event-ID must be an event id of this stream, not {last_event_id!r}"
+                )
+            after = int(last_event_id)
+        return Streamed(self.hub.follow(log, after=after, joined=False))
 
     def whole(
         self,

@@ -4,8 +4,11 @@ module registers its own routes on the app."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -14,17 +17,39 @@ from lionflow.serve import _anthropic_messages, _chat_completions
 from lionflow.serve._auth import KeyCheck
 from lionflow.serve._context import ServeContext
 from lionflow.serve._errors import APIError
+from lionflow.serve._hub import Hub
 from lionflow.services.imodel import iModel
 
 
 def build(
-    served: dict[str, iModel], *, max_body_bytes: int, ping_interval: float, api_keys: list[str] | None
+    served: dict[str, iModel],
+    *,
+    max_body_bytes: int,
+    ping_interval: float,
+    api_keys: list[str] | None,
+    resume_grace: float,
+    resume_ttl: float,
 ) -> FastAPI:
     """The app serving `served` (models by the name clients call them)."""
-    app = FastAPI(title="lionflow", docs_url=None, redoc_url=None)
+    hub = Hub(resume_grace=resume_grace, ttl=resume_ttl, ping_interval=ping_interval)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            async with hub.running():
+                yield
+        finally:
+            # The models' clients hold connections made in the server's event loop: only the
+            # server can close them, when it stops.
+            with anyio.CancelScope(shield=True):
+                for model in served.values():
+                    await model.aclose()
+
+    app = FastAPI(title="lionflow", docs_url=None, redoc_url=None, lifespan=lifespan)
     if api_keys is not None:
         app.add_middleware(KeyCheck, keys=api_keys)
     app.state.model_names = list(served)
+    app.state.hub = hub
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -37,7 +62,7 @@ def build(
             return JSONResponse(body, status_code=exc.status_code)
         return JSONResponse(error.body(), status_code=exc.status_code)
 
-    context = ServeContext(models=served, max_body_bytes=max_body_bytes, ping_interval=ping_interval)
+    context = ServeContext(models=served, max_body_bytes=max_body_bytes, hub=hub)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,10 +1,9 @@
-"""A streamed HTTP response of server-sent events, as a plain ASGI app.
+"""Server-sent events on the wire, and answers sent as plain ASGI apps.
 
-Not Starlette's `StreamingResponse` over an async generator: the events come from a producer task
-(the model call) through a memory stream, so that the response can ping during silence and notice a
-client that hung up without cancelling a read of the model halfway, and so that no generator yields
-inside a task group. A client that goes away cancels the producer at once; the producer's own
-``async with`` then closes the upstream stream.
+The answers are not Starlette's `StreamingResponse` over an async generator: a streamed answer is
+produced by a server task and followed (`lionflow.serve._hub`), and a whole one is cancelled when its
+client goes away (`WholeAnswer`), so that no generator yields inside a task group and no model call
+runs on for nobody.
 """
 
 from __future__ import annotations
@@ -50,71 +49,7 @@ class Failed:
         self.headers = dict(headers or {})
 
 
-Producer = Callable[[anyio.abc.ObjectSendStream[bytes | Failed]], Awaitable[None]]
-"""Sends encoded events (bytes, one or more whole events each), or one `Failed` first, then returns."""
-
-
-class EventStream:
-    """Runs `producer` and sends what it produces as the body of an event stream.
-
-    The response starts with the first event (so that a failure before it is an HTTP status), or
-    after `ping_interval` seconds of waiting for it; from then on a ``: ping`` comment goes out
-    after every `ping_interval` seconds of silence.
-    """
-
-    def __init__(self, producer: Producer, *, ping_interval: float = 15.0) -> None:
-        self._producer = producer
-        self._ping_interval = ping_interval
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sender, events = anyio.create_memory_object_stream[bytes | Failed](16)
-        async with anyio.create_task_group() as group:
-
-            async def produce() -> None:
-                async with sender:
-                    await self._producer(sender)
-
-            async def watch() -> None:
-                # The client sends nothing more; a disconnect means it went away.
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            group.start_soon(produce)
-            group.start_soon(watch)
-            async with events:
-                await self._relay(events, send)
-            group.cancel_scope.cancel()
-
-    async def _relay(self, events: anyio.abc.ObjectReceiveStream[bytes | Failed], send: Send) -> None:
-        started = False
-        while True:
-            item: bytes | Failed | None = None
-            with anyio.move_on_after(self._ping_interval):
-                try:
-                    item = await events.receive()
-                except anyio.EndOfStream:
-                    break
-            if isinstance(item, Failed) and not started:
-                headers = {"content-type": "application/json", **item.headers}
-                await _start(send, item.status, headers)
-                await send({"type": "http.response.body", "body": item.body, "more_body": False})
-                return
-            if not started:
-                await _start(send, 200, SSE_HEADERS)
-                started = True
-            if isinstance(item, Failed):
-                await send({"type": "http.response.body", "body": item.event, "more_body": True})
-            elif isinstance(item, bytes):
-                await send({"type": "http.response.body", "body": item, "more_body": True})
-            elif item is None:
-                await send({"type": "http.response.body", "body": PING, "more_body": True})
-        if not started:
-            await _start(send, 200, SSE_HEADERS)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _start(send: Send, status: int, headers: Mapping[str, str]) -> None:
+async def start_response(send: Send, status: int, headers: Mapping[str, str]) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -151,5 +86,5 @@ class WholeAnswer:
         if answer is None:  # the client went away
             return
         status, body, headers = answer
-        await _start(send, status, {"content-type": "application/json", **headers})
+        await start_response(send, status, {"content-type": "application/json", **headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -36,6 +36,8 @@ def create_app(
     api_keys: Iterable[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = 15.0,
+    resume_grace: float = 0.0,
+    resume_ttl: float = 600.0,
 ) -> FastAPI:
     """An ASGI app serving `models` over the OpenAI Chat Completions API (``/v1/chat/completions``,
     ``/v1/models``) and ``/healthz``. Needs the ``server`` extra (fastapi, uvicorn).
@@ -44,6 +46,14 @@ def create_app(
     server-sent events that ping after `ping_interval` seconds of silence; a client that hangs up
     cancels the model call, and its provider stream is closed. Request bodies over `max_body_bytes`
     get 413. Errors have the OpenAI API's shape.
+
+    Every streamed answer runs as a task of the server and every event has an ``id:``: a client that
+    lost its connection resumes with ``GET /v1/chat/completions/{id}`` and ``Last-Event-ID``, and gets
+    exactly the events after it, then the live ones. A stream whose client went away is cancelled
+    (its provider stream closed) at once, or after `resume_grace` seconds if no one resumed it; a
+    finished one can be replayed for `resume_ttl` seconds. The app needs its lifespan run (uvicorn
+    does by default); when it stops, it closes the models (their clients' connections belong to
+    the server's event loop).
 
     With `api_keys`, every request but ``/healthz`` needs one of them (``Authorization: Bearer`` or
     ``x-api-key``); keys are compared in constant time and never logged. Without, anyone who reaches
@@ -64,5 +74,10 @@ def create_app(
     if keys is not None and (not keys or not all(isinstance(key, str) and key for key in keys)):
         raise ConfigurationError("api_keys must be a non-empty list of non-empty strings")
     return build(
-        _models_by_name(models), max_body_bytes=max_body_bytes, ping_interval=ping_interval, api_keys=keys
+        _models_by_name(models),
+        max_body_bytes=max_body_bytes,
+        ping_interval=ping_interval,
+        api_keys=keys,
+        resume_grace=resume_grace,
+        resume_ttl=resume_ttl,
     )

@@ -50,8 +50,19 @@ def _upstream(server: LoopbackServer, **options: Any) -> iModel:
 
 
 def _events(raw: bytes) -> list[bytes]:
-    """The SSE events of a body, pings included, in order."""
-    return [event for event in raw.split(b"\n\n") if event]
+    """The SSE events of a body, pings included, in order, without their ``id:`` lines (which must
+    number the events 1, 2, 3, ... so that a client can resume after any of them)."""
+    events: list[bytes] = []
+    expected = 1
+    for event in raw.split(b"\n\n"):
+        if not event:
+            continue
+        if event.startswith(b"id: "):
+            line, _, event = event.partition(b"\n")
+            assert int(line.removeprefix(b"id: ")) == expected, raw
+            expected += 1
+        events.append(event)
+    return events
 
 
 def _data(raw: bytes) -> list[str]:

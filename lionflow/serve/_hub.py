@@ -1,0 +1,211 @@
+"""Streams that outlive their request: resumable with ``Last-Event-ID``, and followed live.
+
+A streamed answer runs as a task of the server (not of the request that asked for it) and writes
+its events to a `StreamLog`; the request, and any later one that resumes it, follows the log. Every
+event gets an ``id:`` (its position in the stream, from 1), so a client that lost its connection asks
+for what came after the last id it saw and gets exactly that: replayed from the log, then live.
+
+When the last follower goes away before the answer is complete, the answer is cancelled (its
+provider stream closed) at once, or after `resume_grace` seconds if no one has come back to follow
+it by then. A finished log is kept for `ttl` seconds, then dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+from lionflow.serve._sse import PING, SSE_HEADERS, Failed, Receive, Scope, Send, start_response
+
+_EVENT_END = re.compile(rb"\n\n")
+
+
+class EventSink(Protocol):
+    """Where a producer sends its events: whole SSE events (bytes, one or more), or one `Failed`."""
+
+    async def send(self, item: bytes | Failed) -> None: ...
+
+
+Producer = Callable[[EventSink], Awaitable[None]]
+
+
+def _events(data: bytes) -> Iterator[bytes]:
+    """The SSE events in `data`, each with its blank line."""
+    start = 0
+    for end in _EVENT_END.finditer(data):
+        yield data[start : end.end()]
+        start = end.end()
+    if start < len(data):
+        yield data[start:]
+
+
+class StreamLog:
+    """One answer's events, numbered from 1, as they were produced; `failed` when it failed before
+    its first event; `done` once it ended."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.id = stream_id
+        self.events: list[bytes] = []
+        self.failed: Failed | None = None
+        self.done = False
+        self.ended_at = math.inf
+        self.followers = 0
+        self.scope: anyio.CancelScope | None = None
+        self._changed = anyio.Event()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def send(self, item: bytes | Failed) -> None:
+        if isinstance(item, Failed):
+            if not self.events:
+                self.failed = item
+                self._wake()
+                return
+            item = item.event
+        for event in _events(item):
+            self.events.append(b"id: %d\n" % (len(self.events) + 1) + event)
+        self._wake()
+
+    def end(self) -> None:
+        self.done = True
+        self.ended_at = anyio.current_time()
+        self._wake()
+
+    async def changed(self) -> None:
+        """Returns once an event was added or the stream ended."""
+        await self._changed.wait()
+
+
+class Hub:
+    """The server's live and recent streams, and the task group their producers run in."""
+
+    def __init__(self, *, resume_grace: float, ttl: float, ping_interval: float) -> None:
+        self.resume_grace = resume_grace
+        self.ttl = ttl
+        self.ping_interval = ping_interval
+        self.logs: dict[str, StreamLog] = {}
+        self._group: anyio.abc.TaskGroup | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """For the app's lifespan: the producers run inside; leaving cancels those still running."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield
+            finally:
+                self._group = None
+                group.cancel_scope.cancel()
+
+    def _sweep(self) -> None:
+        now = anyio.current_time()
+        for stream_id in [key for key, log in self.logs.items() if now - log.ended_at > self.ttl]:
+            del self.logs[stream_id]
+
+    def start(self, stream_id: str, producer: Producer) -> StreamLog:
+        """Run `producer` as a server task writing to a new log, which the caller then follows."""
+        if self._group is None:
+            raise RuntimeError("the server's lifespan is not running: serve the app with lifespan on")
+        self._sweep()
+        log = self.logs[stream_id] = StreamLog(stream_id)
+        log.followers = 1  # the request that asked for it, which follows it next
+        self._group.start_soon(self._produce, log, producer)
+        return log
+
+    async def _produce(self, log: StreamLog, producer: Producer) -> None:
+        with anyio.CancelScope() as scope:
+            log.scope = scope
+            try:
+                await producer(log)
+            finally:
+                log.end()
+
+    def left(self, log: StreamLog) -> None:
+        """A follower of `log` went away (or finished)."""
+        log.followers -= 1
+        if log.followers > 0 or log.done or log.scope is None:
+            return
+        if self.resume_grace <= 0 or self._group is None:
+            log.scope.cancel()
+        else:
+            self._group.start_soon(self._cancel_unless_followed, log)
+
+    async def _cancel_unless_followed(self, log: StreamLog) -> None:
+        await anyio.sleep(self.resume_grace)
+        if log.followers == 0 and log.scope is not None:
+            log.scope.cancel()
+
+    def follow(self, log: StreamLog, *, after: int = 0, joined: bool = True) -> Follow:
+        """The response that sends `log`'s events after number `after`, then the live ones.
+        `joined` says the follower was already counted (the request that started it)."""
+        if not joined:
+            log.followers += 1
+        return Follow(self, log, after)
+
+
+class Follow:
+    """An ASGI response following one `StreamLog` (see `Hub.follow`)."""
+
+    def __init__(self, hub: Hub, log: StreamLog, after: int) -> None:
+        self._hub = hub
+        self._log = log
+        self._position = max(after, 0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    # The client sends nothing more; a disconnect means it went away.
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await self._relay(send)
+                group.cancel_scope.cancel()
+        finally:
+            self._hub.left(self._log)
+
+    async def _relay(self, send: Send) -> None:
+        log = self._log
+        started = False
+        while True:
+            if log.failed is not None:  # (only ever before the first event)
+                failed = log.failed
+                if not started:
+                    headers = {"content-type": "application/json", **failed.headers}
+                    await start_response(send, failed.status, headers)
+                    await send({"type": "http.response.body", "body": failed.body, "more_body": False})
+                    return
+                # A ping had started the response: the error goes as the API's error event.
+                await send({"type": "http.response.body", "body": failed.event, "more_body": True})
+                break
+            if len(log.events) > self._position:
+                if not started:
+                    await start_response(send, 200, SSE_HEADERS)
+                    started = True
+                body = b"".join(log.events[self._position :])
+                self._position = len(log.events)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                continue
+            if log.done:
+                break
+            with anyio.move_on_after(self._hub.ping_interval) as waited:
+                await log.changed()
+            if waited.cancelled_caught:
+                if not started:
+                    await start_response(send, 200, SSE_HEADERS)
+                    started = True
+                await send({"type": "http.response.body", "body": PING, "more_body": True})
+        if not started:
+            await start_response(send, 200, SSE_HEADERS)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
