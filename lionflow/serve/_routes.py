@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lionflow.serve import _anthropic_messages, _chat_completions
+from lionflow.serve import _anthropic_messages, _chat_completions, _responses
 from lionflow.serve._auth import KeyCheck
 from lionflow.serve._context import ServeContext
 from lionflow.serve._errors import APIError
@@ -78,5 +78,6 @@ def build(
         return {"object": "list", "data": data}
 
     _chat_completions.register(app, context)
+    _responses.register(app, context)
     _anthropic_messages.register(app, context)
     return app
