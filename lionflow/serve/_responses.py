@@ -291,7 +291,27 @@ async def stream(model: iModel, request: ResponsesRequest, out: EventSink, *, re
 
 
 def register(app: FastAPI, context: ServeContext) -> None:
-    """``POST /v1/responses`` on `app`."""
+    """``POST /v1/responses`` and ``GET /v1/responses/{id}`` on `app`."""
+
+    @app.get("/v1/responses/{response_id}", response_model=None)
+    async def resume(
+        response_id: str, request: Request, stream: bool = False, starting_after: int | None = None
+    ) -> Any:
+        # A stream that lost its client: the events after `starting_after` (a sequence_number; the
+        # event with sequence_number N has the SSE id N + 1) or after Last-Event-ID, then live ones.
+        try:
+            if not stream:
+                raise APIError(
+                    404,
+                    "this server keeps responses to resume their streams only: ask with stream=true",
+                    code="not_found",
+                )
+            last = request.headers.get("last-event-id")
+            if starting_after is not None:
+                last = str(max(starting_after + 1, 0))
+            return context.resume(response_id, last)
+        except APIError as exc:
+            return error_response(exc)
 
     @app.post("/v1/responses", response_model=None)
     async def responses(request: Request) -> Any:

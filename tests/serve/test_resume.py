@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import httpx
+import openai
 import pytest
 from fastapi import FastAPI
 
@@ -159,3 +160,27 @@ async def test_finished_streams_are_dropped_after_their_ttl(serve: Serve) -> Non
         gone = [await http.get(f"{url}/{completion_id}", headers=SSE) for completion_id in old]
     assert [reply.status_code for reply in gone] == [404] * 5
     assert len(app.state.hub.logs) == 1  # the store of streams does not grow without bound
+
+
+@pytest.mark.parametrize("cut", [1, 4, 9])
+async def test_the_official_client_resumes_a_response_stream_starting_after_its_last_event(
+    serve: Serve, cut: int
+) -> None:
+    base_url = serve(create_app([model()], resume_grace=10)) + "/v1"
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="unused") as client:
+        stream = await client.responses.create(model="echo", input="hi", stream=True)
+        first = []
+        async for event in stream:
+            first.append(event)
+            if len(first) == cut:
+                break
+        await stream.close()
+        response_id = first[0].response.id  # type: ignore[union-attr]  # response.created
+        rest = await client.responses.retrieve(
+            response_id, stream=True, starting_after=first[-1].sequence_number
+        )
+        events = first + [event async for event in rest]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    assert events[-1].type == "response.completed"
+    text = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    assert text == REPLY
