@@ -70,7 +70,7 @@ def test_public_names_are_sorted_and_all_exported() -> None:
     for name in lionflow.__all__:
         assert hasattr(lionflow, name), name
     exported = {name for name in dir(lionflow) if not name.startswith("_")}
-    submodules = {"errors", "services", "session", "testing", "operations", "structured", "cli"}
+    submodules = {"errors", "services", "session", "testing", "operations", "structured", "serve", "cli"}
     assert exported - submodules == set(lionflow.__all__)
 
 
