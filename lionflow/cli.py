@@ -168,17 +168,25 @@ def _served_models(specs: Sequence[str], max_tokens: int) -> list[iModel]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Serve models over the OpenAI Chat Completions API until interrupted."""
+    """Serve models over the OpenAI, Anthropic and Responses APIs until interrupted."""
+    from lionflow.serve.config import ServeConfig, load_config
+
+    config = load_config(args.config) if args.config else ServeConfig()
+    settings = config.server
+    # A flag given on the command line wins over the file, which wins over the defaults.
+    host = args.host or settings.get("host", "127.0.0.1")
+    port = args.port if args.port is not None else settings.get("port", 8000)
+    key_variable = args.api_key_env or settings.get("api_key_env")
     api_keys = None
-    if args.api_key_env:
+    if key_variable:
         # Keys come from the environment, never the command line (which other users can read).
-        value = os.environ.get(args.api_key_env, "")
+        value = os.environ.get(key_variable, "")
         api_keys = [key.strip() for key in value.split(",") if key.strip()]
         if not api_keys:
-            raise ConfigurationError(f"--api-key-env {args.api_key_env}: that variable holds no keys")
-    if args.host not in _LOOPBACK and api_keys is None and not args.insecure_public:
+            raise ConfigurationError(f"api key variable {key_variable}: it holds no keys")
+    if host not in _LOOPBACK and api_keys is None and not args.insecure_public:
         raise ConfigurationError(
-            f"--host {args.host} would serve to other machines with no API key required; "
+            f"--host {host} would serve to other machines with no API key required; "
             "give keys with --api-key-env, bind to 127.0.0.1, or pass --insecure-public"
         )
     try:
@@ -187,14 +195,19 @@ def _serve(args: argparse.Namespace) -> int:
         raise MissingDependency("server", "uvicorn", "server", what="lionflow serve") from exc
     from lionflow.serve import create_app
 
-    app = create_app(_served_models(args.model, args.max_tokens), api_keys=api_keys)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    models = config.build_models()
+    if args.model or not models:  # the file's models, and the flags'; neither: the demo default
+        models += _served_models(args.model, args.max_tokens)
+    tuning = ("resume_grace", "resume_ttl", "max_body_bytes", "ping_interval")
+    options = {key: settings[key] for key in tuning if key in settings}
+    app = create_app(models, api_keys=api_keys, **options)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     # Bound here, so that the address (with the port the system picked for --port 0) is printed
     # before the first request can arrive.
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    sock.bind((host, port))
     host, port = sock.getsockname()[:2]
     print(
         f"lionflow serving on http://{host}:{port}/v1 (models: {', '.join(app.state.model_names)})",
@@ -223,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=PROVIDER:MODEL",
         help="a model to serve (repeatable); none serves a scripted echo model and the local demo model",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    serve.add_argument("--config", metavar="FILE", help="a TOML file of models and server settings")
+    serve.add_argument("--host", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default 8000; 0 picks a free port")
     serve.add_argument("--max-tokens", type=int, default=256, help="the local demo model's reply limit")
     serve.add_argument(
         "--api-key-env",
