@@ -201,13 +201,18 @@ def _serve(args: argparse.Namespace) -> int:
     tuning = ("resume_grace", "resume_ttl", "max_body_bytes", "ping_interval")
     options = {key: settings[key] for key in tuning if key in settings}
     app = create_app(models, api_keys=api_keys, **options)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # A stream a client follows keeps uvicorn from stopping until it ends; two seconds, then the
+    # lifespan cancels what still runs.
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    )
     # Bound here, so that the address (with the port the system picked for --port 0) is printed
     # before the first request can arrive.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # listening before the address is printed: an early client waits, not refused
     host, port = sock.getsockname()[:2]
     print(
         f"lionflow serving on http://{host}:{port}/v1 (models: {', '.join(app.state.model_names)})",

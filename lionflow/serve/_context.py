@@ -4,6 +4,7 @@ the limit, and answering with an error or an event stream."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from lionflow.serve._sse import WholeAnswer
 from lionflow.services.imodel import iModel
 
 T = TypeVar("T")
+_EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and few enough to be a position
 
 
 class Streamed(Response):
@@ -89,17 +91,15 @@ class ServeContext:
     def resume(self, stream_id: str, last_event_id: str | None) -> Streamed:
         """The stream `stream_id` after event `last_event_id` (all of it when None), then live; a
         404 `APIError` when the server has no such stream (never, or no longer)."""
-        log = self.hub.logs.get(stream_id)
+        log = self.hub.find(stream_id)
         if log is None:
-            raise APIError(
-                404, f"no stream {stream_id!r} to resume here (unknown, or expired)", code="not_found"
-            )
+            message = f"no stream {stream_id!r} to resume here (unknown, or expired)"
+            raise APIError(404, message, code="not_found")
         after = 0
         if last_event_id:
-            if not last_event_id.strip().isdigit():
-                raise APIError(
-                    400, f"Last-Event-ID must be an event id of this stream, not {last_event_id!r}"
-                )
+            if _EVENT_ID.fullmatch(last_event_id.strip()) is None:
+                message = f"Last-Event-ID must be an event id of this stream, not {last_event_id[:40]!r}"
+                raise APIError(400, message, param="Last-Event-ID")
             after = int(last_event_id)
         return Streamed(self.hub.follow(log, after=after, joined=False))
 

@@ -12,6 +12,7 @@ it by then. A finished log is kept for `ttl` seconds, then dropped.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,6 +25,7 @@ import anyio.abc
 from lionflow.serve._sse import PING, SSE_HEADERS, Failed, Receive, Scope, Send, start_response
 
 _EVENT_END = re.compile(rb"\n\n")
+_log = logging.getLogger("lionflow.serve")
 
 
 class EventSink(Protocol):
@@ -56,7 +58,9 @@ class StreamLog:
         self.done = False
         self.ended_at = math.inf
         self.followers = 0
-        self.scope: anyio.CancelScope | None = None
+        self.leaves = 0  # times the last follower left: a grace timer acts only for its own leave
+        # Made now, so that a client leaving before the producer task began still cancels it.
+        self.scope = anyio.CancelScope()
         self._changed = anyio.Event()
 
     def _wake(self) -> None:
@@ -96,19 +100,36 @@ class Hub:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """For the app's lifespan: the producers run inside; leaving cancels those still running."""
+        """For the app's lifespan: the producers run inside; leaving cancels those still running.
+        Expired logs are dropped as time passes, also on a server that has gone quiet."""
         async with anyio.create_task_group() as group:
             self._group = group
+            group.start_soon(self._sweeping)
             try:
                 yield
             finally:
                 self._group = None
                 group.cancel_scope.cancel()
 
+    async def _sweeping(self) -> None:
+        while True:
+            await anyio.sleep(min(max(self.ttl, 0.05), 60.0))
+            self._sweep()
+
+    def _expired(self, log: StreamLog) -> bool:
+        return anyio.current_time() - log.ended_at > self.ttl
+
     def _sweep(self) -> None:
-        now = anyio.current_time()
-        for stream_id in [key for key, log in self.logs.items() if now - log.ended_at > self.ttl]:
+        for stream_id in [key for key, log in self.logs.items() if self._expired(log)]:
             del self.logs[stream_id]
+
+    def find(self, stream_id: str) -> StreamLog | None:
+        """The log of `stream_id`, unless there is none or it expired."""
+        log = self.logs.get(stream_id)
+        if log is not None and self._expired(log):
+            del self.logs[stream_id]
+            return None
+        return log
 
     def start(self, stream_id: str, producer: Producer) -> StreamLog:
         """Run `producer` as a server task writing to a new log, which the caller then follows."""
@@ -121,26 +142,29 @@ class Hub:
         return log
 
     async def _produce(self, log: StreamLog, producer: Producer) -> None:
-        with anyio.CancelScope() as scope:
-            log.scope = scope
+        with log.scope:
             try:
                 await producer(log)
+            except Exception:  # a bug of a producer ends its stream, not the server's task group
+                _log.exception("stream %s failed", log.id)
             finally:
                 log.end()
 
     def left(self, log: StreamLog) -> None:
         """A follower of `log` went away (or finished)."""
         log.followers -= 1
-        if log.followers > 0 or log.done or log.scope is None:
+        if log.followers > 0 or log.done:
             return
+        log.leaves += 1
         if self.resume_grace <= 0 or self._group is None:
             log.scope.cancel()
         else:
-            self._group.start_soon(self._cancel_unless_followed, log)
+            self._group.start_soon(self._cancel_unless_followed, log, log.leaves)
 
-    async def _cancel_unless_followed(self, log: StreamLog) -> None:
+    async def _cancel_unless_followed(self, log: StreamLog, leave: int) -> None:
         await anyio.sleep(self.resume_grace)
-        if log.followers == 0 and log.scope is not None:
+        # Only for this leave: a follower that came back and left again started a grace of its own.
+        if log.followers == 0 and log.leaves == leave:
             log.scope.cancel()
 
     def follow(self, log: StreamLog, *, after: int = 0, joined: bool = True) -> Follow:

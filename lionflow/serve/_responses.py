@@ -12,6 +12,7 @@ Nothing is stored yet, so what needs a stored response (``previous_response_id``
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -294,21 +295,27 @@ def register(app: FastAPI, context: ServeContext) -> None:
     """``POST /v1/responses`` and ``GET /v1/responses/{id}`` on `app`."""
 
     @app.get("/v1/responses/{response_id}", response_model=None)
-    async def resume(
-        response_id: str, request: Request, stream: bool = False, starting_after: int | None = None
-    ) -> Any:
+    async def resume(response_id: str, request: Request) -> Any:
         # A stream that lost its client: the events after `starting_after` (a sequence_number; the
         # event with sequence_number N has the SSE id N + 1) or after Last-Event-ID, then live ones.
         try:
-            if not stream:
+            query = request.query_params
+            stream_flag = query.get("stream", "false").lower()
+            if stream_flag not in ("true", "false", "1", "0"):
+                raise APIError(400, "stream must be true or false", param="stream")
+            if stream_flag in ("false", "0"):
                 raise APIError(
                     404,
                     "this server keeps responses to resume their streams only: ask with stream=true",
                     code="not_found",
                 )
             last = request.headers.get("last-event-id")
+            starting_after = query.get("starting_after")
             if starting_after is not None:
-                last = str(max(starting_after + 1, 0))
+                if not re.fullmatch(r"[0-9]{1,18}", starting_after):
+                    message = f"starting_after must be a sequence_number, not {starting_after[:40]!r}"
+                    raise APIError(400, message, param="starting_after")
+                last = str(int(starting_after) + 1)
             return context.resume(response_id, last)
         except APIError as exc:
             return error_response(exc)

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,6 +51,15 @@ def build(
         app.add_middleware(KeyCheck, keys=api_keys)
     app.state.model_names = list(served)
     app.state.hub = hub
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A path or query parameter of the wrong kind: the client's mistake, in the API's shape.
+        error = APIError(400, "a parameter of the request is not valid")
+        if request.url.path.startswith("/v1/messages"):
+            body = {"type": "error", "error": {"type": "invalid_request_error", "message": error.message}}
+            return JSONResponse(body, status_code=400)
+        return JSONResponse(error.body(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
