@@ -253,7 +253,6 @@ async def test_a_refusal_is_a_refusal_content_part(serve: Serve, server: Loopbac
     async with client, client.responses.stream(model="up", input="something bad") as stream:
         deltas = [e.delta async for e in stream if e.type == "response.refusal.delta"]
         final = await stream.get_final_response()
-    await upstream.aclose()
 
     assert "".join(deltas) == "I can't help."
     (message,) = final.output
@@ -381,4 +380,3 @@ async def test_a_client_that_hangs_up_closes_the_upstream_stream(
     (request,) = server.requests
     assert await anyio.to_thread.run_sync(request.disconnected.wait, 5)
     assert not request.completed.is_set()
-    await upstream.aclose()
