@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lionflow.serve._context import ServeContext, client_params
-from lionflow.serve._errors import APIError, from_exception, from_validation
+from lionflow.serve._errors import APIError, from_validation
+from lionflow.serve._hub import relay
 from lionflow.serve._sse import Failed
 from lionflow.services.chunk import Chunk, Usage
 from lionflow.services.imodel import iModel
@@ -389,29 +390,10 @@ class Sink(Protocol):
 async def stream(
     model: iModel, messages: list[dict[str, Any]], params: dict[str, Any], request: MessagesRequest, out: Sink
 ) -> None:
-    """Produce the event stream of `request` on `model` (see `lionflow.serve._sse.EventStream`).
-
-    A failure before the first event is a `Failed` (an HTTP status); after it, an ``error`` event.
-    The call is closed however this ends: cancelled when the client went away, the upstream too.
-    """
+    """Produce the event stream of `request` on `model` (see `lionflow.serve._hub.relay`), with
+    errors in Anthropic's shape."""
     encoder = EventEncoder(request.model)
-    sent = False
-    try:
-        async with model.stream(messages, **params) as call:
-            async for chunk in call:
-                event = encoder.encode(chunk)
-                if event:
-                    await out.send(event)
-                    sent = True
-    except Exception as exc:  # (a cancellation is not an Exception: it passes)
-        failure = from_exception(exc)
-        if not sent:  # an HTTP status; the error event if a ping already started the response
-            event = encoder.error(failure)
-            await out.send(Failed(failure.status, error_bytes(failure), failure.headers, event=event))
-            return
-        await out.send(encoder.error(failure))
-        return
-    await out.send(encoder.end())
+    await relay(lambda: model.stream(messages, **params), encoder, out, error_body=error_bytes)
 
 
 def register(app: FastAPI, context: ServeContext) -> None:

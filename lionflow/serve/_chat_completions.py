@@ -18,9 +18,8 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lionflow.serve._context import ServeContext, client_params, error_response
-from lionflow.serve._errors import APIError, from_exception, from_validation
-from lionflow.serve._hub import EventSink
-from lionflow.serve._sse import Failed
+from lionflow.serve._errors import APIError, from_validation
+from lionflow.serve._hub import EventSink, relay
 from lionflow.services.chunk import Chunk, Usage
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
@@ -219,31 +218,10 @@ def completion(response: Response, model: str) -> dict[str, Any]:
 
 
 async def stream(model: iModel, request: ChatRequest, out: EventSink, *, completion_id: str) -> None:
-    """Produce the event stream of `request` on `model` (see `lionflow.serve._sse.EventStream`).
-
-    A failure before the first event is a `Failed` (an HTTP status); after it, an error event. The
-    call is closed however this ends: cancelled when the client went away, the upstream stream too.
-    """
+    """Produce the event stream of `request` on `model` (see `lionflow.serve._hub.relay`)."""
     include_usage = request.stream_options is not None and request.stream_options.include_usage
     encoder = ChunkEncoder(request.model, include_usage=include_usage, completion_id=completion_id)
-    sent = False
-    try:
-        async with model.stream(request.messages, **request.params()) as call:
-            async for chunk in call:
-                event = encoder.encode(chunk)
-                if event:
-                    await out.send(event)
-                    sent = True
-    except Exception as exc:  # (a cancellation is not an Exception: it passes)
-        failure = from_exception(exc)
-        if not sent:
-            await out.send(
-                Failed(failure.status, failure.body_bytes(), failure.headers, event=encoder.error(failure))
-            )
-            return
-        await out.send(encoder.error(failure))
-        return
-    await out.send(encoder.end())
+    await relay(lambda: model.stream(request.messages, **request.params()), encoder, out)
 
 
 def register(app: FastAPI, context: ServeContext) -> None:

@@ -17,12 +17,15 @@ import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 
+from lionflow.serve._errors import APIError, from_exception
 from lionflow.serve._sse import PING, SSE_HEADERS, Failed, Receive, Scope, Send, start_response
+from lionflow.services.call import ModelCall
+from lionflow.services.chunk import Chunk
 
 _EVENT_END = re.compile(rb"\n\n")
 _log = logging.getLogger("lionflow.serve")
@@ -35,6 +38,49 @@ class EventSink(Protocol):
 
 
 Producer = Callable[[EventSink], Awaitable[None]]
+
+
+class Encoder(Protocol):
+    """One API's events for one answer: a chunk's (maybe none), the end's, and an error's."""
+
+    def encode(self, chunk: Chunk) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def error(self, failure: APIError) -> bytes: ...
+
+
+async def relay(
+    call: Callable[[], ModelCall[Any]],
+    encoder: Encoder,
+    out: EventSink,
+    *,
+    error_body: Callable[[APIError], bytes] = APIError.body_bytes,
+) -> None:
+    """Stream `call()` (a model call, opened here) to `out` as `encoder`'s events: the producer of
+    every API's stream.
+
+    A failure before the first event is a `Failed` (an HTTP status whose body is `error_body`);
+    after it, the API's error event. The call is closed however this ends: cancelled when the
+    client went away, its provider stream too.
+    """
+    sent = False
+    try:
+        async with call() as streaming:
+            async for chunk in streaming:
+                event = encoder.encode(chunk)
+                if event:
+                    await out.send(event)
+                    sent = True
+    except Exception as exc:  # (a cancellation is not an Exception: it passes)
+        failure = from_exception(exc)
+        if not sent:  # an HTTP status; the error event if a ping already started the response
+            event = encoder.error(failure)
+            await out.send(Failed(failure.status, error_body(failure), failure.headers, event=event))
+            return
+        await out.send(encoder.error(failure))
+        return
+    await out.send(encoder.end())
 
 
 def _events(data: bytes) -> Iterator[bytes]:

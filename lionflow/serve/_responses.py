@@ -20,10 +20,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from lionflow.serve._context import ServeContext, error_response
-from lionflow.serve._errors import APIError, from_exception
-from lionflow.serve._hub import EventSink
+from lionflow.serve._errors import APIError
+from lionflow.serve._hub import EventSink, relay
 from lionflow.serve._responses_request import ResponsesRequest, parse
-from lionflow.serve._sse import Failed
 from lionflow.services.chunk import Chunk, Usage
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
@@ -266,29 +265,9 @@ def new_id() -> str:
 
 
 async def stream(model: iModel, request: ResponsesRequest, out: EventSink, *, response_id: str) -> None:
-    """Produce the event stream of `request` on `model` (see `lionflow.serve._hub`).
-
-    A failure before the first event is a `Failed` (an HTTP status); after it, an ``error`` event.
-    The call is closed however this ends: cancelled when the client went away, the upstream too.
-    """
+    """Produce the event stream of `request` on `model` (see `lionflow.serve._hub.relay`)."""
     encoder = EventEncoder(request, response_id=response_id)
-    sent = False
-    try:
-        async with model.stream(request.messages(), **request.params()) as call:
-            async for chunk in call:
-                event = encoder.encode(chunk)
-                if event:
-                    await out.send(event)
-                    sent = True
-    except Exception as exc:  # (a cancellation is not an Exception: it passes)
-        failure = exc if isinstance(exc, APIError) else from_exception(exc)
-        if not sent:
-            event = encoder.error(failure)  # sent instead when a ping already began the stream
-            await out.send(Failed(failure.status, failure.body_bytes(), failure.headers, event=event))
-            return
-        await out.send(encoder.error(failure))
-        return
-    await out.send(encoder.end())
+    await relay(lambda: model.stream(request.messages(), **request.params()), encoder, out)
 
 
 def register(app: FastAPI, context: ServeContext) -> None:
