@@ -17,8 +17,8 @@ pytestmark = pytest.mark.anyio
 
 
 @contextmanager
-def running(*args: str, env: dict[str, str]) -> Iterator[str]:
-    """`lionflow serve ARGS` in its own process; yields the base URL it prints."""
+def serve_process(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`lionflow serve ARGS` in its own process: the process, and the base URL it prints."""
     with subprocess.Popen(
         [sys.executable, "-m", "lionflow", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -30,14 +30,22 @@ def running(*args: str, env: dict[str, str]) -> Iterator[str]:
             assert process.stdout is not None
             for line in process.stdout:
                 if line.startswith("lionflow serving on "):
-                    yield line.split()[3]
+                    yield process, line.split()[3]
                     break
             else:
                 assert process.stderr is not None
                 pytest.fail(f"lionflow serve did not start: {process.stderr.read()}")
         finally:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
             process.wait(20)
+
+
+@contextmanager
+def running(*args: str, env: dict[str, str]) -> Iterator[str]:
+    """`lionflow serve ARGS` in its own process; yields the base URL it prints."""
+    with serve_process(*args, env=env) as (_, base_url):
+        yield base_url
 
 
 async def test_serve_with_no_arguments_streams_to_the_official_client(tmp_path: Path) -> None:

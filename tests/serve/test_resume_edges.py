@@ -10,9 +10,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -29,6 +27,8 @@ from lionflow.serve import create_app
 from lionflow.testing import ScriptedModel
 from tests.loopback import LoopbackServer, Reply, sse
 from tests.serve.conftest import serving
+from tests.serve.test_command import serve_process
+from tests.serve.test_resume import split
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +41,6 @@ BODY: dict[str, Any] = {"model": "echo", "messages": [{"role": "user", "content"
 
 def _scripted(delay: float) -> ScriptedModel:
     return ScriptedModel(name="echo", responses=[REPLY] * 20, chunk_size=6, delay=delay)
-
-
-def _split(raw: bytes) -> list[tuple[int, bytes]]:
-    """(id, event) of each event of a body; pings left out."""
-    events = []
-    for event in raw.split(b"\n\n"):
-        if event.startswith(b"id: "):
-            line, _, data = event.partition(b"\n")
-            events.append((int(line.removeprefix(b"id: ")), data))
-    return events
 
 
 def _text(events: list[tuple[int, bytes]]) -> str:
@@ -69,9 +59,9 @@ async def _open_and_cut(http: httpx.AsyncClient, url: str, cut: int) -> tuple[st
     async with http.stream("POST", url + CHAT, json=BODY) as reply:
         async for piece in reply.aiter_raw():
             seen += piece
-            if len(_split(seen)) >= cut:
+            if len(split(seen)) >= cut:
                 break
-    events = _split(seen)[:cut]
+    events = split(seen)[:cut]
     return str(json.loads(events[0][1].removeprefix(b"data: "))["id"]), events
 
 
@@ -82,9 +72,9 @@ async def _resume_and_cut(http: httpx.AsyncClient, url: str, after: int, cut: in
         assert reply.status_code == 200
         async for piece in reply.aiter_raw():
             seen += piece
-            if len(_split(seen)) >= cut:
+            if len(split(seen)) >= cut:
                 break
-    return _split(seen)[:cut]
+    return split(seen)[:cut]
 
 
 # -- several followers ------------------------------------------------------------------------------
@@ -105,9 +95,9 @@ async def test_two_resumers_and_the_original_follow_one_live_stream_and_the_orig
             pieces = original.aiter_raw()
             async for piece in pieces:
                 seen += piece
-                if len(_split(seen)) >= 2:
+                if len(split(seen)) >= 2:
                     break
-            completion_id = str(json.loads(_split(seen)[0][1].removeprefix(b"data: "))["id"])
+            completion_id = str(json.loads(split(seen)[0][1].removeprefix(b"data: "))["id"])
             joined = {"from-start": anyio.Event(), "after-1": anyio.Event()}
 
             async def follow(name: str, headers: dict[str, str]) -> None:
@@ -117,7 +107,7 @@ async def test_two_resumers_and_the_original_follow_one_live_stream_and_the_orig
                     async for piece in reply.aiter_raw():
                         body += piece
                         joined[name].set()
-                results[name] = _split(body)
+                results[name] = split(body)
 
             with anyio.fail_after(10):
                 async with anyio.create_task_group() as group:
@@ -152,13 +142,13 @@ async def test_a_last_event_id_that_is_no_number_python_can_read_is_a_400_not_a_
     async with httpx.AsyncClient(timeout=10) as http:
         if api == "chat":
             reply = await http.post(url + CHAT, json=BODY)
-            stream_id = json.loads(_split(reply.content)[0][1].removeprefix(b"data: "))["id"]
+            stream_id = json.loads(split(reply.content)[0][1].removeprefix(b"data: "))["id"]
             resume_url = f"{url}{CHAT}/{stream_id}"
         else:
             reply = await http.post(
                 url + "/v1/responses", json={"model": "echo", "input": "hi", "stream": True}
             )
-            created = _split(reply.content)[0][1].partition(b"data: ")[2]
+            created = split(reply.content)[0][1].partition(b"data: ")[2]
             resume_url = f"{url}/v1/responses/{json.loads(created)['response']['id']}?stream=true"
     # A fresh client: the server drops the connection after a 500.
     async with httpx.AsyncClient(timeout=10) as http:
@@ -187,7 +177,7 @@ async def test_a_bad_query_parameter_of_a_response_resume_is_a_400_in_the_openai
     url = serve(create_app([_scripted(delay=0)]))
     async with httpx.AsyncClient(timeout=10) as http:
         reply = await http.post(url + "/v1/responses", json={"model": "echo", "input": "hi", "stream": True})
-        created = _split(reply.content)[0][1].partition(b"data: ")[2]
+        created = split(reply.content)[0][1].partition(b"data: ")[2]
         response_id = json.loads(created)["response"]["id"]
         resumed = await http.get(
             f"{url}/v1/responses/{response_id}", params={"stream": "true", "starting_after": "0", name: value}
@@ -207,7 +197,7 @@ async def test_a_finished_stream_cannot_be_resumed_after_its_ttl_on_an_idle_serv
     url = serve(app)
     async with httpx.AsyncClient(timeout=10) as http:
         reply = await http.post(url + CHAT, json=BODY)
-        completion_id = json.loads(_split(reply.content)[0][1].removeprefix(b"data: "))["id"]
+        completion_id = json.loads(split(reply.content)[0][1].removeprefix(b"data: "))["id"]
         await anyio.sleep(0.5)  # well past the TTL; no new stream starts
         late = await http.get(f"{url}{CHAT}/{completion_id}", headers=SSE)
     assert late.status_code == 404, "a stream replayed after its TTL"
@@ -272,7 +262,7 @@ async def test_a_reconnect_within_the_grace_keeps_the_upstream_stream_open_to_it
     (upstream,) = server.requests
     assert upstream.completed.is_set()
     assert not upstream.disconnected.is_set()
-    assert _text(first + _split(rest.content)) == "".join(f"w{n} " for n in range(40))
+    assert _text(first + split(rest.content)) == "".join(f"w{n} " for n in range(40))
 
 
 async def test_the_grace_starts_again_each_time_the_last_follower_leaves(serve: Serve) -> None:
@@ -291,36 +281,13 @@ async def test_the_grace_starts_again_each_time_the_last_follower_leaves(serve: 
         await anyio.sleep(grace * 0.6)
         with anyio.fail_after(10):
             rest = await http.get(resume_url, headers=SSE | {"last-event-id": str(again[-1][0])})
-    events = first + again + _split(rest.content)
+    events = first + again + split(rest.content)
     assert [event_id for event_id, _ in events] == list(range(1, len(events) + 1))
     assert events[-1][1] == b"data: [DONE]", "the stream was cancelled within the grace"
     assert _text(events) == REPLY
 
 
 # -- shutdown with a live stream --------------------------------------------------------------------
-
-
-@contextmanager
-def _lionflow_serve(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    with subprocess.Popen(
-        [sys.executable, "-m", "lionflow", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | env,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if line.startswith("lionflow serving on "):
-                    yield process, line.split()[3]
-                    break
-            else:
-                pytest.fail("lionflow serve did not start")
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(20)
 
 
 async def test_lionflow_serve_stops_promptly_while_a_client_follows_a_long_stream(
@@ -331,7 +298,7 @@ async def test_lionflow_serve_stops_promptly_while_a_client_follows_a_long_strea
     timeout, a client following a long stream keeps `lionflow serve` running until it ends."""
     _slow_upstream(server, pieces=200, delay=0.1)  # 20 s of answer
     env = {"OPENAI_BASE_URL": server.url + "/v1", "OPENAI_API_KEY": "k"}
-    with _lionflow_serve("--model", "up=openai:m", env=env) as (process, base_url):
+    with serve_process("--model", "up=openai:m", env=env) as (process, base_url):
         async with httpx.AsyncClient(timeout=30) as http:
             # The address is printed once bound, before uvicorn listens on it (after the lifespan
             # started): until then a connection is refused.
