@@ -7,8 +7,8 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -17,6 +17,10 @@ from lionflow.serve._errors import APIError, from_exception
 from lionflow.serve._hub import Follow, Hub, Producer
 from lionflow.serve._sse import WholeAnswer
 from lionflow.services.imodel import iModel
+from lionflow.session.stores.base import SessionStore
+
+if TYPE_CHECKING:
+    from lionflow.serve.app import FlowBuild
 
 T = TypeVar("T")
 _EVENT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and few enough to be a position
@@ -59,6 +63,8 @@ class ServeContext:
     models: dict[str, iModel]
     max_body_bytes: int
     hub: Hub
+    flows: dict[str, FlowBuild] = field(default_factory=dict)
+    store: SessionStore | None = None
 
     async def read_body(self, request: Request) -> bytes:
         """The body, or a 413 `APIError` as soon as it is known to be over `max_body_bytes`."""

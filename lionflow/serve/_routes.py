@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import FastAPI, Request
@@ -20,11 +20,17 @@ from lionflow.serve._context import ServeContext
 from lionflow.serve._errors import APIError
 from lionflow.serve._hub import Hub
 from lionflow.services.imodel import iModel
+from lionflow.session.stores.base import SessionStore
+
+if TYPE_CHECKING:
+    from lionflow.serve.app import FlowBuild
 
 
 def build(
     served: dict[str, iModel],
     *,
+    flows: dict[str, FlowBuild],
+    store: SessionStore | None,
     max_body_bytes: int,
     ping_interval: float,
     api_keys: list[str] | None,
@@ -72,7 +78,7 @@ def build(
             return JSONResponse(body, status_code=exc.status_code)
         return JSONResponse(error.body(), status_code=exc.status_code)
 
-    context = ServeContext(models=served, max_body_bytes=max_body_bytes, hub=hub)
+    context = ServeContext(models=served, max_body_bytes=max_body_bytes, hub=hub, flows=flows, store=store)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from lionflow.errors import ConfigurationError, MissingDependency
@@ -10,6 +10,12 @@ from lionflow.services.imodel import iModel
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from lionflow.operations.builder import Builder
+    from lionflow.session.session import Session
+    from lionflow.session.stores.base import SessionStore
+
+FlowBuild = Callable[["Session"], "Builder"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -33,6 +39,8 @@ def _models_by_name(models: Iterable[iModel] | Mapping[str, iModel]) -> dict[str
 def create_app(
     models: Iterable[iModel] | Mapping[str, iModel],
     *,
+    flows: Mapping[str, FlowBuild] | None = None,
+    store: SessionStore | None = None,
     api_keys: Iterable[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = 15.0,
@@ -71,10 +79,19 @@ def create_app(
     from lionflow.serve._routes import build
 
     keys = None if api_keys is None else list(api_keys)
+    flow_builds = dict(flows or {})
+    for name, flow_build in flow_builds.items():
+        if not isinstance(name, str) or not name or "/" in name or not callable(flow_build):
+            raise ConfigurationError(
+                "flows maps a name (text without '/') to build(session) -> Builder, "
+                f"not {name!r}: {flow_build!r}"
+            )
     if keys is not None and (not keys or not all(isinstance(key, str) and key for key in keys)):
         raise ConfigurationError("api_keys must be a non-empty list of non-empty strings")
     return build(
         _models_by_name(models),
+        flows=flow_builds,
+        store=store,
         max_body_bytes=max_body_bytes,
         ping_interval=ping_interval,
         api_keys=keys,
