@@ -16,6 +16,32 @@ from lionflow.session.stores.base import (
     metadata_text,
 )
 
+# What a server keeps: its streams' events, for resuming, and its answers' ids.
+_SERVED = [
+    """CREATE TABLE streams (
+        id TEXT PRIMARY KEY,
+        updated_at REAL NOT NULL,
+        ended INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE stream_events (
+        stream_id TEXT NOT NULL REFERENCES streams(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (stream_id, number)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX streams_by_age ON streams(updated_at)",
+    """CREATE TABLE served (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        message_id TEXT,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX served_by_session ON served(session_id)",
+]
+
 # Each entry upgrades the schema from the version before it; index 0 creates version 1.
 MIGRATIONS: list[list[str]] = [
     [
@@ -50,6 +76,7 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX branches_by_session ON branches(session_id)",
     ],
+    _SERVED,  # version 2: what a server keeps (see `_sqlite_served`)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -235,6 +262,7 @@ def delete_session(connection: sqlite3.Connection, session_id: str) -> bool:
             "DELETE FROM branch_items WHERE branch_id IN (SELECT id FROM branches WHERE session_id = ?)",
             (session_id,),
         )
+        connection.execute("DELETE FROM served WHERE session_id = ?", (session_id,))
         deleted = connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
         connection.execute("COMMIT")
     except BaseException:

@@ -137,6 +137,41 @@ class SessionInfo:
     branch_names: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events of a served stream to keep for resuming (see `lionflow.serve`): `events` (whole SSE
+    events, as sent) are numbered from `first` on; `ended` says the stream ended with them."""
+
+    stream_id: str
+    first: int
+    events: tuple[bytes, ...] = ()
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvents:
+    """A served stream's events after the number asked for, and whether it ended."""
+
+    stream_id: str
+    events: list[bytes]
+    ended: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ServedRecord:
+    """What a server answered under an id (a chat completion's, a response's): where the turn is
+    stored (`session_id`, `branch`, the answer message `message_id`, None while it runs) and the
+    API's object (`body`, JSON mode). Deleted with its session."""
+
+    id: str
+    kind: str
+    session_id: str
+    branch: str
+    message_id: str | None
+    body: dict[str, Any]
+    created_at: datetime
+
+
 class SessionStore(ABC):
     """Where sessions persist. `SQLiteStore` is the embedded default.
 
@@ -188,6 +223,32 @@ class SessionStore(ABC):
         )
         await wait_for(self.submit(write))
         return snapshot.id
+
+    # -- what a server keeps: its streams' events (for a while) and its answers' ids ------------
+    # Optional: a store without them serves no resumable or stored answers (`create_app` says so).
+
+    keeps_served = False
+
+    def submit_events(self, batches: tuple[EventBatch, ...]) -> concurrent.futures.Future[None]:
+        """Queue `batches` as one write (after the writes queued before it); the future resolves
+        when they are durable."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no served streams")
+
+    async def load_events(self, stream_id: str, *, after: int = 0) -> StoredEvents | None:
+        """The events of stream `stream_id` numbered above `after`; None for a stream not stored."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no served streams")
+
+    async def drop_events(self, *, before: datetime) -> int:
+        """Delete the streams whose last event (or end) came before `before`; how many."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no served streams")
+
+    def submit_served(self, record: ServedRecord) -> concurrent.futures.Future[None]:
+        """Queue `record` (replacing one with its id) as one write."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no served answers")
+
+    async def load_served(self, served_id: str) -> ServedRecord | None:
+        """The record stored under `served_id`, or None."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no served answers")
 
     async def check(self, *, writable: bool = False) -> None:  # noqa: B027 - stores that open lazily override it
         """Raise `StoreError` if the store cannot be opened (and, with `writable`, written).

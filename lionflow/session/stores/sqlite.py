@@ -30,11 +30,13 @@ import urllib.parse
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from queue import SimpleQueue
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from lionflow.errors import ConfigurationError, LionflowError, StoreClosed, StoreError
+from lionflow.session.stores import _sqlite_served as served
 from lionflow.session.stores._sqlite_sql import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -44,7 +46,16 @@ from lionflow.session.stores._sqlite_sql import (
     roll_back,
     store_write,
 )
-from lionflow.session.stores.base import SessionInfo, SessionSnapshot, SessionStore, StoreWrite, wait_for
+from lionflow.session.stores.base import (
+    EventBatch,
+    ServedRecord,
+    SessionInfo,
+    SessionSnapshot,
+    SessionStore,
+    StoredEvents,
+    StoreWrite,
+    wait_for,
+)
 
 T = TypeVar("T")
 
@@ -392,6 +403,37 @@ class SQLiteStore(SessionStore):
             action,
             session_id=write.session_id,
             turn=write.turn,
+        )
+
+    # -- what a server keeps (see `SessionStore.submit_events`) -----------------------------------
+
+    keeps_served = True
+
+    def submit_events(self, batches: tuple[EventBatch, ...]) -> concurrent.futures.Future[None]:
+        return self._call(
+            lambda connection: served.append_events(connection, batches), "store a served stream's events"
+        )
+
+    async def load_events(self, stream_id: str, *, after: int = 0) -> StoredEvents | None:
+        return await self._run(
+            lambda connection: served.load_events(connection, stream_id, after), f"load stream {stream_id}"
+        )
+
+    async def drop_events(self, *, before: datetime) -> int:
+        return await self._run(
+            lambda connection: served.drop_events(connection, before), "drop expired streams"
+        )
+
+    def submit_served(self, record: ServedRecord) -> concurrent.futures.Future[None]:
+        return self._call(
+            lambda connection: served.store_served(connection, record),
+            f"store answer {record.id}",
+            session_id=record.session_id,
+        )
+
+    async def load_served(self, served_id: str) -> ServedRecord | None:
+        return await self._run(
+            lambda connection: served.load_served(connection, served_id), f"load answer {served_id}"
         )
 
     # -- reads and maintenance -------------------------------------------------------------------
