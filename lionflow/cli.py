@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import sys
@@ -170,6 +171,7 @@ def _served_models(specs: Sequence[str], max_tokens: int) -> list[iModel]:
 def _serve(args: argparse.Namespace) -> int:
     """Serve models over the OpenAI, Anthropic and Responses APIs until interrupted."""
     from lionflow.serve.config import ServeConfig, load_config
+    from lionflow.session.stores import SQLiteStore
 
     config = load_config(args.config) if args.config else ServeConfig()
     settings = config.server
@@ -200,7 +202,11 @@ def _serve(args: argparse.Namespace) -> int:
         models += _served_models(args.model, args.max_tokens)
     tuning = ("resume_grace", "resume_ttl", "max_body_bytes", "ping_interval")
     options = {key: settings[key] for key in tuning if key in settings}
-    app = create_app(models, api_keys=api_keys, **options)
+    db = args.db or settings.get("db")
+    store = SQLiteStore(db) if db else None
+    if store is not None:
+        anyio.run(functools.partial(store.check, writable=True))  # a bad path fails now, not per answer
+    app = create_app(models, api_keys=api_keys, store=store, **options)
     # A stream a client follows keeps uvicorn from stopping until it ends; two seconds, then the
     # lifespan cancels what still runs.
     server = uvicorn.Server(
@@ -218,7 +224,11 @@ def _serve(args: argparse.Namespace) -> int:
         f"lionflow serving on http://{host}:{port}/v1 (models: {', '.join(app.state.model_names)})",
         flush=True,
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if store is not None:
+            anyio.run(store.aclose)  # the writes of the last answers land before the process ends
     return 0
 
 
@@ -242,6 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a model to serve (repeatable); none serves a scripted echo model and the local demo model",
     )
     serve.add_argument("--config", metavar="FILE", help="a TOML file of models and server settings")
+    serve.add_argument(
+        "--db",
+        metavar="PATH",
+        help="an SQLite file that records every answer as a session turn, keeps it for GET by its id, "
+        "and keeps streams to resume after a restart (previous_response_id and background need it)",
+    )
     serve.add_argument("--host", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, help="default 8000; 0 picks a free port")
     serve.add_argument("--max-tokens", type=int, default=256, help="the local demo model's reply limit")

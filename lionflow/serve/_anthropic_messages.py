@@ -18,8 +18,10 @@ chunks come back as the named events the ``anthropic`` SDK reads (``message_star
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal, Protocol, Self
 
 from fastapi import FastAPI, Request
@@ -28,8 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lionflow.serve._context import ServeContext, client_params
 from lionflow.serve._errors import APIError, from_validation
-from lionflow.serve._hub import relay
+from lionflow.serve._hub import Ended, called, relay
+from lionflow.serve._record import ended_by, once
 from lionflow.serve._sse import Failed
+from lionflow.services.call import ModelCall
 from lionflow.services.chunk import Chunk, Usage
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
@@ -271,8 +275,8 @@ def error_bytes(error: APIError) -> bytes:
 class EventEncoder:
     """Turns one call's chunks into the Messages API's stream events."""
 
-    def __init__(self, model: str) -> None:
-        self.id = f"msg_{uuid.uuid4().hex}"
+    def __init__(self, model: str, message_id: str) -> None:
+        self.id = message_id
         self.model = model
         self._started = False
         self._block = -1  # the index of the last block started
@@ -358,7 +362,7 @@ class EventEncoder:
         return _event("error", {"error": error_body(error)["error"]})
 
 
-def message(response: Response, model: str) -> dict[str, Any]:
+def message(response: Response, model: str, message_id: str) -> dict[str, Any]:
     """The ``message`` object of a whole answer."""
     content: list[dict[str, Any]] = []
     if response.reasoning:
@@ -370,7 +374,7 @@ def message(response: Response, model: str) -> dict[str, Any]:
     ]
     reason, sequence = _stop(response.finish_reason, response.metadata)
     return {
-        "id": f"msg_{uuid.uuid4().hex}",
+        "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
@@ -388,12 +392,11 @@ class Sink(Protocol):
 
 
 async def stream(
-    model: iModel, messages: list[dict[str, Any]], params: dict[str, Any], request: MessagesRequest, out: Sink
+    call: Callable[[], ModelCall[Any]], encoder: EventEncoder, out: Sink, ended: Ended | None
 ) -> None:
-    """Produce the event stream of `request` on `model` (see `lionflow.serve._hub.relay`), with
-    errors in Anthropic's shape."""
-    encoder = EventEncoder(request.model)
-    await relay(lambda: model.stream(messages, **params), encoder, out, error_body=error_bytes)
+    """Produce the event stream of `call` (see `lionflow.serve._hub.relay`), with errors in
+    Anthropic's shape."""
+    await relay(call, encoder, out, error_body=error_bytes, ended=ended)
 
 
 def register(app: FastAPI, context: ServeContext) -> None:
@@ -405,11 +408,20 @@ def register(app: FastAPI, context: ServeContext) -> None:
             parsed = parse(await context.read_body(request))
             model = context.model(parsed.model)
             chat, params = parsed.chat_messages(), parsed.params(model)
+            message_id = f"msg_{uuid.uuid4().hex}"
+            user = (parsed.metadata or {}).get("user_id")
+            recording = context.recorder.chat(
+                message_id, "message", chat, user if isinstance(user, str) else None
+            )
+            body = once(lambda response: message(response, parsed.model, message_id))
+            ended = ended_by(recording, body)
             if parsed.stream:
-                return context.stream(lambda out: stream(model, chat, params, parsed, out))
+                encoder = EventEncoder(parsed.model, message_id)
+                call = functools.partial(model.stream, chat, **params)
+                return context.stream(lambda out: stream(call, encoder, out, ended), stream_id=message_id)
 
             async def whole() -> dict[str, Any]:
-                return message(await model.invoke(chat, **params), parsed.model)
+                return body(await called(model.invoke(chat, **params), ended))
 
             return context.whole(whole, error_body=error_bytes)
         except APIError as exc:

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lionflow.serve._context import ServeContext, client_params, error_response
 from lionflow.serve._errors import APIError, from_validation
-from lionflow.serve._hub import EventSink, relay
+from lionflow.serve._hub import Ended, EventSink, called, relay
+from lionflow.serve._record import ended_by, once
 from lionflow.services.chunk import Chunk, Usage
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
@@ -183,7 +184,7 @@ def new_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def completion(response: Response, model: str) -> dict[str, Any]:
+def completion(response: Response, model: str, completion_id: str) -> dict[str, Any]:
     """The ``chat.completion`` object of a whole answer."""
     message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
     if response.refusal:
@@ -204,7 +205,7 @@ def completion(response: Response, model: str) -> dict[str, Any]:
         ]
     reason = response.finish_reason or "stop"
     result: dict[str, Any] = {
-        "id": new_id(),
+        "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -217,11 +218,13 @@ def completion(response: Response, model: str) -> dict[str, Any]:
     return result
 
 
-async def stream(model: iModel, request: ChatRequest, out: EventSink, *, completion_id: str) -> None:
+async def stream(
+    model: iModel, request: ChatRequest, out: EventSink, *, completion_id: str, ended: Ended | None = None
+) -> None:
     """Produce the event stream of `request` on `model` (see `lionflow.serve._hub.relay`)."""
     include_usage = request.stream_options is not None and request.stream_options.include_usage
     encoder = ChunkEncoder(request.model, include_usage=include_usage, completion_id=completion_id)
-    await relay(lambda: model.stream(request.messages, **request.params()), encoder, out)
+    await relay(lambda: model.stream(request.messages, **request.params()), encoder, out, ended=ended)
 
 
 def register(app: FastAPI, context: ServeContext) -> None:
@@ -230,15 +233,11 @@ def register(app: FastAPI, context: ServeContext) -> None:
     @app.get("/v1/chat/completions/{completion_id}", response_model=None)
     async def resume(completion_id: str, request: Request) -> Any:
         # A stream that lost its client: what came after Last-Event-ID, then what comes live.
+        # Without Accept: text/event-stream, the stored completion.
         try:
             if "text/event-stream" not in request.headers.get("accept", ""):
-                raise APIError(
-                    404,
-                    "this server keeps completions to resume their streams only: ask with "
-                    "Accept: text/event-stream (and Last-Event-ID)",
-                    code="not_found",
-                )
-            return context.resume(completion_id, request.headers.get("last-event-id"))
+                return await context.recorder.load(completion_id, "chat.completion")
+            return await context.resume(completion_id, request.headers.get("last-event-id"))
         except APIError as exc:
             return error_response(exc)
 
@@ -247,15 +246,19 @@ def register(app: FastAPI, context: ServeContext) -> None:
         try:
             parsed = parse(await context.read_body(request))
             model = context.model(parsed.model)
+            completion_id = new_id()
+            recording = context.recorder.chat(completion_id, "chat.completion", parsed.messages, parsed.user)
+            body = once(lambda response: completion(response, parsed.model, completion_id))
+            ended = ended_by(recording, body)
             if parsed.stream:
-                completion_id = new_id()
                 return context.stream(
-                    lambda out: stream(model, parsed, out, completion_id=completion_id),
+                    lambda out: stream(model, parsed, out, completion_id=completion_id, ended=ended),
                     stream_id=completion_id,
                 )
 
             async def whole() -> dict[str, Any]:
-                return completion(await model.invoke(parsed.messages, **parsed.params()), parsed.model)
+                call = model.invoke(parsed.messages, **parsed.params())
+                return body(await called(call, ended))
 
             return context.whole(whole)
         except APIError as exc:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from lionflow.serve._errors import APIError, from_exception
 from lionflow.serve._hub import Follow, Hub, Producer
+from lionflow.serve._record import Recorder
 from lionflow.serve._sse import WholeAnswer
 from lionflow.services.imodel import iModel
 from lionflow.session.stores.base import SessionStore
@@ -65,6 +66,10 @@ class ServeContext:
     hub: Hub
     flows: dict[str, FlowBuild] = field(default_factory=dict)
     store: SessionStore | None = None
+    recorder: Recorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recorder", Recorder(self.store))
 
     async def read_body(self, request: Request) -> bytes:
         """The body, or a 413 `APIError` as soon as it is known to be over `max_body_bytes`."""
@@ -88,16 +93,19 @@ class ServeContext:
             raise APIError(404, message, param="model", code="model_not_found")
         return model
 
-    def stream(self, producer: Producer, *, stream_id: str | None = None) -> Streamed:
+    def stream(
+        self, producer: Producer, *, stream_id: str | None = None, background: bool = False
+    ) -> Streamed:
         """An event-stream response of what `producer` sends, run as a server task under
-        `stream_id` (resumable by it; see `lionflow.serve._hub`)."""
-        log = self.hub.start(stream_id or uuid.uuid4().hex, producer)
+        `stream_id` (resumable by it; see `lionflow.serve._hub`); a `background` one runs on
+        when its client goes away."""
+        log = self.hub.start(stream_id or uuid.uuid4().hex, producer, background=background)
         return Streamed(self.hub.follow(log))
 
-    def resume(self, stream_id: str, last_event_id: str | None) -> Streamed:
+    async def resume(self, stream_id: str, last_event_id: str | None) -> Streamed:
         """The stream `stream_id` after event `last_event_id` (all of it when None), then live; a
         404 `APIError` when the server has no such stream (never, or no longer)."""
-        log = self.hub.find(stream_id)
+        log = await self.hub.find(stream_id)
         if log is None:
             message = f"no stream {stream_id!r} to resume here (unknown, or expired)"
             raise APIError(404, message, code="not_found")

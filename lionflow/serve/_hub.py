@@ -13,9 +13,7 @@ it by then. A finished log is kept for `ttl` seconds, then dropped.
 from __future__ import annotations
 
 import logging
-import math
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -23,11 +21,14 @@ import anyio
 import anyio.abc
 
 from lionflow.serve._errors import APIError, from_exception
+from lionflow.serve._saver import Saver
 from lionflow.serve._sse import PING, SSE_HEADERS, Failed, Receive, Scope, Send, start_response
+from lionflow.serve._stream_log import StreamLog
 from lionflow.services.call import ModelCall
 from lionflow.services.chunk import Chunk
+from lionflow.services.response import Response
+from lionflow.session.stores.base import SessionStore
 
-_EVENT_END = re.compile(rb"\n\n")
 _log = logging.getLogger("lionflow.serve")
 
 
@@ -38,6 +39,8 @@ class EventSink(Protocol):
 
 
 Producer = Callable[[EventSink], Awaitable[None]]
+Ended = Callable[[Response | None], Awaitable[None]]
+"""What to do with a call's Response when it ends however it ends (record the turn)."""
 
 
 class Encoder(Protocol):
@@ -56,111 +59,104 @@ async def relay(
     out: EventSink,
     *,
     error_body: Callable[[APIError], bytes] = APIError.body_bytes,
+    ended: Ended | None = None,
 ) -> None:
     """Stream `call()` (a model call, opened here) to `out` as `encoder`'s events: the producer of
     every API's stream.
 
     A failure before the first event is a `Failed` (an HTTP status whose body is `error_body`);
     after it, the API's error event. The call is closed however this ends: cancelled when the
-    client went away, its provider stream too.
+    client went away, its provider stream too. `ended` then gets the call's Response (partial,
+    ``incomplete``, when it did not complete; None when the call never began), also on a
+    cancellation: the turn is recorded however it ends.
     """
     sent = False
+    streaming: ModelCall[Any] | None = None
+    tail: bytes | Failed | None = None  # the end's events, or the failure's
     try:
-        async with call() as streaming:
-            async for chunk in streaming:
-                event = encoder.encode(chunk)
-                if event:
-                    await out.send(event)
-                    sent = True
-    except Exception as exc:  # (a cancellation is not an Exception: it passes)
-        failure = from_exception(exc)
-        if not sent:  # an HTTP status; the error event if a ping already started the response
+        try:
+            async with call() as streaming:
+                async for chunk in streaming:
+                    event = encoder.encode(chunk)
+                    if event:
+                        await out.send(event)
+                        sent = True
+            tail = encoder.end()
+        except Exception as exc:  # (a cancellation is not an Exception: it passes)
+            failure = from_exception(exc)
             event = encoder.error(failure)
-            await out.send(Failed(failure.status, error_body(failure), failure.headers, event=event))
-            return
-        await out.send(encoder.error(failure))
-        return
-    await out.send(encoder.end())
+            # Before the first event, an HTTP status (the error event if a ping started the response).
+            tail = (
+                event if sent else Failed(failure.status, error_body(failure), failure.headers, event=event)
+            )
+    finally:
+        # Recorded before the client sees the end: once it has, the answer can be looked up.
+        if ended is not None:
+            with anyio.CancelScope(shield=True):
+                await ended(None if streaming is None else streaming.response)
+    await out.send(tail)
 
 
-def _events(data: bytes) -> Iterator[bytes]:
-    """The SSE events in `data`, each with its blank line."""
-    start = 0
-    for end in _EVENT_END.finditer(data):
-        yield data[start : end.end()]
-        start = end.end()
-    if start < len(data):
-        yield data[start:]
-
-
-class StreamLog:
-    """One answer's events, numbered from 1, as they were produced; `failed` when it failed before
-    its first event; `done` once it ended."""
-
-    def __init__(self, stream_id: str) -> None:
-        self.id = stream_id
-        self.events: list[bytes] = []
-        self.failed: Failed | None = None
-        self.done = False
-        self.ended_at = math.inf
-        self.followers = 0
-        self.leaves = 0  # times the last follower left: a grace timer acts only for its own leave
-        # Made now, so that a client leaving before the producer task began still cancels it.
-        self.scope = anyio.CancelScope()
-        self._changed = anyio.Event()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def send(self, item: bytes | Failed) -> None:
-        if isinstance(item, Failed):
-            if not self.events:
-                self.failed = item
-                self._wake()
-                return
-            item = item.event
-        for event in _events(item):
-            self.events.append(b"id: %d\n" % (len(self.events) + 1) + event)
-        self._wake()
-
-    def end(self) -> None:
-        self.done = True
-        self.ended_at = anyio.current_time()
-        self._wake()
-
-    async def changed(self) -> None:
-        """Returns once an event was added or the stream ended."""
-        await self._changed.wait()
+async def called(call: ModelCall[Any], ended: Ended | None) -> Response:
+    """The Response of `call` (a whole answer); `ended` gets it however the call ends (partial,
+    ``incomplete``, when the client went away first)."""
+    try:
+        return await call
+    finally:
+        if ended is not None:
+            with anyio.CancelScope(shield=True):
+                await call.aclose()  # (left early, the call builds its partial Response on closing)
+                await ended(call.response)
 
 
 class Hub:
-    """The server's live and recent streams, and the task group their producers run in."""
+    """The server's live and recent streams, and the task group their producers run in. With a
+    `store`, every stream's events are also written there (see `Saver`), so that a stream outlives
+    this process's memory of it: after the server restarts it can still be replayed."""
 
-    def __init__(self, *, resume_grace: float, ttl: float, ping_interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        resume_grace: float,
+        ttl: float,
+        ping_interval: float,
+        store: SessionStore | None = None,
+        save_interval: float = 0.05,
+    ) -> None:
         self.resume_grace = resume_grace
         self.ttl = ttl
         self.ping_interval = ping_interval
         self.logs: dict[str, StreamLog] = {}
+        self.saver = Saver(store, save_interval) if store is not None else None
         self._group: anyio.abc.TaskGroup | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """For the app's lifespan: the producers run inside; leaving cancels those still running.
-        Expired logs are dropped as time passes, also on a server that has gone quiet."""
-        async with anyio.create_task_group() as group:
-            self._group = group
-            group.start_soon(self._sweeping)
-            try:
-                yield
-            finally:
-                self._group = None
-                group.cancel_scope.cancel()
+        """For the app's lifespan: the producers run inside; leaving cancels those still running
+        (and writes what they sent). Expired logs are dropped as time passes, also on a server that
+        has gone quiet."""
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                group.start_soon(self._sweeping)
+                if self.saver is not None:
+                    group.start_soon(self.saver.saving)
+                try:
+                    yield
+                finally:
+                    self._group = None
+                    group.cancel_scope.cancel()
+        finally:
+            if self.saver is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.saver.save()
 
     async def _sweeping(self) -> None:
         while True:
             await anyio.sleep(min(max(self.ttl, 0.05), 60.0))
             self._sweep()
+            if self.saver is not None:
+                await self.saver.drop(older_than=self.ttl)
 
     def _expired(self, log: StreamLog) -> bool:
         return anyio.current_time() - log.ended_at > self.ttl
@@ -169,21 +165,29 @@ class Hub:
         for stream_id in [key for key, log in self.logs.items() if self._expired(log)]:
             del self.logs[stream_id]
 
-    def find(self, stream_id: str) -> StreamLog | None:
-        """The log of `stream_id`, unless there is none or it expired."""
+    async def find(self, stream_id: str) -> StreamLog | None:
+        """The log of `stream_id`, unless there is none or it expired; from the store when this
+        process no longer holds it (replayed as far as it was stored, then ended)."""
         log = self.logs.get(stream_id)
         if log is not None and self._expired(log):
             del self.logs[stream_id]
             return None
+        if log is None and self.saver is not None:
+            return await self.saver.load(stream_id)
         return log
 
-    def start(self, stream_id: str, producer: Producer) -> StreamLog:
-        """Run `producer` as a server task writing to a new log, which the caller then follows."""
+    def start(
+        self, stream_id: str, producer: Producer, *, background: bool = False, followed: bool = True
+    ) -> StreamLog:
+        """Run `producer` as a server task writing to a new log, which the caller then follows
+        (unless not `followed`). A `background` log runs on when no one follows it."""
         if self._group is None:
             raise RuntimeError("the server's lifespan is not running: serve the app with lifespan on")
         self._sweep()
-        log = self.logs[stream_id] = StreamLog(stream_id)
-        log.followers = 1  # the request that asked for it, which follows it next
+        changed = self.saver.changed if self.saver is not None else None
+        log = self.logs[stream_id] = StreamLog(stream_id, changed=changed)
+        log.background = background
+        log.followers = 1 if followed else 0  # the request that asked for it follows it next
         self._group.start_soon(self._produce, log, producer)
         return log
 
@@ -199,7 +203,7 @@ class Hub:
     def left(self, log: StreamLog) -> None:
         """A follower of `log` went away (or finished)."""
         log.followers -= 1
-        if log.followers > 0 or log.done:
+        if log.followers > 0 or log.done or log.background:
             return
         log.leaves += 1
         if self.resume_grace <= 0 or self._group is None:

@@ -5,26 +5,33 @@ as the API's typed events, each with a ``sequence_number``: an output item per r
 text), message (``output_text`` and ``refusal`` parts) and function call, then
 ``response.completed`` (``response.incomplete`` when a limit cut the answer) with the whole Response.
 
-Nothing is stored yet, so what needs a stored response (``previous_response_id``, ``conversation``,
-``background``) is refused with a 400 naming the field, and the Response says ``store: false``.
+With a store (``create_app(store=...)``), every response is kept unless the request says ``store:
+false``: ``GET /v1/responses/{id}`` returns it, ``previous_response_id`` continues its conversation
+(see `lionflow.serve._record`), and ``background: true`` runs it to its end without a client
+(``POST /v1/responses/{id}/cancel`` stops it). Without one, those are refused with a 4xx naming the
+field. ``conversation`` (the Conversations API) is not served.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 
 from lionflow.serve._context import ServeContext, error_response
 from lionflow.serve._errors import APIError
-from lionflow.serve._hub import EventSink, relay
+from lionflow.serve._hub import Ended, EventSink, called, relay
+from lionflow.serve._record import ended_by, once
 from lionflow.serve._responses_request import ResponsesRequest, parse
+from lionflow.services.call import ModelCall
 from lionflow.services.chunk import Chunk, Usage
-from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
 
 # Why an answer stopped early, as lionflow's finish reason -> the API's incomplete_details.reason.
@@ -50,9 +57,18 @@ class EventEncoder:
     and opens the next, so the events nest as the official client's stream helper requires.
     """
 
-    def __init__(self, request: ResponsesRequest, *, response_id: str | None = None) -> None:
+    def __init__(
+        self,
+        request: ResponsesRequest,
+        *,
+        response_id: str | None = None,
+        stored: bool = False,
+        background: bool = False,
+    ) -> None:
         self.request = request
         self.id = response_id or new_id()
+        self.stored = stored
+        self.background = background
         self.created_at = int(time.time())
         self.output: list[dict[str, Any]] = []
         self.usage: Usage | None = None
@@ -94,7 +110,7 @@ class EventEncoder:
             "object": "response",
             "created_at": self.created_at,
             "status": status,
-            "background": False,
+            "background": self.background,
             "error": None,
             "incomplete_details": {"reason": reason} if status == "incomplete" else None,
             "instructions": request.instructions,
@@ -102,9 +118,9 @@ class EventEncoder:
             "model": request.model,
             "output": self.output if status != "in_progress" else [],
             "parallel_tool_calls": True,
-            "previous_response_id": None,
+            "previous_response_id": request.previous_response_id,
             "reasoning": {"effort": None, "summary": None},
-            "store": False,
+            "store": self.stored,
             "temperature": request.temperature,
             "text": {"format": request.text_format()},
             "tool_choice": request.tool_choice or "auto",
@@ -118,6 +134,19 @@ class EventEncoder:
 
     def status(self) -> str:
         return "incomplete" if self.finish_reason in _INCOMPLETE else "completed"
+
+    def final(self, response: Response) -> dict[str, Any]:
+        """The Response object once the call ended, however it ended: ``cancelled`` (a background
+        response stopped; another one whose client went away is ``incomplete``), ``failed`` with
+        the error, or as its stream ended it."""
+        self.usage = self.usage or response.usage
+        if response.finish_reason == "error" or response.error:
+            body = self.response("failed")
+            body["error"] = {"code": "server_error", "message": response.error or "the model call failed"}
+            return body
+        if response.incomplete:
+            return self.response("cancelled" if self.background else "incomplete")
+        return self.response(self.status())
 
     def _open(self, item: dict[str, Any]) -> bytes:
         closed = self._close()
@@ -243,9 +272,8 @@ class EventEncoder:
         return self._event("error", **fields, error=error.body()["error"])
 
 
-def whole(response: Response, request: ResponsesRequest) -> dict[str, Any]:
-    """The Response object of a whole answer (built as its stream would have built it)."""
-    encoder = EventEncoder(request)
+def whole(response: Response, encoder: EventEncoder) -> dict[str, Any]:
+    """The Response object of a whole answer (built by `encoder`, as its stream would have)."""
     chunks = [Chunk(type="reasoning", data=response.reasoning), Chunk(type="text", data=response.text)]
     chunks.append(Chunk(type="refusal", data=response.refusal))
     for call in response.tool_calls:
@@ -256,7 +284,7 @@ def whole(response: Response, request: ResponsesRequest) -> dict[str, Any]:
         encoder.encode(chunk)
     encoder.usage = response.usage
     encoder.end()
-    return encoder.response(encoder.status())
+    return encoder.final(response)
 
 
 def new_id() -> str:
@@ -264,30 +292,28 @@ def new_id() -> str:
     return f"resp_{uuid.uuid4().hex}"
 
 
-async def stream(model: iModel, request: ResponsesRequest, out: EventSink, *, response_id: str) -> None:
-    """Produce the event stream of `request` on `model` (see `lionflow.serve._hub.relay`)."""
-    encoder = EventEncoder(request, response_id=response_id)
-    await relay(lambda: model.stream(request.messages(), **request.params()), encoder, out)
+async def stream(
+    call: Callable[[], ModelCall[Any]], encoder: EventEncoder, out: EventSink, ended: Ended | None
+) -> None:
+    """Produce the event stream of `call` (see `lionflow.serve._hub.relay`)."""
+    await relay(call, encoder, out, ended=ended)
 
 
 def register(app: FastAPI, context: ServeContext) -> None:
-    """``POST /v1/responses`` and ``GET /v1/responses/{id}`` on `app`."""
+    """``POST /v1/responses``, ``GET /v1/responses/{id}`` and ``POST /v1/responses/{id}/cancel``."""
 
     @app.get("/v1/responses/{response_id}", response_model=None)
     async def resume(response_id: str, request: Request) -> Any:
-        # A stream that lost its client: the events after `starting_after` (a sequence_number; the
-        # event with sequence_number N has the SSE id N + 1) or after Last-Event-ID, then live ones.
+        # The stored response; with stream=true, its stream: the events after `starting_after` (a
+        # sequence_number; the event with sequence_number N has the SSE id N + 1) or after
+        # Last-Event-ID, then the live ones.
         try:
             query = request.query_params
             stream_flag = query.get("stream", "false").lower()
             if stream_flag not in ("true", "false", "1", "0"):
                 raise APIError(400, "stream must be true or false", param="stream")
             if stream_flag in ("false", "0"):
-                raise APIError(
-                    404,
-                    "this server keeps responses to resume their streams only: ask with stream=true",
-                    code="not_found",
-                )
+                return await context.recorder.load(response_id, "response")
             last = request.headers.get("last-event-id")
             starting_after = query.get("starting_after")
             if starting_after is not None:
@@ -295,7 +321,25 @@ def register(app: FastAPI, context: ServeContext) -> None:
                     message = f"starting_after must be a sequence_number, not {starting_after[:40]!r}"
                     raise APIError(400, message, param="starting_after")
                 last = str(int(starting_after) + 1)
-            return context.resume(response_id, last)
+            return await context.resume(response_id, last)
+        except APIError as exc:
+            return error_response(exc)
+
+    @app.post("/v1/responses/{response_id}/cancel", response_model=None)
+    async def cancel(response_id: str) -> Any:
+        # Only a background response that is running can be stopped; the stored response after.
+        try:
+            log = context.hub.logs.get(response_id)
+            if log is None or not log.background:
+                body = await context.recorder.load(response_id, "response")
+                if not body.get("background"):
+                    raise APIError(400, "only a background response can be cancelled", param="response_id")
+                return body
+            log.scope.cancel()
+            with anyio.move_on_after(10):  # the turn is recorded before its log ends
+                while not log.done:
+                    await log.changed()
+            return await context.recorder.load(response_id, "response")
         except APIError as exc:
             return error_response(exc)
 
@@ -304,15 +348,45 @@ def register(app: FastAPI, context: ServeContext) -> None:
         try:
             parsed = parse(await context.read_body(request))
             model = context.model(parsed.model)
-            messages, params = parsed.messages(), parsed.params()  # a bad input is a 400 before any call
+            inputs, params = parsed.input_messages(), parsed.params()  # a bad input: 400 before any call
+            keep = context.store is not None and parsed.store is not False
+            if parsed.background and not keep:
+                raise APIError(400, "background: this server stores no responses", param="background")
+            response_id = new_id()
+            recording, history = await context.recorder.response(
+                response_id,
+                previous=parsed.previous_response_id,
+                instructions=parsed.instructions,
+                inputs=inputs,
+                keep=keep,
+            )
+            messages = [*parsed.instruction_messages(), *history, *inputs]
+            encoder = EventEncoder(
+                parsed, response_id=response_id, stored=keep, background=bool(parsed.background)
+            )
+            # A stream's encoder has the Response when the stream ends; a whole answer's is made
+            # from its Response, once, for the client and the store.
+            body = encoder.final if parsed.stream or parsed.background else once(lambda r: whole(r, encoder))
+            ended = ended_by(recording, body)
+            if recording is not None:
+                await recording.started(encoder.response("in_progress"))
+
+            def call() -> ModelCall[Any]:
+                return model.stream(messages, **params)
+
+            if parsed.background:
+                producer = functools.partial(stream, call, encoder, ended=ended)
+                if parsed.stream:
+                    return context.stream(producer, stream_id=response_id, background=True)
+                context.hub.start(response_id, producer, background=True, followed=False)
+                return encoder.response("in_progress")
             if parsed.stream:
-                response_id = new_id()
                 return context.stream(
-                    lambda out: stream(model, parsed, out, response_id=response_id), stream_id=response_id
+                    functools.partial(stream, call, encoder, ended=ended), stream_id=response_id
                 )
 
             async def answer() -> dict[str, Any]:
-                return whole(await model.invoke(messages, **params), parsed)
+                return body(await called(model.invoke(messages, **params), ended))
 
             return context.whole(answer)
         except APIError as exc:

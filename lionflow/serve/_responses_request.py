@@ -17,7 +17,6 @@ from lionflow.serve._context import client_params
 from lionflow.serve._errors import APIError, from_validation
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
-_STORED = ("previous_response_id", "conversation")  # fields that point at a stored response
 
 
 def _bad(param: str, message: str) -> APIError:
@@ -48,11 +47,17 @@ class ResponsesRequest(BaseModel):
 
     def messages(self) -> list[dict[str, Any]]:
         """The chat messages of ``instructions`` and ``input``."""
+        return [*self.instruction_messages(), *self.input_messages()]
+
+    def instruction_messages(self) -> list[dict[str, Any]]:
+        """``instructions`` as a system message (none without)."""
+        return [{"role": "system", "content": self.instructions}] if self.instructions else []
+
+    def input_messages(self) -> list[dict[str, Any]]:
+        """The chat messages of ``input``."""
         messages: list[dict[str, Any]] = []
-        if self.instructions:
-            messages.append({"role": "system", "content": self.instructions})
         if isinstance(self.input, str) and self.input.strip():
-            return [*messages, {"role": "user", "content": self.input}]
+            return [{"role": "user", "content": self.input}]
         if not isinstance(self.input, list) or not self.input:
             raise _bad("input", "give a non-empty string or a non-empty list of input items")
         for position, item in enumerate(self.input):
@@ -179,15 +184,8 @@ def parse(body: bytes) -> ResponsesRequest:
         request = ResponsesRequest.model_validate_json(body)
     except ValidationError as exc:
         raise from_validation(exc) from None
-    for field in _STORED:
-        if getattr(request, field) is not None:
-            raise _bad(
-                field,
-                "continuing a stored response is not supported by this server yet (it comes with the store)",
-            )
-    if request.background:
-        raise _bad(
-            "background",
-            "background responses are not supported by this server yet (they come with the store)",
-        )
+    if request.conversation is not None:
+        raise _bad("conversation", "this server has no Conversations API: continue with previous_response_id")
+    if request.background and request.store is False:
+        raise _bad("background", "a background response is stored: it cannot have store false")
     return request

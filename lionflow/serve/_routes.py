@@ -38,7 +38,7 @@ def build(
     resume_ttl: float,
 ) -> FastAPI:
     """The app serving `served` (models by the name clients call them)."""
-    hub = Hub(resume_grace=resume_grace, ttl=resume_ttl, ping_interval=ping_interval)
+    hub = Hub(resume_grace=resume_grace, ttl=resume_ttl, ping_interval=ping_interval, store=store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -47,8 +47,9 @@ def create_app(
     resume_grace: float = 0.0,
     resume_ttl: float = 600.0,
 ) -> FastAPI:
-    """An ASGI app serving `models` over the OpenAI Chat Completions API (``/v1/chat/completions``,
-    ``/v1/models``) and ``/healthz``. Needs the ``server`` extra (fastapi, uvicorn).
+    """An ASGI app serving `models` over the OpenAI Chat Completions and Responses APIs and the
+    Anthropic Messages API (``/v1/chat/completions``, ``/v1/responses``, ``/v1/messages``,
+    ``/v1/models``), with ``/healthz``. Needs the ``server`` extra (fastapi, uvicorn).
 
     Clients name a model by its `iModel.name` (or its key when `models` is a mapping). Streams are
     server-sent events that ping after `ping_interval` seconds of silence; a client that hangs up
@@ -62,6 +63,19 @@ def create_app(
     finished one can be replayed for `resume_ttl` seconds. The app needs its lifespan run (uvicorn
     does by default); when it stops, it closes the models (their clients' connections belong to
     the server's event loop).
+
+    With a `store` (a `SessionStore` that keeps served streams: `SQLiteStore`), every answer is
+    recorded as a session turn, partial ones marked incomplete, and kept under its id (``GET`` of a
+    chat completion or response); ``previous_response_id`` continues a stored response's
+    conversation (forking its branch when it continues an earlier one), ``background: true``
+    responses run on without a client, and streams' events are written there in batches, so they
+    resume after a restart, and dropped `resume_ttl` seconds after their last event. The app does
+    not close the store.
+
+    `flows` maps a name to ``build(session) -> Builder``: ``POST /v1/flows/{name}/runs`` runs it on a
+    new session (on `store`), with the served models registered and the request's ``inputs`` in
+    ``session.metadata["inputs"]``, streamed as SSE events tagged by operation;
+    ``GET /v1/flows/runs/{run_id}`` resumes it.
 
     With `api_keys`, every request but ``/healthz`` needs one of them (``Authorization: Bearer`` or
     ``x-api-key``); keys are compared in constant time and never logged. Without, anyone who reaches
@@ -78,6 +92,10 @@ def create_app(
         raise MissingDependency("server", "fastapi", "server", what="lionflow's server") from exc
     from lionflow.serve._routes import build
 
+    if store is not None and not store.keeps_served:
+        raise ConfigurationError(
+            f"{type(store).__name__} keeps no served streams or answers: give a store that does (SQLiteStore)"
+        )
     keys = None if api_keys is None else list(api_keys)
     flow_builds = dict(flows or {})
     for name, flow_build in flow_builds.items():

@@ -8,6 +8,7 @@
     api_key_env = "LIONFLOW_API_KEYS"   # the variable holding the clients' keys, comma-separated
     resume_grace = 5.0
     resume_ttl = 600.0
+    db = "serve.db"                     # record answers and keep streams (lionflow serve --db)
 
     [[models]]
     name = "gpt"
@@ -38,6 +39,7 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "resume_ttl": (int, float),
     "max_body_bytes": int,
     "ping_interval": (int, float),
+    "db": str,
 }
 
 

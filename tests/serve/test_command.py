@@ -13,6 +13,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from lionflow.session import Session, SQLiteStore
+
 pytestmark = pytest.mark.anyio
 
 
@@ -67,6 +69,38 @@ async def test_serve_with_no_arguments_streams_to_the_official_client(tmp_path: 
                 usage = chunks[-1].usage
                 assert usage is not None
                 assert usage.completion_tokens > 0
+
+
+async def test_serve_with_a_db_records_answers_that_outlive_the_process(tmp_path: Path) -> None:
+    db = tmp_path / "serve.db"
+    env = {"XDG_CACHE_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    with running("--model", "echo=scripted:echo", "--db", str(db), env=env) as base_url:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="unused") as client:
+            first = await client.responses.create(model="echo", input="remember me")
+    # A new process on the same file: the response is still there, and can be continued.
+    with running("--model", "echo=scripted:echo", "--db", str(db), env=env) as base_url:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="unused") as client:
+            stored = await client.responses.retrieve(first.id)
+            second = await client.responses.create(
+                model="echo", input="and now?", previous_response_id=first.id
+            )
+    assert stored.output_text == first.output_text
+    assert second.previous_response_id == first.id
+    async with SQLiteStore(db) as store:
+        session = await Session.load(store, first.id)
+    assert [message.role for message in session.get_branch(first.id).messages] == ["user", "assistant"] * 2
+
+
+def test_serve_refuses_a_db_it_cannot_open(tmp_path: Path) -> None:
+    (tmp_path / "not-a-db").write_text("hello, not sqlite")
+    done = subprocess.run(
+        [sys.executable, "-m", "lionflow", "serve", "--port", "0", "--db", str(tmp_path / "not-a-db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "not-a-db" in done.stderr
 
 
 async def test_serve_takes_its_keys_from_the_environment(tmp_path: Path) -> None:
