@@ -140,3 +140,15 @@ def test_the_serving_example_runs() -> None:
     result = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Served by lionflow, streamed to openai.\n[7 tokens]\n"
+
+
+def test_the_clients_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "serve_clients.py"
+    result = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "anthropic: You said: hello",
+        "responses: You said: what was it?",
+        "stored turns: 2",
+        "resumed after event 3: 10 events in all, the last 'data: [DONE]'",
+    ]
