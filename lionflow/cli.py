@@ -206,7 +206,8 @@ def _serve(args: argparse.Namespace) -> int:
     store = SQLiteStore(db) if db else None
     if store is not None:
         anyio.run(functools.partial(store.check, writable=True))  # a bad path fails now, not per answer
-    app = create_app(models, api_keys=api_keys, store=store, **options)
+    rate_limit = args.rate_limit or settings.get("rate_limit")
+    app = create_app(models, api_keys=api_keys, store=store, rate_limit=rate_limit, **options)
     # A stream a client follows keeps uvicorn from stopping until it ends; two seconds, then the
     # lifespan cancels what still runs.
     server = uvicorn.Server(
@@ -265,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--api-key-env",
         metavar="VARIABLE",
         help="an environment variable holding the API keys, comma-separated",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        metavar="LIMIT",
+        help="requests each key (each client address, without keys) may make, e.g. 60/minute",
     )
     serve.add_argument(
         "--insecure-public", action="store_true", help="allow a non-loopback --host without API keys"

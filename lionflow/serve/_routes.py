@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lionflow.serve import _anthropic_messages, _chat_completions, _flows, _responses
-from lionflow.serve._auth import KeyCheck
+from lionflow.serve._auth import Gate, RateLimit
 from lionflow.serve._context import ServeContext
 from lionflow.serve._errors import APIError
 from lionflow.serve._hub import Hub
@@ -34,6 +34,7 @@ def build(
     max_body_bytes: int,
     ping_interval: float,
     api_keys: list[str] | None,
+    rate_limit: RateLimit | None,
     resume_grace: float,
     resume_ttl: float,
 ) -> FastAPI:
@@ -53,8 +54,8 @@ def build(
                     await model.aclose()
 
     app = FastAPI(title="lionflow", docs_url=None, redoc_url=None, lifespan=lifespan)
-    if api_keys is not None:
-        app.add_middleware(KeyCheck, keys=api_keys)
+    if api_keys is not None or rate_limit is not None:
+        app.add_middleware(Gate, keys=api_keys, limit=rate_limit)
     app.state.model_names = list(served)
     app.state.hub = hub
 

@@ -42,6 +42,7 @@ def create_app(
     flows: Mapping[str, FlowBuild] | None = None,
     store: SessionStore | None = None,
     api_keys: Iterable[str] | None = None,
+    rate_limit: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = 15.0,
     resume_grace: float = 0.0,
@@ -77,6 +78,9 @@ def create_app(
     ``session.metadata["inputs"]``, streamed as SSE events tagged by operation;
     ``GET /v1/flows/runs/{run_id}`` resumes it.
 
+    `rate_limit` (such as ``"60/minute"``, or ``"10/second;1000/day"``) limits the requests of each
+    key (of each client address, without keys): one more is a 429 with ``retry-after``.
+
     With `api_keys`, every request but ``/healthz`` needs one of them (``Authorization: Bearer`` or
     ``x-api-key``); keys are compared in constant time and never logged. Without, anyone who reaches
     the server may use it: serve it on loopback only (``lionflow serve`` insists).
@@ -90,6 +94,7 @@ def create_app(
         import fastapi  # noqa: F401 - only whether it is installed
     except ImportError as exc:
         raise MissingDependency("server", "fastapi", "server", what="lionflow's server") from exc
+    from lionflow.serve._auth import RateLimit
     from lionflow.serve._routes import build
 
     if store is not None and not store.keeps_served:
@@ -113,6 +118,7 @@ def create_app(
         max_body_bytes=max_body_bytes,
         ping_interval=ping_interval,
         api_keys=keys,
+        rate_limit=RateLimit(rate_limit) if rate_limit is not None else None,
         resume_grace=resume_grace,
         resume_ttl=resume_ttl,
     )

@@ -9,6 +9,7 @@
     resume_grace = 5.0
     resume_ttl = 600.0
     db = "serve.db"                     # record answers and keep streams (lionflow serve --db)
+    rate_limit = "60/minute"            # per key (per client address without keys)
 
     [[models]]
     name = "gpt"
@@ -40,6 +41,7 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_body_bytes": int,
     "ping_interval": (int, float),
     "db": str,
+    "rate_limit": str,
 }
 
 
