@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from lionflow.serve import create_app
 from lionflow.session import Session, SQLiteStore
+from lionflow.session.messages.content import AssistantResponseContent
 from lionflow.testing import ScriptedModel
 from tests.serve.conftest import serving
 
@@ -113,6 +114,7 @@ async def test_a_client_that_hangs_up_leaves_its_partial_turn_stored_as_incomple
                 await anyio.sleep(0.02)
     session = await Session.load(store, completion_id)
     answer = session.get_branch(completion_id).messages[-1].content
+    assert isinstance(answer, AssistantResponseContent)
     assert answer.incomplete is True
     assert 0 < len(answer.assistant_response) < 400
     assert answer.assistant_response == "x" * len(answer.assistant_response)
@@ -130,7 +132,7 @@ async def test_previous_response_id_continues_the_branch_and_an_earlier_one_fork
     second = await client.responses.create(model="echo", input="two", previous_response_id=first.id)
     # `first` is no longer its branch's latest answer: continuing it again forks the branch.
     third = await client.responses.create(model="echo", input="three", previous_response_id=first.id)
-    assert (first.store, second.previous_response_id) == (True, first.id)
+    assert (first.to_dict()["store"], second.previous_response_id) == (True, first.id)
 
     # What the model saw: the conversation up to the response continued, and the new input.
     seen = [[(m["role"], m["content"]) for m in request.messages] for request in model.requests]
@@ -169,7 +171,7 @@ async def test_a_streamed_response_is_stored_as_the_stream_ended_it(serve: Serve
     stored = await client.responses.retrieve(final.id)
     # (the stream helper's final response is a ParsedResponse: compared field by field)
     assert (stored.id, stored.status, stored.output_text) == (final.id, "completed", "re: hello")
-    assert [item.id for item in stored.output] == [item.id for item in final.output]
+    assert [item.to_dict()["id"] for item in stored.output] == [item.to_dict()["id"] for item in final.output]
     assert stored.usage == final.usage
     await client.close()
     await store.aclose()
@@ -181,7 +183,7 @@ async def test_store_false_keeps_nothing_and_is_said_in_the_response(
     url = serve(create_app([_echo()], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
     reply = await client.responses.create(model="echo", input="hi", store=False)
-    assert reply.store is False
+    assert reply.to_dict()["store"] is False
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(reply.id)
     assert await store.list_sessions() == []
@@ -216,6 +218,7 @@ async def test_a_background_response_can_be_cancelled_and_keeps_what_it_had(
     assert cancelled.status == "cancelled"
     session = await Session.load(store, started.id)
     answer = session.get_branch(started.id).messages[-1].content
+    assert isinstance(answer, AssistantResponseContent)
     assert answer.incomplete is True
     assert 0 < len(answer.assistant_response) < 2000
     assert model.open_streams == 0
