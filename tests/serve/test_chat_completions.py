@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,6 +19,8 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from lionflow import Response, iModel
 from lionflow.serve import create_app
+from lionflow.session import Session, SQLiteStore
+from lionflow.session.messages.content import AssistantResponseContent
 from lionflow.testing import ScriptedModel
 from tests.loopback import LoopbackServer, Reply, sse
 
@@ -229,25 +232,42 @@ def _slow_upstream(server: LoopbackServer, pieces: int = 50) -> None:
     server.add(Reply(pieces=sse([event(f"w{n} ") for n in range(pieces)]), delay=0.05))
 
 
-async def test_a_client_that_hangs_up_closes_the_upstream_stream(
-    serve: Serve, server: LoopbackServer
+async def test_a_client_that_hangs_up_closes_the_upstream_stream_and_the_partial_turn_is_stored(
+    serve: Serve, server: LoopbackServer, tmp_path: Path
 ) -> None:
     _slow_upstream(server)
     upstream = iModel(provider="openai", model="m", name="up", base_url=server.url + "/v1", api_key="k")
-    client = openai.AsyncOpenAI(base_url=serve(create_app([upstream])) + "/v1", api_key="unused")
+    store = SQLiteStore(tmp_path / "serve.db")
+    client = openai.AsyncOpenAI(base_url=serve(create_app([upstream], store=store)) + "/v1", api_key="unused")
     stream = await client.chat.completions.create(model="up", messages=HI, stream=True)
-    received = 0
-    async for _ in stream:
-        received += 1
-        if received == 2:
+    received = []
+    async for chunk in stream:
+        received.append(chunk)
+        if len(received) == 2:
             break
     await stream.close()
-    await client.close()
 
     # The server noticed and cancelled its call: the upstream sees its stream closed early.
     (request,) = server.requests
     assert await anyio.to_thread.run_sync(request.disconnected.wait, 5)
     assert not request.completed.is_set()
+    # The turn is stored with what had arrived (at least what the client saw), marked incomplete.
+    with anyio.fail_after(10):
+        while True:
+            try:
+                await client.chat.completions.retrieve(received[0].id)
+                break
+            except openai.NotFoundError:
+                await anyio.sleep(0.02)
+    await client.close()
+    session = await Session.load(store, received[0].id)
+    answer = session.get_branch(received[0].id).messages[-1].content
+    assert isinstance(answer, AssistantResponseContent)
+    assert answer.incomplete is True
+    seen = "".join(chunk.choices[0].delta.content or "" for chunk in received)
+    assert answer.assistant_response.startswith(seen)
+    assert seen.startswith("w0 ")
+    await store.aclose()
 
 
 async def test_silence_is_filled_with_pings(serve: Serve) -> None:
