@@ -156,7 +156,7 @@ class Hub:
             await anyio.sleep(min(max(self.ttl, 0.05), 60.0))
             self._sweep()
             if self.saver is not None:
-                await self.saver.drop(older_than=self.ttl)
+                await self.saver.drop(older_than=self.ttl, live=list(self.logs.values()))
 
     def _expired(self, log: StreamLog) -> bool:
         return anyio.current_time() - log.ended_at > self.ttl

@@ -10,7 +10,9 @@ never mix. Each answer is also kept under its id (`ServedRecord`): where its tur
 object for it, which ``GET`` of that id returns.
 
 An answer that did not complete (the client went away, the upstream failed) is recorded with what
-had arrived, marked incomplete. A store that fails is logged: the answer still reaches its client.
+had arrived, marked incomplete. A store that fails to write is logged: the answer still reaches its
+client. One that fails to read (``GET`` of an answer, ``previous_response_id``) is a 503 in the API's
+shape, its cause logged and never told (it names the server's files).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lionflow.errors import ConfigurationError
+from lionflow.errors import ConfigurationError, StoreError
 from lionflow.serve._errors import APIError
 from lionflow.services.response import Response, ToolCall
 from lionflow.session.branch import Branch
@@ -37,6 +39,18 @@ from lionflow.session.session import Session
 from lionflow.session.stores.base import ServedRecord, SessionStore, wait_for
 
 _log = logging.getLogger("lionflow.serve")
+
+
+def store_unavailable(action: str) -> APIError:
+    """The 503 for a store that failed to `action`; call it while handling the store's error, which
+    is logged here (its message names the database's path: the client is not told it)."""
+    _log.exception("the store could not %s", action)
+    return APIError(
+        503,
+        f"the server's store could not {action}; see the server's log",
+        kind="server_error",
+        code="store_unavailable",
+    )
 
 
 def _text(content: Any) -> str:
@@ -173,11 +187,18 @@ class Recorder:
 
     async def load(self, served_id: str, kind: str) -> dict[str, Any]:
         """The object of the answer stored under `served_id`, or a 404 `APIError`."""
-        record = None if self.store is None else await self.store.load_served(served_id)
+        record = None if self.store is None else await self._load_served(served_id)
         if record is None or record.kind != kind:
             reason = "no such answer is stored here" if self.store else "this server stores no answers"
             raise APIError(404, f"{served_id!r}: {reason}", code="not_found")
         return record.body
+
+    async def _load_served(self, served_id: str) -> ServedRecord | None:
+        assert self.store is not None
+        try:
+            return await self.store.load_served(served_id)
+        except StoreError:
+            raise store_unavailable(f"read answer {served_id[:80]!r}") from None
 
     async def keep(self, record: ServedRecord) -> None:
         assert self.store is not None
@@ -194,8 +215,12 @@ class Recorder:
             return None
         session_id = f"user-{user}" if user else served_id
         metadata = {"user": user} if user else {}
-        session = Session(store=self.store, id=session_id, metadata=metadata)
-        branch = session.create_branch(name=served_id, metadata={"kind": kind})
+        try:
+            session = Session(store=self.store, id=session_id, metadata=metadata)
+            branch = session.create_branch(name=served_id, metadata={"kind": kind})
+        except Exception:  # (a closed store raises as the branch's write is queued)
+            _log.exception("could not record answer %s in session %s", served_id, session_id)
+            return None
         return Recording(self, served_id, kind, session, branch, [message_of(chat) for chat in messages])
 
     async def response(
@@ -210,31 +235,39 @@ class Recorder:
         """The recording of response `served_id` (None unless `keep`), and the conversation before
         it: the chat dicts of `previous`'s branch up to it, without their system messages (a
         response's instructions are its own)."""
-        if previous is None:
-            if not keep:
-                return None, []
-            assert self.store is not None
-            session = Session(store=self.store, id=served_id)
-            branch = session.create_branch(name=served_id, system=instructions)
-            history: list[dict[str, Any]] = []
-        else:
-            session, branch, answer = await self._previous(previous)
-            upto = branch.order[: branch.order.index(answer) + 1]
-            history = [
-                chat for chat in (session.messages[i].chat_msg for i in upto) if chat.get("role") != "system"
-            ]
-            if not keep:
-                return None, history
-            if upto != branch.order or (session.id, branch.name) in self.busy:
-                # An earlier response, or one another answer is continuing now: a branch of its own.
-                branch = session.fork(branch, at=answer, name=served_id)
+        history: list[dict[str, Any]] = []
+        try:
+            if previous is None:
+                if not keep:
+                    return None, []
+                assert self.store is not None
+                session = Session(store=self.store, id=served_id)
+                branch = session.create_branch(name=served_id, system=instructions)
+            else:
+                session, branch, answer = await self._previous(previous)
+                upto = branch.order[: branch.order.index(answer) + 1]
+                history = [
+                    chat
+                    for chat in (session.messages[i].chat_msg for i in upto)
+                    if chat.get("role") != "system"
+                ]
+                if not keep:
+                    return None, history
+                if upto != branch.order or (session.id, branch.name) in self.busy:
+                    # An earlier response, or one another answer is continuing now: a branch of its own.
+                    branch = session.fork(branch, at=answer, name=served_id)
+        except APIError:
+            raise
+        except Exception:  # (a closed store raises as the branch's write is queued)
+            _log.exception("could not record response %s", served_id)
+            return None, history
         self.busy.add((session.id, branch.name))
         messages = [message_of(chat) for chat in inputs]
         return Recording(self, served_id, "response", session, branch, messages), history
 
     async def _previous(self, previous: str) -> tuple[Session, Branch, str]:
         """The session, branch and answer message of stored response `previous`, or an `APIError`."""
-        record = None if self.store is None else await self.store.load_served(previous)
+        record = None if self.store is None else await self._load_served(previous)
         if record is None or record.kind != "response":
             reason = "none is stored here" if self.store is not None else "this server stores no responses"
             message = f"there is no response {previous!r} to continue: {reason}"
@@ -248,6 +281,8 @@ class Recorder:
             branch = session.get_branch(record.branch)
         except (KeyError, ConfigurationError):
             branch = None
+        except StoreError:
+            raise store_unavailable(f"read the conversation of response {previous[:80]!r}") from None
         if branch is None or record.message_id not in branch.order:
             message = f"response {previous!r} is not stored whole (its session was deleted or not written)"
             raise APIError(404, message, param="previous_response_id", code="not_found")

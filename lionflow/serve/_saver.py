@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import anyio
 
+from lionflow.errors import StoreError
+from lionflow.serve._record import store_unavailable
 from lionflow.serve._stream_log import StreamLog
 from lionflow.session.stores.base import EventBatch, SessionStore, wait_for
 
@@ -55,19 +58,34 @@ class Saver:
         except Exception:
             _log.exception("could not store the events of %d streams", len(batches))
 
-    async def drop(self, *, older_than: float) -> None:
+    async def drop(self, *, older_than: float, live: Iterable[StreamLog] = ()) -> None:
+        """Delete the streams whose last event is `older_than` seconds old, but not those `live` in
+        this process: a stream silent for longer (a model thinking) still has followers to serve
+        and must replay whole after a restart, so its stored time is brought up to now first (in
+        the store's queue before the drop, which therefore sees it)."""
+        touched = tuple(EventBatch(log.id, log.saved + 1) for log in live if log.saved and not log.done)
         before = datetime.fromtimestamp(time.time() - older_than, UTC)
         try:
+            if touched:
+                await wait_for(self.store.submit_events(touched))
             await self.store.drop_events(before=before)
         except Exception:
             _log.exception("could not drop expired streams from the store")
 
     async def load(self, stream_id: str) -> StreamLog | None:
-        stored = await self.store.load_events(stream_id)
+        """The stream as stored (None if it is not), replayable up to its first missing event: a
+        batch lost to a failed write must not shift the events after it to others' numbers."""
+        try:
+            stored = await self.store.load_events(stream_id)
+        except StoreError:
+            raise store_unavailable(f"read stream {stream_id[:80]!r}") from None
         if stored is None:
             return None
         log = StreamLog(stream_id)
-        log.events = stored.events
-        log.saved = len(stored.events)
+        for number, event in enumerate(stored.events, 1):
+            if not event.startswith(b"id: %d\n" % number):
+                break
+            log.events.append(event)
+        log.saved = len(log.events)
         log.end()  # no task here produces it: replayed as far as stored, then ended
         return log
