@@ -136,6 +136,7 @@ class Recording:
 
     async def started(self, body: dict[str, Any]) -> None:
         """Keep the answer's id now, while it runs (a background response is looked up by it)."""
+        self.recorder.running.add(self.served_id)
         await self.recorder.keep(self.record(body))
 
     async def finish(self, response: Response | None, body: Callable[[Response], dict[str, Any]]) -> None:
@@ -154,7 +155,10 @@ class Recording:
             _log.exception("could not record answer %s in session %s", self.served_id, self.session.id)
         finally:
             self.recorder.busy.discard((self.session.id, self.branch.name))
-        await self.recorder.keep(self.record(body(response), answer.id))
+        try:
+            await self.recorder.keep(self.record(body(response), answer.id))
+        finally:
+            self.recorder.running.discard(self.served_id)
 
 
 def once(body: Callable[[Response], dict[str, Any]]) -> Callable[[Response], dict[str, Any]]:
@@ -184,13 +188,23 @@ class Recorder:
     def __init__(self, store: SessionStore | None) -> None:
         self.store = store
         self.busy: set[tuple[str, str]] = set()  # (session, branch) with an answer running on it
+        # The answers this server runs now: one stored as running that is not among them was left
+        # so by a server that stopped (killed) before it ended. (One server per store.)
+        self.running: set[str] = set()
+
+    def _orphaned(self, record: ServedRecord) -> bool:
+        return record.message_id is None and record.id not in self.running
 
     async def load(self, served_id: str, kind: str) -> dict[str, Any]:
         """The object of the answer stored under `served_id`, or a 404 `APIError`."""
         record = None if self.store is None else await self._load_served(served_id)
         if record is None or record.kind != kind:
             reason = "no such answer is stored here" if self.store else "this server stores no answers"
-            raise APIError(404, f"{served_id!r}: {reason}", code="not_found")
+            raise APIError(404, f"{served_id[:80]!r}: {reason}", code="not_found")
+        if self._orphaned(record) and record.body.get("status") == "in_progress":
+            # Never to end: said so, or a client polling until it ends would poll forever.
+            error = {"code": "server_error", "message": "the server stopped before this response ended"}
+            return record.body | {"status": "failed", "error": error}
         return record.body
 
     async def _load_served(self, served_id: str) -> ServedRecord | None:
@@ -274,6 +288,8 @@ class Recorder:
             raise APIError(404, message, param="previous_response_id", code="not_found")
         if record.message_id is None:
             message = f"response {previous!r} has not ended yet: continue it once it has"
+            if self._orphaned(record):
+                message = f"response {previous!r} never ended: the server stopped while it ran"
             raise APIError(400, message, param="previous_response_id")
         assert self.store is not None
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 
 from lionflow.serve import create_app
 from lionflow.session import SQLiteStore
+from lionflow.session.stores.base import ServedRecord, wait_for
 from lionflow.testing import ScriptedModel
 from tests.serve.conftest import serving
 
@@ -164,3 +166,28 @@ async def test_a_stored_stream_with_a_lost_batch_replays_no_event_out_of_place(t
     assert _ids(replay.text) == [2]
     assert _events(replay.text) == _events(first.text)[1:2]
     await again.aclose()
+
+
+async def test_a_response_a_killed_server_left_in_progress_is_not_in_progress_forever(
+    serve: Serve, store: SQLiteStore
+) -> None:
+    # What a server killed while it ran a background response leaves: its record, in progress.
+    url = serve(create_app([_echo()], store=store))
+    async with httpx.AsyncClient(timeout=10) as http:
+        started = await http.post(f"{url}/v1/responses", json={"model": "echo", "input": "x"})
+    left = started.json() | {"id": "resp_killed", "status": "in_progress", "background": True, "output": []}
+    record = ServedRecord("resp_killed", "response", "s", "b", None, left, datetime.now(UTC))
+    await wait_for(store.submit_served(record))
+
+    url = serve(create_app([_echo()], store=store))  # the server that came up after it
+    async with httpx.AsyncClient(timeout=10) as http:
+        polled = await http.get(f"{url}/v1/responses/resp_killed")
+        continued = await http.post(
+            f"{url}/v1/responses", json={"model": "echo", "input": "y", "previous_response_id": "resp_killed"}
+        )
+    # A client polling until the status changes (as for every background response) gets an end.
+    assert polled.json()["status"] == "failed"
+    assert "stopped" in polled.json()["error"]["message"]
+    assert continued.status_code == 400
+    assert "stopped" in continued.json()["error"]["message"]
+    await store.aclose()
