@@ -13,12 +13,14 @@ it by then. A finished log is kept for `ttl` seconds, then dropped.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from lionflow.serve._errors import APIError, from_exception
 from lionflow.serve._saver import Saver
@@ -30,6 +32,7 @@ from lionflow.services.response import Response
 from lionflow.session.stores.base import SessionStore
 
 _log = logging.getLogger("lionflow.serve")
+_SLICE = 0.002  # seconds a stream's relay runs at most before the others run
 
 
 class EventSink(Protocol):
@@ -76,11 +79,17 @@ async def relay(
     try:
         try:
             async with call() as streaming:
+                ran_since = time.perf_counter()
                 async for chunk in streaming:
                     event = encoder.encode(chunk)
                     if event:
                         await out.send(event)
                         sent = True
+                    # An upstream that has sent much at once is read without a pause: let the
+                    # server's other streams (and connects, whose timers run) have their turn.
+                    if time.perf_counter() - ran_since > _SLICE:
+                        await anyio.lowlevel.checkpoint()
+                        ran_since = time.perf_counter()
             tail = encoder.end()
         except Exception as exc:  # (a cancellation is not an Exception: it passes)
             failure = from_exception(exc)

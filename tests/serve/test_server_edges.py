@@ -561,3 +561,26 @@ async def test_the_event_stream_wire_format(serve: Serve, case: str) -> None:
         assert b": ping" in _events(raw)
     if case == "failed_mid_stream":
         assert "error" in json.loads(_data(raw)[-2])
+
+
+@anyio_test
+async def test_a_stream_whose_upstream_sent_much_at_once_lets_other_requests_through(serve: Serve) -> None:
+    # A model (or upstream) with its whole answer already at hand is read without a pause: the
+    # relay must still give the server's other requests their turn, not finish first.
+    big = ScriptedModel(name="big", responses=["x" * 100_000], chunk_size=1)
+    small = ScriptedModel(name="small", responses=["ok"])
+    app = create_app([big, small])
+    url = serve(app)
+    body = {"model": "big", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    question = [{"role": "user", "content": "hi"}]
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as streaming,
+    ):
+        async for _ in streaming.aiter_raw():
+            break  # the big stream has begun
+        quick = await http.post("/v1/chat/completions", json={"model": "small", "messages": question})
+        (log,) = [log for log in app.state.hub.logs.values() if log.id != quick.json()["id"]]
+        big_done_before_small = log.done
+    assert quick.json()["choices"][0]["message"]["content"] == "ok"
+    assert not big_done_before_small
