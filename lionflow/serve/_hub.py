@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -136,6 +137,9 @@ class Hub:
         self.ttl = ttl
         self.ping_interval = ping_interval
         self.logs: dict[str, StreamLog] = {}
+        # The ended logs in the order they ended (so of their expiry): a sweep looks only at those
+        # that expired, not at every log, since each new stream sweeps.
+        self._ended: deque[StreamLog] = deque()
         self.saver = Saver(store, save_interval) if store is not None else None
         self._group: anyio.abc.TaskGroup | None = None
 
@@ -171,8 +175,11 @@ class Hub:
         return anyio.current_time() - log.ended_at > self.ttl
 
     def _sweep(self) -> None:
-        for stream_id in [key for key, log in self.logs.items() if self._expired(log)]:
-            del self.logs[stream_id]
+        ended = self._ended
+        while ended and self._expired(ended[0]):
+            log = ended.popleft()
+            if self.logs.get(log.id) is log:  # (`find` may have dropped it already)
+                del self.logs[log.id]
 
     async def find(self, stream_id: str) -> StreamLog | None:
         """The log of `stream_id`, unless there is none or it expired; from the store when this
@@ -208,6 +215,7 @@ class Hub:
                 _log.exception("stream %s failed", log.id)
             finally:
                 log.end()
+                self._ended.append(log)
 
     def left(self, log: StreamLog) -> None:
         """A follower of `log` went away (or finished)."""
