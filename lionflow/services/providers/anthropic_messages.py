@@ -29,7 +29,13 @@ from lionflow.errors import ConfigurationError, ProviderConnectionError, Provide
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
 from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error
 from lionflow.services.providers.anthropic_messages_request import request_arguments
-from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider, tool_chunk
+from lionflow.services.providers.base import (
+    ChunkStream,
+    ModelRequest,
+    SdkProvider,
+    backstop_timeout,
+    tool_chunk,
+)
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -156,7 +162,9 @@ class AnthropicProvider(SdkProvider):
     _client: anthropic.AsyncAnthropic
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
-        # An explicit key also stops the SDK from looking for credential files and profiles.
+        # An explicit key also stops the SDK from looking for credential files and profiles. The
+        # client keeps the SDK's own timeout, so that it still refuses a non-streamed call it
+        # expects to run past ten minutes; a stream has the backstops (see `backstop_timeout`).
         return anthropic.AsyncAnthropic(**self._client_arguments())
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
@@ -183,7 +191,8 @@ class AnthropicProvider(SdkProvider):
                 if not request.stream:
                     message = await self._client.messages.create(**arguments)
                     return ChunkStream(self._whole(message, answer_tool))
-                events = await self._client.messages.create(**arguments, stream=True)
+                backstop = {"timeout": backstop_timeout(anthropic.Timeout)}  # unless the call gives one
+                events = await self._client.messages.create(**(backstop | arguments), stream=True)
         except ValueError as error:  # the SDK refuses a non-streaming call it expects to be too long
             raise ConfigurationError(str(error)) from error
         return ChunkStream(self._events(events, answer_tool), close=events.close)

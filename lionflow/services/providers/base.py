@@ -224,6 +224,14 @@ class _ErrorMap:
         raise (interrupted(error) if self._mid_stream else error) from exc
 
 
+def backstop_timeout(timeout: Callable[..., Any]) -> Any:
+    """An SDK's timeouts (built by its `timeout` class) as backstops only: a minute to connect, not
+    the SDKs' 5 s, which a busy event loop (a server relaying a thousand streams) overruns with
+    connections that were in fact made; ten minutes between reads. lionflow's `Timeout` phases are
+    the ones that decide."""
+    return timeout(600.0, connect=60.0)
+
+
 class SdkProvider(Provider):
     """Base of the adapters over an official SDK's client: the endpoint check, the API key, the
     client's life, and the error-mapping idiom.
@@ -289,15 +297,19 @@ class SdkProvider(Provider):
             f"provider {cls.name!r} has only the {cls.endpoints[0]!r} endpoint, not {endpoint!r}"
         )
 
-    def _client_arguments(self) -> dict[str, Any]:
+    def _client_arguments(self, timeout: Callable[..., Any] | None = None) -> dict[str, Any]:
         """What the official SDKs' clients (openai, anthropic, groq) are built with alike: the key,
-        the server, the ``default_headers`` option, and no retries of their own."""
-        return {
+        the server, the ``default_headers`` option, no retries of their own, and, given the SDK's
+        `timeout` class, its timeouts as backstops (see `backstop_timeout`)."""
+        arguments = {
             "api_key": self.client_key,
             "base_url": self.server or self.default_base_url,
             "default_headers": self.settings.options.get("default_headers"),
             "max_retries": 0,
         }
+        if timeout is not None:
+            arguments["timeout"] = backstop_timeout(timeout)
+        return arguments
 
     @abstractmethod
     def _make_client(self) -> Any:

@@ -74,7 +74,7 @@ class GroqProvider(SdkProvider):
     _client: groq.AsyncGroq
 
     def _make_client(self) -> groq.AsyncGroq:
-        return groq.AsyncGroq(**self._client_arguments())
+        return groq.AsyncGroq(**self._client_arguments(groq.Timeout))
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         mapped = sdk_error(error, provider=self.name, sdk=groq, phase=phase)

@@ -44,7 +44,7 @@ class OpenAIClientProvider(SdkProvider):
     def _make_client(self) -> openai.AsyncOpenAI:
         options = self.settings.options
         return openai.AsyncOpenAI(
-            **self._client_arguments(),
+            **self._client_arguments(openai.Timeout),
             organization=options.get("organization"),
             project=options.get("project"),
         )
