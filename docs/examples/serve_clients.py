@@ -20,8 +20,8 @@ import openai
 import uvicorn
 from fastapi import FastAPI
 
+from lionflow import Session, SQLiteStore
 from lionflow.serve import create_app
-from lionflow.session import Session, SQLiteStore
 from lionflow.testing import ScriptedModel
 
 
