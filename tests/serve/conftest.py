@@ -7,10 +7,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from lionflow.session import SQLiteStore
+from lionflow.testing import ScriptedModel
 
 
 @contextmanager
@@ -37,3 +42,15 @@ def serve() -> Iterator[Callable[[FastAPI], str]]:
     """``serve(app)``: the base URL of `app` served for the rest of the test."""
     with ExitStack() as stack:
         yield lambda app: stack.enter_context(serving(app))
+
+
+def echo_model(**options: Any) -> ScriptedModel:
+    """A scripted model named ``echo`` that quotes the last user message (``re: <it>``): what a
+    continued conversation reached the model with shows in the answer."""
+    return ScriptedModel(name="echo", responses=lambda messages: f"re: {messages[-1]['content']}", **options)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    """An SQLite store in the test's folder (the test closes it)."""
+    return SQLiteStore(tmp_path / "serve.db")

@@ -20,21 +20,11 @@ from lionflow.serve import create_app
 from lionflow.session import Session, SQLiteStore
 from lionflow.session.messages.content import AssistantResponseContent
 from lionflow.testing import ScriptedModel
-from tests.serve.conftest import serving
+from tests.serve.conftest import echo_model, serving
 
 pytestmark = pytest.mark.anyio
 
 Serve = Callable[[FastAPI], str]
-
-
-def _echo(**options: Any) -> ScriptedModel:
-    # Quotes the last user message: what a response continued from is visible in the answer.
-    return ScriptedModel(name="echo", responses=lambda messages: f"re: {messages[-1]['content']}", **options)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    return SQLiteStore(tmp_path / "serve.db")
 
 
 def _texts(session: Session, branch: str) -> list[tuple[str, str]]:
@@ -44,7 +34,7 @@ def _texts(session: Session, branch: str) -> list[tuple[str, str]]:
 async def test_a_streamed_chat_completion_is_a_stored_turn_and_retrievable_by_its_id(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
     messages: list[Any] = [
         {"role": "system", "content": "Be brief."},
@@ -76,7 +66,7 @@ async def test_a_streamed_chat_completion_is_a_stored_turn_and_retrievable_by_it
 async def test_the_completions_of_one_user_are_branches_of_one_session(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
     ids = []
     for text in ("one", "two"):
@@ -125,7 +115,7 @@ async def test_a_client_that_hangs_up_leaves_its_partial_turn_stored_as_incomple
 async def test_previous_response_id_continues_the_branch_and_an_earlier_one_forks_it(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    model = _echo()
+    model = echo_model()
     url = serve(create_app([model], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
     first = await client.responses.create(model="echo", input="one", instructions="Be brief.")
@@ -164,7 +154,7 @@ async def test_previous_response_id_continues_the_branch_and_an_earlier_one_fork
 
 
 async def test_a_streamed_response_is_stored_as_the_stream_ended_it(serve: Serve, store: SQLiteStore) -> None:
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
     async with client.responses.stream(model="echo", input="hello") as stream:
         final = await stream.get_final_response()
@@ -180,7 +170,7 @@ async def test_a_streamed_response_is_stored_as_the_stream_ended_it(serve: Serve
 async def test_store_false_keeps_nothing_and_is_said_in_the_response(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
     reply = await client.responses.create(model="echo", input="hi", store=False)
     assert reply.to_dict()["store"] is False
@@ -194,7 +184,7 @@ async def test_store_false_keeps_nothing_and_is_said_in_the_response(
 async def test_a_background_response_runs_to_its_end_without_a_client(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    url = serve(create_app([_echo(delay=0.005)], store=store))
+    url = serve(create_app([echo_model(delay=0.005)], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
     started = await client.responses.create(model="echo", input="later", background=True)
     assert (started.status, started.background) == ("in_progress", True)
@@ -229,8 +219,8 @@ async def test_a_background_response_can_be_cancelled_and_keeps_what_it_had(
 async def test_continuing_needs_a_stored_response_and_background_needs_a_store(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    stored_url = serve(create_app([_echo()], store=store))
-    bare_url = serve(create_app([_echo()]))
+    stored_url = serve(create_app([echo_model()], store=store))
+    bare_url = serve(create_app([echo_model()]))
     async with httpx.AsyncClient(timeout=10) as http:
         unknown = await http.post(
             f"{stored_url}/v1/responses",
@@ -259,7 +249,7 @@ async def test_continuing_needs_a_stored_response_and_background_needs_a_store(
 async def test_an_anthropic_message_is_a_stored_turn_of_its_users_session(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     client = anthropic.AsyncAnthropic(base_url=url, api_key="unused")
     async with client.messages.stream(
         model="echo",
@@ -280,13 +270,13 @@ async def test_a_stored_stream_replays_after_the_server_restarts(tmp_path: Path)
     body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     async with httpx.AsyncClient(timeout=10) as http:
         store = SQLiteStore(path)
-        with serving(create_app([_echo()], store=store)) as url:
+        with serving(create_app([echo_model()], store=store)) as url:
             first = await http.post(f"{url}/v1/chat/completions", json=body)
         await store.aclose()
         # Another app (as after a restart) on the same database: the events come from the store.
         again = SQLiteStore(path)
         completion_id = first.text.split('"id":"', 1)[1].split('"', 1)[0]
-        with serving(create_app([_echo()], store=again)) as url:
+        with serving(create_app([echo_model()], store=again)) as url:
             replay = await http.get(
                 f"{url}/v1/chat/completions/{completion_id}",
                 headers={"accept": "text/event-stream", "last-event-id": "2"},
@@ -302,7 +292,7 @@ async def test_stream_events_are_deleted_after_their_ttl_and_do_not_pile_up(
 ) -> None:
     path = tmp_path / "serve.db"
     store = SQLiteStore(path)
-    url = serve(create_app([_echo()], store=store, resume_ttl=0.3))
+    url = serve(create_app([echo_model()], store=store, resume_ttl=0.3))
     body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
     def rows() -> int:

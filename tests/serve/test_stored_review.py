@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -19,26 +18,17 @@ from lionflow.serve import create_app
 from lionflow.session import SQLiteStore
 from lionflow.session.stores.base import ServedRecord, wait_for
 from lionflow.testing import ScriptedModel
-from tests.serve.conftest import serving
+from tests.serve.conftest import echo_model, serving
 
 pytestmark = pytest.mark.anyio
 
 Serve = Callable[[FastAPI], str]
 
 
-def _echo(**options: Any) -> ScriptedModel:
-    return ScriptedModel(name="echo", responses=lambda messages: f"re: {messages[-1]['content']}", **options)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    return SQLiteStore(tmp_path / "serve.db")
-
-
 async def test_many_concurrent_continuations_of_one_response_each_keep_the_history_they_answered(
     serve: Serve, store: SQLiteStore
 ) -> None:
-    model = _echo()
+    model = echo_model()
     url = serve(create_app([model], store=store))
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     first = await client.responses.create(model="echo", input="root")
@@ -79,7 +69,7 @@ def _ids(text: str) -> list[int]:
 async def test_a_closed_store_does_not_keep_answers_from_their_clients(serve: Serve, tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "serve.db")
     await store.aclose()  # (its owner closed it while the server runs: every write now raises)
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "user": "alice"}
     async with httpx.AsyncClient(timeout=10) as http:
         whole = await http.post(f"{url}/v1/chat/completions", json=chat)
@@ -97,7 +87,7 @@ async def test_a_store_that_cannot_be_read_is_an_error_in_the_apis_shape_naming_
     path = tmp_path / "serve.db"
     path.write_bytes(b"this is not a database " * 200)
     store = SQLiteStore(path)
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     async with httpx.AsyncClient(timeout=10) as http:
         replies = [
             await http.get(f"{url}/v1/responses/resp_1"),
@@ -134,7 +124,7 @@ async def test_a_slow_stream_is_not_dropped_from_the_store_while_it_runs(tmp_pat
         await store.aclose()
         again = SQLiteStore(path)
         completion_id = first.text.split('"id":"', 1)[1].split('"', 1)[0]
-        with serving(create_app([_echo()], store=again)) as url:
+        with serving(create_app([echo_model()], store=again)) as url:
             replay = await http.get(
                 f"{url}/v1/chat/completions/{completion_id}", headers={"accept": "text/event-stream"}
             )
@@ -150,14 +140,14 @@ async def test_a_stored_stream_with_a_lost_batch_replays_no_event_out_of_place(t
     body = {"model": "echo", "messages": [{"role": "user", "content": "hi there you"}], "stream": True}
     async with httpx.AsyncClient(timeout=10) as http:
         store = SQLiteStore(path)
-        with serving(create_app([_echo(chunk_size=1)], store=store)) as url:
+        with serving(create_app([echo_model(chunk_size=1)], store=store)) as url:
             first = await http.post(f"{url}/v1/chat/completions", json=body)
         await store.aclose()
         with sqlite3.connect(path) as raw:
             raw.execute("DELETE FROM stream_events WHERE number = 3")
         again = SQLiteStore(path)
         completion_id = first.text.split('"id":"', 1)[1].split('"', 1)[0]
-        with serving(create_app([_echo()], store=again)) as url:
+        with serving(create_app([echo_model()], store=again)) as url:
             replay = await http.get(
                 f"{url}/v1/chat/completions/{completion_id}",
                 headers={"accept": "text/event-stream", "last-event-id": "1"},
@@ -172,14 +162,14 @@ async def test_a_response_a_killed_server_left_in_progress_is_not_in_progress_fo
     serve: Serve, store: SQLiteStore
 ) -> None:
     # What a server killed while it ran a background response leaves: its record, in progress.
-    url = serve(create_app([_echo()], store=store))
+    url = serve(create_app([echo_model()], store=store))
     async with httpx.AsyncClient(timeout=10) as http:
         started = await http.post(f"{url}/v1/responses", json={"model": "echo", "input": "x"})
     left = started.json() | {"id": "resp_killed", "status": "in_progress", "background": True, "output": []}
     record = ServedRecord("resp_killed", "response", "s", "b", None, left, datetime.now(UTC))
     await wait_for(store.submit_served(record))
 
-    url = serve(create_app([_echo()], store=store))  # the server that came up after it
+    url = serve(create_app([echo_model()], store=store))  # the server that came up after it
     async with httpx.AsyncClient(timeout=10) as http:
         polled = await http.get(f"{url}/v1/responses/resp_killed")
         continued = await http.post(
