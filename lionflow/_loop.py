@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import anyio.from_thread
 import anyio.lowlevel
+import sniffio
 
 
 def thread_caller() -> Callable[[Callable[[], object]], None]:
@@ -37,3 +38,24 @@ def thread_caller() -> Callable[[Callable[[], object]], None]:
             call_soon(callback)
 
     return call
+
+
+_TASKS: set[Any] = set()  # asyncio keeps only weak references to its tasks
+
+
+def spawn(work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work()` in the running event loop beside the caller, outside its task tree: trio's
+    system task, an asyncio task kept referenced until it ends. For work whose owner cannot hold a
+    task group across its lifetime (a stream read by an async generator, which must not yield
+    inside one); the owner cancels it with a cancel scope inside `work` and waits for its end.
+    `work` must not raise: a system task's error would end trio's run."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        trio.lowlevel.spawn_system_task(work)
+        return
+    import asyncio
+
+    task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work())  # type: ignore[arg-type]
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)

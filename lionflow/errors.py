@@ -23,6 +23,7 @@
     ├── FlowValidationError (ValueError)     a workflow is wrong before anything runs
     ├── FlowError                            a ``fail_fast`` flow stopped at a failure; `.results`
     ├── PartialJSONError (ValueError)        streamed text is not JSON; `.position`
+    ├── GuardViolation                       a guard refused a request or stopped an answer; `.guard`
     └── ScriptedModelExhausted               a ScriptedModel was called more often than it has replies
 
 Whenever a `ProviderError` ends a call, `.response` holds the `Response` assembled from what had
@@ -251,6 +252,16 @@ class PartialJSONError(LionflowError, ValueError):
     def __init__(self, message: str, position: int) -> None:
         super().__init__(f"{message} at position {position}")
         self.position = position
+
+
+class GuardViolation(LionflowError):
+    """A guard refused a request (`InputGuard`) or stopped an answer (`OutputGuard` with
+    ``on_violation="raise"``). `guard` is its name, `reason` what its check said."""
+
+    def __init__(self, message: str, *, guard: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.guard = guard
+        self.reason = reason
 
 
 class ScriptedModelExhausted(LionflowError):

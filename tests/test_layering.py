@@ -26,6 +26,7 @@ _LAYERS = [
     ("lionflow.serve", ("lionflow.cli",)),
     # a leaf, used from above (it may read `services.chunk` for Chunk, nothing else up there)
     ("lionflow.structured", ("lionflow.session", "lionflow.operations", "lionflow.serve", "lionflow.cli")),
+    ("lionflow.guards", ("lionflow.session", "lionflow.operations", "lionflow.serve", "lionflow.cli")),
 ]
 
 

@@ -22,6 +22,7 @@ ROOT = PACKAGE.parent
 # The packages the docs name as import places; their __init__ re-exports the public names.
 PUBLIC_PACKAGES = [
     "lionflow",
+    "lionflow.guards",
     "lionflow.operations",
     "lionflow.serve",
     "lionflow.services",

@@ -19,7 +19,7 @@ import time
 import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import sniffio
@@ -32,6 +32,7 @@ from lionflow.errors import (
     StructuredOutputError,
     TimeoutPhase,
 )
+from lionflow.guards.output import GuardedStream, InputGuard, OutputGuard
 from lionflow.services.chunk import Chunk
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
@@ -57,6 +58,8 @@ class CallContext:
     The driver reads only this (never the iModel), so a call needs no reference to its model.
     `slots` bounds the calls in flight (``max_concurrent``) and `rate_limiter` the requests started
     per minute (``requests_per_minute``); both are shared by all calls of the model, None when off.
+    `guards` check the request before it is sent and the answer's text as it streams
+    (`lionflow.guards`): the model's, then the call's.
     """
 
     adapter: Provider
@@ -65,6 +68,7 @@ class CallContext:
     retry: RetryPolicy
     slots: anyio.Semaphore | None = None
     rate_limiter: RateLimiter | None = None
+    guards: tuple[InputGuard | OutputGuard, ...] = ()
 
 
 class CallState:
@@ -256,7 +260,11 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
     first_chunk_at: float | None = None
     stream: ChunkStream | None = None
     holding_slot = False
+    output_guards = [guard for guard in context.guards if isinstance(guard, OutputGuard)]
     try:
+        for guard in context.guards:
+            if isinstance(guard, InputGuard):  # before anything is sent; a violation sends nothing
+                await guard.enforce(request.messages)
         # Everything before the first chunk, under one scope that aclose() from another task cancels.
         with anyio.CancelScope() as setup:
             state.scope = setup
@@ -272,6 +280,9 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
                     stream = await _bounded(
                         context.adapter.open(request), timeout.connect, "connect", deadline, provider
                     )
+                    if output_guards:  # what the call reads is what the guards let through
+                        # (a ChunkStream in all but name: guards, a leaf, do not import the adapters)
+                        stream = cast(ChunkStream, GuardedStream(stream, output_guards))
                     chunk = await _next_chunk(stream, timeout.first_chunk, "first_chunk", deadline, provider)
                     break
                 except ProviderError as error:

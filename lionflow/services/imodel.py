@@ -11,6 +11,7 @@ import anyio
 from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError
+from lionflow.guards.output import InputGuard, OutputGuard
 from lionflow.services.call import ModelCall
 from lionflow.services.driver import CallContext
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout, check_count, check_seconds
@@ -68,6 +69,18 @@ def _chat_messages(messages: object) -> list[dict[str, Any]]:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _guards(guards: Iterable[object]) -> tuple[InputGuard | OutputGuard, ...]:
+    if isinstance(guards, InputGuard | OutputGuard):
+        guards = [guards]
+    checked = tuple(guards)
+    for guard in checked:
+        if not isinstance(guard, InputGuard | OutputGuard):
+            raise ConfigurationError(
+                f"guards are InputGuards and OutputGuards (lionflow.guards), not {guard!r}"
+            )
+    return checked  # type: ignore[return-value]
 
 
 def _check_params(params: Mapping[str, Any]) -> None:
@@ -151,6 +164,7 @@ class iModel:
         timeout: float | Timeout | None = None,
         max_concurrent: int | None = None,
         requests_per_minute: int | None = None,
+        guards: Iterable[InputGuard | OutputGuard] = (),
         **kwargs: Any,
     ) -> None:
         if not isinstance(provider, str):
@@ -225,6 +239,7 @@ class iModel:
             retry=retry,
             slots=None if max_concurrent is None else anyio.Semaphore(max_concurrent),
             rate_limiter=None if requests_per_minute is None else RateLimiter(requests_per_minute),
+            guards=_guards(guards),
         )
 
     @property
@@ -292,7 +307,11 @@ class iModel:
         """
         if response_format is not _UNSET:
             params["response_format"] = response_format
-        return ModelCall(self._context, self.request(messages, **params))
+        context = self._context
+        guards = params.pop("guards", None)
+        if guards:  # the model's guards, then the call's
+            context = dataclasses.replace(context, guards=context.guards + _guards(guards))
+        return ModelCall(context, self.request(messages, **params))
 
     @overload
     def stream(

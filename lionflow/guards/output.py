@@ -1,0 +1,425 @@
+"""Guards: checks of what a model is asked (`InputGuard`) and of what it streams (`OutputGuard`).
+
+An output guard checks the answer's text in windows of characters, whatever the provider's
+chunking: each check sees `window` new characters and the `overlap` characters before them (a
+`Window`: a str with its `start` and `end` in the answer); the last, shorter window is checked at the
+end. Each guard checks its windows in order, one at a time (so a check may keep state, as
+`max_length` does), in a task of its own that runs while the answer streams: the provider is read
+at its own speed, and no check runs on the path of a chunk.
+
+``mode="hold"``: text reaches the caller only once the checks of every hold guard covering it have
+passed, and the last `overlap` characters of a window wait for the next one: every span of up to
+``overlap + 1`` characters lies whole in one checked window before any of it is released, so a
+blocked word no longer than that never reaches a consumer, not even its beginning.
+``mode="release_first"``: text is released as it arrives and checked behind it; a violation stops
+the stream within one window.
+
+On a violation the provider stream is closed and the answer ends with a ``finish`` chunk,
+``finish_reason="content_filter"`` and ``metadata["guard"] = {"name", "reason"}``; held text is never
+released. ``on_violation="raise"`` raises `GuardViolation` instead. Text is what is checked:
+reasoning, tool calls and usage pass through, in their place in the stream.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+
+from lionflow._loop import spawn
+from lionflow.errors import ConfigurationError, GuardViolation
+from lionflow.services.chunk import Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class GuardResult:
+    """What a check says: `passed`, and why not (`reason`, for the record and the client)."""
+
+    passed: bool
+    reason: str = ""
+
+
+class Window(str):
+    """The text a check sees: `overlap` characters already checked, then the new ones. `start` and
+    `end` are its positions in the whole answer; `final` says it is the last window."""
+
+    start: int
+    end: int
+    final: bool
+
+    def __new__(cls, text: str, *, start: int, final: bool) -> Window:
+        window = super().__new__(cls, text)
+        window.start, window.end, window.final = start, start + len(text), final
+        return window
+
+
+Verdict = bool | GuardResult
+Check = Callable[[Window], Verdict | Awaitable[Verdict]]
+
+
+def _named(check: Callable[..., Any], name: str | None) -> str:
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a guard's name must be a non-empty string, not {name!r}")
+        return name
+    return str(getattr(check, "__name__", type(check).__name__))
+
+
+async def verdict(check: Callable[[Any], Any], text: Any, *, guard: str) -> GuardResult:
+    """Run `check` on `text` (a sync check in a worker thread, off the event loop) as a GuardResult;
+    what it returns that is neither a bool nor a GuardResult is a `ConfigurationError`."""
+    if inspect.iscoroutinefunction(check) or inspect.iscoroutinefunction(type(check).__call__):
+        result = await check(text)
+    else:
+        result = await anyio.to_thread.run_sync(check, text)
+        if inspect.isawaitable(result):
+            result = await result
+    if isinstance(result, GuardResult):
+        return result
+    if isinstance(result, bool):
+        return GuardResult(result, "" if result else "the check failed")
+    raise ConfigurationError(f"guard {guard!r}: a check returns a bool or a GuardResult, not {result!r}")
+
+
+class OutputGuard:
+    """A check of a model's streamed text (see the module's docstring)::
+
+    no_secrets = OutputGuard(blocklist(["BEGIN PRIVATE KEY"]), name="no-secrets")
+    model = iModel(provider="openai", model="gpt-4o-mini", guards=[no_secrets])
+    """
+
+    def __init__(
+        self,
+        check: Check,
+        *,
+        name: str | None = None,
+        window: int = 200,
+        overlap: int = 50,
+        mode: Literal["hold", "release_first"] = "hold",
+        on_violation: Literal["stop", "raise"] = "stop",
+    ) -> None:
+        if not callable(check):
+            raise ConfigurationError(f"a guard's check must be callable, not {check!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ConfigurationError(f"window must be a positive number of characters, not {window!r}")
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
+            raise ConfigurationError(
+                f"overlap must be a number of characters in [0, window), not {overlap!r}"
+            )
+        if mode not in ("hold", "release_first"):
+            raise ConfigurationError(f"mode must be 'hold' or 'release_first', not {mode!r}")
+        if on_violation not in ("stop", "raise"):
+            raise ConfigurationError(f"on_violation must be 'stop' or 'raise', not {on_violation!r}")
+        self.check = check
+        self.name = _named(check, name)
+        self.window = window
+        self.overlap = overlap
+        self.mode = mode
+        self.on_violation = on_violation
+
+    def __repr__(self) -> str:
+        return f"OutputGuard({self.name!r}, window={self.window}, overlap={self.overlap}, mode={self.mode!r})"
+
+
+class InputGuard:
+    """A check of what a call sends, before it is sent: it sees the text of the request's messages
+    (each ``role: content``, one per line); a violation raises `GuardViolation` and no request is
+    made."""
+
+    def __init__(
+        self, check: Callable[[str], Verdict | Awaitable[Verdict]], *, name: str | None = None
+    ) -> None:
+        if not callable(check):
+            raise ConfigurationError(f"a guard's check must be callable, not {check!r}")
+        self.check = check
+        self.name = _named(check, name)
+
+    def __repr__(self) -> str:
+        return f"InputGuard({self.name!r})"
+
+    async def enforce(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Raise `GuardViolation` if `messages` do not pass."""
+        text = "\n".join(f"{message.get('role')}: {_text_of(message.get('content'))}" for message in messages)
+        result = await verdict(self.check, text, guard=self.name)
+        if not result.passed:
+            raise GuardViolation(
+                f"input guard {self.name!r} refused the request: {result.reason}",
+                guard=self.name,
+                reason=result.reason,
+            )
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+class _Watch:
+    """One output guard's progress on one answer: the windows it was given, the text released
+    behind its checks (`frontier`), and its verdict on a failure."""
+
+    def __init__(self, guard: OutputGuard) -> None:
+        self.guard = guard
+        self.next_start = 0  # where its next window's new characters begin
+        # What it lets through: held, the text its passed checks covered but the last `overlap`
+        # characters (which the next window sees again); release-first, up to one window more.
+        self.frontier = 0 if guard.mode == "hold" else guard.window
+        self.failure: GuardResult | None = None
+        self.queued: deque[Window] = deque()
+        self.wake = anyio.Event()
+        self.idle = True
+        self.total: int | None = None  # the answer's length, once it is known
+
+    def passed(self, window: Window) -> None:
+        if window.final or (self.total is not None and window.end >= self.total):
+            self.frontier = window.end
+        elif self.guard.mode == "hold":
+            self.frontier = window.end - self.guard.overlap
+        else:
+            self.frontier = window.end + self.guard.window
+
+
+class GuardedStream:
+    """A provider's chunk stream behind output guards (see the module's docstring): what the model
+    call reads instead of the provider's stream. A reader task reads the provider; each guard checks
+    in a task of its own; `__anext__` hands out what has been released."""
+
+    def __init__(self, stream: Any, guards: Sequence[OutputGuard]) -> None:
+        self._stream = stream
+        self._watches = [_Watch(guard) for guard in guards]
+        self._received = 0  # characters received
+        self._held = ""  # the received text not yet released, from `_released` on
+        self._released = 0  # characters released
+        self._pending: deque[tuple[int, Chunk]] = deque()  # non-text chunks by their text position
+        self._out: deque[Chunk] = deque()
+        self._provider_done = False
+        self._error: BaseException | None = None
+        self._stopped: tuple[OutputGuard, GuardResult] | None = None
+        self._finished = False
+        self._changed = anyio.Event()
+        self._scopes: list[anyio.CancelScope] = []  # one per task: a scope is entered once
+        self._cancelled = False
+        self._tasks = 0
+        self._all_done = anyio.Event()
+        self._started = False
+        self._closed = False
+        # (the text a window may still need: `overlap` characters before each guard's next one)
+        self._window_text = ""
+        self._window_base = 0
+
+    # -- tasks --------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._started = True
+        self._tasks = 1 + len(self._watches)
+        spawn(self._read)
+        for watch in self._watches:
+            spawn(functools.partial(self._checking, watch))
+
+    def _scope(self) -> anyio.CancelScope:
+        scope = anyio.CancelScope()
+        self._scopes.append(scope)
+        if self._cancelled:
+            scope.cancel()
+        return scope
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    def _task_done(self) -> None:
+        self._tasks -= 1
+        if self._tasks == 0:
+            self._all_done.set()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _read(self) -> None:
+        try:
+            with self._scope():
+                async for chunk in self._stream:
+                    self._take(chunk)
+                    if self._stopped is not None:
+                        break
+                else:
+                    self._provider_done = True
+                    self._close_windows()
+        except Exception as exc:  # the provider's error: the caller gets it
+            self._error = exc
+        finally:
+            self._wake()
+            self._task_done()
+
+    async def _checking(self, watch: _Watch) -> None:
+        try:
+            with self._scope():
+                while True:
+                    while not watch.queued:
+                        if self._provider_done and watch.next_start >= self._received and watch.idle:
+                            return
+                        await watch.wake.wait()
+                        watch.wake = anyio.Event()
+                    window = watch.queued.popleft()
+                    watch.idle = False
+                    try:
+                        result = await verdict(watch.guard.check, window, guard=watch.guard.name)
+                    except Exception as exc:  # a check that breaks is the caller's error, not a pass
+                        self._error = exc
+                        self._wake()
+                        return
+                    watch.idle = True
+                    if not result.passed:
+                        watch.failure = result
+                        if self._stopped is None:
+                            self._stopped = (watch.guard, result)
+                        self._cancel()
+                        self._wake()
+                        return
+                    watch.passed(window)
+                    self._wake()
+        finally:
+            self._wake()
+            self._task_done()
+
+    # -- receiving ----------------------------------------------------------------------------------
+
+    def _take(self, chunk: Chunk) -> None:
+        if chunk.type != "text" or not chunk.data:
+            if chunk.type == "finish" or chunk.type == "usage":
+                self._pending.append((-1, chunk))  # (after all the text, whenever it comes)
+            else:
+                self._pending.append((self._received, chunk))
+            self._wake()
+            return
+        self._held += chunk.data
+        self._window_text += chunk.data
+        self._received += len(chunk.data)
+        for watch in self._watches:
+            size = watch.guard.window
+            while self._received - watch.next_start >= size:
+                self._queue(watch, watch.next_start + size, final=False)
+        self._wake()
+
+    def _queue(self, watch: _Watch, end: int, *, final: bool) -> None:
+        start = max(0, watch.next_start - watch.guard.overlap)
+        text = self._window_text[start - self._window_base : end - self._window_base]
+        watch.queued.append(Window(text, start=start, final=final))
+        watch.next_start = end
+        watch.wake.set()
+        self._trim()
+
+    def _close_windows(self) -> None:
+        for watch in self._watches:
+            if watch.next_start < self._received:
+                self._queue(watch, self._received, final=True)
+            else:  # its last window ended exactly at the end: once passed, it lets all through
+                watch.total = self._received
+                if watch.idle and not watch.queued and watch.failure is None:
+                    watch.frontier = max(watch.frontier, self._received)
+            watch.wake.set()
+
+    def _trim(self) -> None:
+        # Keep only what a window may still need: `overlap` characters before each guard's next.
+        keep = min((w.next_start - w.guard.overlap for w in self._watches), default=self._received)
+        cut = max(0, keep) - self._window_base
+        if cut > 4096:
+            self._window_text = self._window_text[cut:]
+            self._window_base += cut
+
+    # -- releasing ----------------------------------------------------------------------------------
+
+    def _frontier(self) -> int:
+        return min((watch.frontier for watch in self._watches), default=self._received)
+
+    def _release(self) -> None:
+        frontier = min(self._frontier(), self._received)
+        while True:
+            # non-text chunks whose text before them is out
+            while self._pending and 0 <= self._pending[0][0] <= self._released:
+                self._out.append(self._pending.popleft()[1])
+            if frontier <= self._released:
+                break
+            # up to the next non-text chunk, which goes out between the texts around it
+            upto = self._pending[0][0] if self._pending and 0 <= self._pending[0][0] < frontier else frontier
+            count = upto - self._released
+            if count <= 0:
+                break
+            self._out.append(Chunk(type="text", data=self._held[:count]))
+            self._held = self._held[count:]
+            self._released = upto
+        if self._all_checked() and self._released == self._received:
+            while self._pending:
+                self._out.append(self._pending.popleft()[1])
+            self._finished = True
+
+    def _all_checked(self) -> bool:
+        return (
+            self._provider_done
+            and all(
+                not watch.queued and watch.idle and watch.next_start >= self._received
+                for watch in self._watches
+            )
+            and self._frontier() >= self._received
+        )
+
+    # -- the stream's side ---------------------------------------------------------------------------
+
+    def __aiter__(self) -> GuardedStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if not self._started:
+            self._start()
+        while True:
+            if self._out:
+                return self._out.popleft()
+            if self._stopped is not None:
+                return await self._stop()
+            if self._error is not None:
+                error, self._error = self._error, None
+                self._finished = True
+                raise error
+            if self._finished:
+                raise StopAsyncIteration
+            changed = self._changed
+            self._release()
+            if self._out or self._finished:
+                continue
+            await changed.wait()
+
+    async def _stop(self) -> Chunk:
+        guard, result = self._stopped  # type: ignore[misc]
+        self._stopped = None
+        self._finished = True
+        self._pending.clear()
+        await self.aclose()
+        if guard.on_violation == "raise":
+            raise GuardViolation(
+                f"output guard {guard.name!r} stopped the answer: {result.reason}",
+                guard=guard.name,
+                reason=result.reason,
+            )
+        metadata = {"guard": {"name": guard.name, "reason": result.reason}}
+        return Chunk(type="finish", finish_reason="content_filter", metadata=metadata)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel()
+        if self._started:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await self._all_done.wait()
+        await self._stream.aclose()
