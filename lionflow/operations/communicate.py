@@ -157,7 +157,11 @@ async def _record(
             model=model.model, provider=model.provider, incomplete=True, finish_reason="cancelled"
         )
     state.response = response
-    answer = Message(content=AssistantResponseContent.from_response(response))
+    # A guard that stopped the answer is named in the record (the text is what it let through).
+    guard = response.metadata.get("guard")
+    answer = Message(
+        content=AssistantResponseContent.from_response(response), metadata={"guard": guard} if guard else {}
+    )
     state.response_message = answer
     # A turn that already ends with its own error, cancellation or stop gives its caller that one;
     # a store error is then kept by the session for `flush()`. A completed turn that could not be

@@ -107,6 +107,8 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 def error_body(error: APIError) -> dict[str, Any]:
     """Anthropic's error object for `error`."""
     kind = _ERROR_TYPES.get(error.status) or ("api_error" if error.status >= 500 else "invalid_request_error")
+    if error.kind == "guardrails_violation":  # (a guard's stop keeps its own type in every API)
+        kind = error.kind
     return {"type": "error", "error": {"type": kind, "message": error.message}}
 
 

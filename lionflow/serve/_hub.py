@@ -77,11 +77,15 @@ async def relay(
     sent = False
     streaming: ModelCall[Any] | None = None
     tail: bytes | Failed | None = None  # the end's events, or the failure's
+    stopped: APIError | None = None  # an output guard's stop
     try:
         try:
             async with call() as streaming:
                 ran_since = time.perf_counter()
                 async for chunk in streaming:
+                    if chunk.type == "finish" and chunk.metadata.get("guard"):
+                        stopped = _guard_stop(chunk.metadata["guard"])  # (the call ends with it)
+                        continue
                     event = encoder.encode(chunk)
                     if event:
                         await out.send(event)
@@ -91,6 +95,8 @@ async def relay(
                     if time.perf_counter() - ran_since > _SLICE:
                         await anyio.lowlevel.checkpoint()
                         ran_since = time.perf_counter()
+            if stopped is not None:
+                raise stopped
             tail = encoder.end()
         except Exception as exc:  # (a cancellation is not an Exception: it passes)
             failure = from_exception(exc)
@@ -105,6 +111,13 @@ async def relay(
             with anyio.CancelScope(shield=True):
                 await ended(None if streaming is None else streaming.response)
     await out.send(tail)
+
+
+def _guard_stop(guard: dict[str, Any]) -> APIError:
+    """The error a stream stopped by an output guard ends with (the API's error event, or before
+    its first event an HTTP 400): type ``guardrails_violation``, naming the guard."""
+    message = f"guard {guard.get('name')!r} stopped the answer: {guard.get('reason') or 'a check failed'}"
+    return APIError(400, message, kind="guardrails_violation", code="guardrails_violation")
 
 
 async def called(call: ModelCall[Any], ended: Ended | None) -> Response:
