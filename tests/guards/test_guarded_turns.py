@@ -4,6 +4,8 @@ guard's name; a served stream ends with the API's own error event naming the gua
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -106,3 +108,13 @@ async def test_a_served_stream_stopped_by_a_guard_ends_with_the_apis_error_event
     assert answer.content.finish_reason == "content_filter"
     assert WORD not in answer.content.assistant_response
     await store.aclose()
+
+
+def test_the_guarded_stream_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "guarded_stream.py"
+    result = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown, verdict = result.stdout.rstrip("\n").rsplit("\n", 1)
+    assert verdict == "[content_filter: no-keys]"
+    assert "PRIVATE" not in shown
+    assert shown.startswith("Here is the configuration you asked for.")
