@@ -73,11 +73,15 @@ def _named(check: Callable[..., Any], name: str | None) -> str:
 
 async def verdict(check: Callable[[Any], Any], text: Any, *, guard: str) -> GuardResult:
     """Run `check` on `text` (a sync check in a worker thread, off the event loop) as a GuardResult;
-    what it returns that is neither a bool nor a GuardResult is a `ConfigurationError`."""
+    what it returns that is neither a bool nor a GuardResult is a `ConfigurationError`.
+
+    A sync check's thread cannot be stopped: cancelled, the wait for it ends at once and the
+    thread is left to finish on its own (its verdict is dropped), so that a check stuck on I/O never
+    holds up the end of a call."""
     if inspect.iscoroutinefunction(check) or inspect.iscoroutinefunction(type(check).__call__):
         result = await check(text)
     else:
-        result = await anyio.to_thread.run_sync(check, text)
+        result = await anyio.to_thread.run_sync(check, text, abandon_on_cancel=True)
         if inspect.isawaitable(result):
             result = await result
     if isinstance(result, GuardResult):
@@ -188,6 +192,20 @@ class _Watch:
             self.frontier = window.end + self.guard.window
 
 
+def _broken(guard: OutputGuard, error: Exception) -> GuardViolation:
+    reason = f"the check failed: {type(error).__name__}: {error}"
+    violation = GuardViolation(
+        f"output guard {guard.name!r} could not check the answer: {reason}", guard=guard.name, reason=reason
+    )
+    violation.__cause__ = error
+    return violation
+
+
+# How long closing waits for the reader and the checks to end once cancelled (a sync check's
+# thread is abandoned at once, so only an async check that ignores cancellation takes this long).
+_CLOSE_GRACE = 5.0
+
+
 class GuardedStream:
     """A provider's chunk stream behind output guards (see the module's docstring): what the model
     call reads instead of the provider's stream. A reader task reads the provider; each guard checks
@@ -210,6 +228,7 @@ class GuardedStream:
         self._cancelled = False
         self._tasks = 0
         self._all_done = anyio.Event()
+        self._read_done = anyio.Event()
         self._started = False
         self._closed = False
         # (the text a window may still need: `overlap` characters before each guard's next one)
@@ -259,6 +278,7 @@ class GuardedStream:
         except Exception as exc:  # the provider's error: the caller gets it
             self._error = exc
         finally:
+            self._read_done.set()
             self._wake()
             self._task_done()
 
@@ -275,8 +295,12 @@ class GuardedStream:
                     watch.idle = False
                     try:
                         result = await verdict(watch.guard.check, window, guard=watch.guard.name)
-                    except Exception as exc:  # a check that breaks is the caller's error, not a pass
-                        self._error = exc
+                    except Exception as exc:
+                        # A check that breaks is the caller's error, not a pass; raised as the
+                        # guard's, so that it is never taken for the provider's (an LLM judge's
+                        # rate limit would have the driver resend the request the guard watches).
+                        self._error = _broken(watch.guard, exc)
+                        self._cancel()
                         self._wake()
                         return
                     watch.idle = True
@@ -415,11 +439,17 @@ class GuardedStream:
         return Chunk(type="finish", finish_reason="content_filter", metadata=metadata)
 
     async def aclose(self) -> None:
+        """Stop the reader and the checks, and close the provider stream (bounded, shielded: it
+        runs as the call ends, cancelled or not)."""
         if self._closed:
             return
         self._closed = True
         self._cancel()
-        if self._started:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+        with anyio.move_on_after(_CLOSE_GRACE, shield=True):
+            try:
+                if self._started:  # the provider stream is closed once its reader has left it
+                    await self._read_done.wait()
+            finally:
+                await self._stream.aclose()
+            if self._started:
                 await self._all_done.wait()
-        await self._stream.aclose()

@@ -1,0 +1,81 @@
+"""Output guards under attack (a hostile review): a check that hangs or breaks, a call cancelled or
+stopped from another task while checks run, and timeouts with text held back. Each test failed on
+the code it was written against."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+import pytest
+
+from lionflow.errors import GuardViolation, ProviderTimeout, RateLimitError
+from lionflow.guards.checks import blocklist
+from lionflow.guards.output import OutputGuard, Window
+from lionflow.services.policy import Timeout
+from lionflow.testing import ScriptedModel
+from tests.helpers import no_task_left
+
+pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def hung_check() -> Iterator[OutputGuard]:
+    """A guard whose sync check blocks its worker thread until the block ends (a check stuck on a
+    network call without a timeout)."""
+    gate = threading.Event()
+
+    def stuck(window: Window) -> bool:
+        gate.wait(30)
+        return True
+
+    try:
+        yield OutputGuard(stuck, name="stuck", window=10, overlap=0)
+    finally:
+        gate.set()
+
+
+async def test_cancelling_a_call_whose_sync_check_hangs_ends_it_at_once() -> None:
+    model = ScriptedModel(name="m", responses=["x" * 100], chunk_size=5, delay=0.01)
+    with hung_check() as guard, anyio.fail_after(3):  # it took 10 s: aclose waited for the thread
+        async with no_task_left():
+            with anyio.move_on_after(0.2):
+                async with model.invoke("hi", guards=[guard]) as call:
+                    async for _ in call:
+                        pass
+        assert model.open_streams == 0
+
+
+async def test_aclose_from_another_task_while_a_sync_check_hangs_ends_the_call_at_once() -> None:
+    model = ScriptedModel(name="m", responses=["x" * 100], chunk_size=5, delay=0.01)
+    with hung_check() as guard, anyio.fail_after(3):
+        async with no_task_left():
+            call = model.invoke("hi", guards=[guard])
+            async with anyio.create_task_group() as group:
+
+                async def consume() -> None:
+                    async for _ in call:
+                        pass
+
+                group.start_soon(consume)
+                await anyio.sleep(0.1)
+                await call.aclose()
+        assert model.open_streams == 0
+        assert call.response is not None and call.response.finish_reason == "cancelled"
+
+
+async def test_a_check_that_fails_with_a_provider_error_is_not_taken_for_the_providers() -> None:
+    # (an LLM judge whose own model is rate limited): the driver retried the call's request as if
+    # the answering model had failed, three more requests for one broken check
+    def judge(window: Window) -> bool:
+        raise RateLimitError("the judge's model is busy")
+
+    model = ScriptedModel(name="m", responses=["x" * 100] * 4, chunk_size=5, max_retries=3)
+    with pytest.raises(GuardViolation) as caught:
+        await model.invoke("hi", guards=[OutputGuard(judge, name="judge", window=10, overlap=0)])
+    assert len(model.requests) == 1
+    assert caught.value.guard == "judge"
+    assert isinstance(caught.value.__cause__, RateLimitError)
+    assert model.open_streams == 0
