@@ -181,10 +181,9 @@ class _Watch:
         self.queued: deque[Window] = deque()
         self.wake = anyio.Event()
         self.idle = True
-        self.total: int | None = None  # the answer's length, once it is known
 
     def passed(self, window: Window) -> None:
-        if window.final or (self.total is not None and window.end >= self.total):
+        if window.final:
             self.frontier = window.end
         elif self.guard.mode == "hold":
             self.frontier = window.end - self.guard.overlap
@@ -346,12 +345,11 @@ class GuardedStream:
 
     def _close_windows(self) -> None:
         for watch in self._watches:
-            if watch.next_start < self._received:
+            # Every answer with text ends with a window marked final, so that a check may judge
+            # the whole (a JSON object left open): one ending exactly at a window's end gets one
+            # of no new characters (its overlap only), its last full window not having been final.
+            if self._received > 0:
                 self._queue(watch, self._received, final=True)
-            else:  # its last window ended exactly at the end: once passed, it lets all through
-                watch.total = self._received
-                if watch.idle and not watch.queued and watch.failure is None:
-                    watch.frontier = max(watch.frontier, self._received)
             watch.wake.set()
 
     def _trim(self) -> None:

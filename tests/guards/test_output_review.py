@@ -79,3 +79,36 @@ async def test_a_check_that_fails_with_a_provider_error_is_not_taken_for_the_pro
     assert caught.value.guard == "judge"
     assert isinstance(caught.value.__cause__, RateLimitError)
     assert model.open_streams == 0
+
+
+@pytest.mark.parametrize("length", [24, 25])
+async def test_the_last_window_is_marked_final_even_when_the_text_ends_at_a_window_edge(length: int) -> None:
+    # A check that judges the whole at the end (a JSON object left open) never learnt it had ended
+    # when the answer was a whole number of windows: no window said final.
+    windows: list[Window] = []
+
+    def record(window: Window) -> bool:
+        windows.append(window)
+        return True
+
+    guard = OutputGuard(record, window=8, overlap=2)
+    response = await ScriptedModel(name="m", responses=["x" * length], chunk_size=4).invoke(
+        "hi", guards=[guard]
+    )
+    assert response.text == "x" * length
+    assert [window.final for window in windows] == [False] * 3 + [True]
+    assert windows[-1].end == length
+
+
+async def test_an_answer_without_text_is_not_checked() -> None:
+    # (a reply that only calls tools has no text for a check to judge)
+    windows: list[Window] = []
+
+    def record(window: Window) -> bool:
+        windows.append(window)
+        return False
+
+    model = ScriptedModel(name="m", responses=[""], tool_calls=[{"name": "f", "arguments": {}}])
+    response = await model.invoke("hi", guards=[OutputGuard(record, window=8, overlap=2)])
+    assert response.finish_reason == "tool_calls"
+    assert windows == []
