@@ -11,10 +11,8 @@ from contextlib import contextmanager
 import anyio
 import pytest
 
-from lionflow.errors import GuardViolation, ProviderTimeout, RateLimitError
-from lionflow.guards.checks import blocklist
+from lionflow.errors import GuardViolation, RateLimitError
 from lionflow.guards.output import OutputGuard, Window
-from lionflow.services.policy import Timeout
 from lionflow.testing import ScriptedModel
 from tests.helpers import no_task_left
 
@@ -63,7 +61,8 @@ async def test_aclose_from_another_task_while_a_sync_check_hangs_ends_the_call_a
                 await anyio.sleep(0.1)
                 await call.aclose()
         assert model.open_streams == 0
-        assert call.response is not None and call.response.finish_reason == "cancelled"
+        assert call.response is not None
+        assert call.response.finish_reason == "cancelled"
 
 
 async def test_a_check_that_fails_with_a_provider_error_is_not_taken_for_the_providers() -> None:
