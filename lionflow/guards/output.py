@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import anyio
 import anyio.to_thread
 
 from lionflow._loop import spawn
-from lionflow.errors import ConfigurationError, GuardViolation
+from lionflow.errors import ConfigurationError, GuardViolation, ProviderTimeout
 from lionflow.services.chunk import Chunk
 
 
@@ -208,10 +209,26 @@ _CLOSE_GRACE = 5.0
 class GuardedStream:
     """A provider's chunk stream behind output guards (see the module's docstring): what the model
     call reads instead of the provider's stream. A reader task reads the provider; each guard checks
-    in a task of its own; `__anext__` hands out what has been released."""
+    in a task of its own; `__anext__` hands out what has been released.
 
-    def __init__(self, stream: Any, guards: Sequence[OutputGuard]) -> None:
+    `first_chunk` and `idle` (seconds, None for none) time the provider's reads, here where they
+    happen: text held back for its checks is no gap of the provider's, so a caller must not time
+    the reads of this stream for them (only the total). A provider that outlasts one raises
+    `ProviderTimeout` (`provider` names it) from `__anext__`."""
+
+    def __init__(
+        self,
+        stream: Any,
+        guards: Sequence[OutputGuard],
+        *,
+        first_chunk: float | None = None,
+        idle: float | None = None,
+        provider: str | None = None,
+    ) -> None:
         self._stream = stream
+        self._first_chunk = first_chunk
+        self._idle = idle
+        self._provider = provider
         self._watches = [_Watch(guard) for guard in guards]
         self._received = 0  # characters received
         self._held = ""  # the received text not yet released, from `_released` on
@@ -265,15 +282,27 @@ class GuardedStream:
         self._changed = anyio.Event()
 
     async def _read(self) -> None:
+        phase: Literal["first_chunk", "idle"] = "first_chunk"
         try:
-            with self._scope():
+            with self._scope() as scope:
+                # (one scope whose deadline moves with each chunk: no scope per read)
+                if self._first_chunk is not None:
+                    scope.deadline = anyio.current_time() + self._first_chunk
                 async for chunk in self._stream:
+                    if self._idle is not None:
+                        phase, scope.deadline = "idle", anyio.current_time() + self._idle
+                    elif phase == "first_chunk":
+                        phase, scope.deadline = "idle", math.inf
                     self._take(chunk)
                     if self._stopped is not None:
                         break
                 else:
                     self._provider_done = True
                     self._close_windows()
+            if scope.cancelled_caught and not self._cancelled:  # a deadline, not a stop
+                seconds = self._first_chunk if phase == "first_chunk" else self._idle
+                assert seconds is not None
+                self._error = ProviderTimeout(phase, seconds, provider=self._provider)
         except Exception as exc:  # the provider's error: the caller gets it
             self._error = exc
         finally:
