@@ -125,10 +125,10 @@ async def _steady(pieces: int, *, stall_at: int | None = None) -> AsyncIterator[
     yield Chunk(type="finish", finish_reason="stop")
 
 
-def _held_back(**timeouts: float) -> GuardedStream:
+def _held_back(*, stall_at: int | None = None) -> GuardedStream:
     # the first 30 characters (15 chunks, 0.75 s) are held until their window is checked
     guard = OutputGuard(blocklist(["zz"]), window=30, overlap=1)
-    return GuardedStream(ChunkStream(_steady(20, **timeouts)), [guard], first_chunk=0.3, idle=0.3)
+    return GuardedStream(ChunkStream(_steady(20, stall_at=stall_at)), [guard], first_chunk=0.3, idle=0.3)
 
 
 @pytest.mark.xfail(
