@@ -231,7 +231,9 @@ class GuardedStream:
         self._provider = provider
         self._watches = [_Watch(guard) for guard in guards]
         self._received = 0  # characters received
-        self._held = ""  # the received text not yet released, from `_released` on
+        # The received text not yet released, from `_released` on, as the pieces it came in: a
+        # string grown chunk by chunk is copied whole each time (quadratic while checks lag).
+        self._held: deque[str] = deque()
         self._released = 0  # characters released
         self._pending: deque[tuple[int, Chunk]] = deque()  # non-text chunks by their text position
         self._out: deque[Chunk] = deque()
@@ -249,6 +251,7 @@ class GuardedStream:
         self._closed = False
         # (the text a window may still need: `overlap` characters before each guard's next one)
         self._window_text = ""
+        self._window_tail: list[str] = []  # received since the last window was cut
         self._window_base = 0
 
     # -- tasks --------------------------------------------------------------------------------------
@@ -355,8 +358,8 @@ class GuardedStream:
                 self._pending.append((self._received, chunk))
             self._wake()
             return
-        self._held += chunk.data
-        self._window_text += chunk.data
+        self._held.append(chunk.data)
+        self._window_tail.append(chunk.data)
         self._received += len(chunk.data)
         for watch in self._watches:
             size = watch.guard.window
@@ -366,6 +369,9 @@ class GuardedStream:
 
     def _queue(self, watch: _Watch, end: int, *, final: bool) -> None:
         start = max(0, watch.next_start - watch.guard.overlap)
+        if self._window_tail:
+            self._window_text += "".join(self._window_tail)
+            self._window_tail.clear()
         text = self._window_text[start - self._window_base : end - self._window_base]
         watch.queued.append(Window(text, start=start, final=final))
         watch.next_start = end
@@ -407,13 +413,26 @@ class GuardedStream:
             count = upto - self._released
             if count <= 0:
                 break
-            self._out.append(Chunk(type="text", data=self._held[:count]))
-            self._held = self._held[count:]
+            self._out.append(Chunk(type="text", data=self._unhold(count)))
             self._released = upto
         if self._all_checked() and self._released == self._received:
             while self._pending:
                 self._out.append(self._pending.popleft()[1])
             self._finished = True
+
+    def _unhold(self, count: int) -> str:
+        """The next `count` held characters, taken off the held pieces."""
+        parts: list[str] = []
+        while count > 0:
+            head = self._held[0]
+            if len(head) <= count:
+                parts.append(self._held.popleft())
+                count -= len(head)
+            else:
+                parts.append(head[:count])
+                self._held[0] = head[count:]
+                count = 0
+        return "".join(parts)
 
     def _all_checked(self) -> bool:
         return (
