@@ -31,8 +31,6 @@ from typing_extensions import TypeVar
 
 from lionflow.errors import StreamConsumed
 
-__all__ = ["StreamingHandler", "TextWithMetadata"]
-
 
 class TextWithMetadata(TypedDict):
     """An item of a handler made with ``include_metadata=True``: the released text, and the metadata
