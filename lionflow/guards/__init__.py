@@ -11,14 +11,22 @@ back or released first), and the StreamingHandler.
 
 from lionflow.errors import GuardViolation
 from lionflow.guards.checks import blocklist, max_length
+from lionflow.guards.handler import StreamingHandler, TextWithMetadata
+from lionflow.guards.judges import json_schema, llm_judge
 from lionflow.guards.output import GuardResult, InputGuard, OutputGuard, Window
+from lionflow.guards.rails import Rails
 
 __all__ = [
     "GuardResult",
     "GuardViolation",
     "InputGuard",
     "OutputGuard",
+    "Rails",
+    "StreamingHandler",
+    "TextWithMetadata",
     "Window",
     "blocklist",
+    "json_schema",
+    "llm_judge",
     "max_length",
 ]

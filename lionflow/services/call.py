@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
+from lionflow.guards.handler import StreamingHandler
 from lionflow.services.chunk import Chunk
 from lionflow.services.driver import CallContext, CallState, drive, wait_done
 from lionflow.services.providers.base import ModelRequest
@@ -63,10 +64,16 @@ class ModelCall(Generic[T]):
     response is a ``Response[Model]`` and `partials()` yields `Model` objects.
     """
 
-    def __init__(self, context: CallContext, request: ModelRequest) -> None:
+    def __init__(
+        self,
+        context: CallContext,
+        request: ModelRequest,
+        *,
+        streaming_handler: StreamingHandler[Any] | None = None,
+    ) -> None:
         self.context = context
         self.request = request
-        self._state = CallState()
+        self._state = CallState(streaming_handler)
         self._gen: types.AsyncGeneratorType[Chunk, None] | None = None
         # new -> streaming -> stopped (aclose() after the start); new -> closed (aclose() before it)
         self._status: Literal["new", "streaming", "stopped", "closed"] = "new"

@@ -32,6 +32,7 @@ from lionflow.errors import (
     StructuredOutputError,
     TimeoutPhase,
 )
+from lionflow.guards.handler import StreamingHandler
 from lionflow.guards.output import GuardedStream, InputGuard, OutputGuard
 from lionflow.services.chunk import Chunk
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
@@ -79,9 +80,19 @@ class CallState:
     not waiting): `stop()` cancels it, so that a task inside the driver returns at once.
     """
 
-    __slots__ = ("attempts", "close_dropped", "done", "error", "response", "scope", "stop_requested")
+    __slots__ = (
+        "attempts",
+        "close_dropped",
+        "done",
+        "error",
+        "handler",
+        "response",
+        "scope",
+        "stop_requested",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, handler: StreamingHandler[Any] | None = None) -> None:
+        self.handler = handler  # gets the call's text as the caller does, and its end
         self.response: Response | None = None
         self.error: BaseException | None = None
         self.attempts = 0
@@ -313,8 +324,11 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
         # stop() cancels, so a stop means the same with or without timeouts.
         read = stream.__anext__
         timed = timeout.idle is not None or deadline.at is not None
+        handler = state.handler
         while chunk is not None:
             assembler.add(chunk)
+            if handler is not None and chunk.type == "text":
+                handler.push(chunk.data, chunk.metadata or None)
             yield chunk
             waiter = read().__await__()
             try:
@@ -349,6 +363,8 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
             # (a turn that ends calling the caller's own tools has no structured answer to parse)
             _parse_structured(response, structure, provider)
         state.response = response
+        if state.handler is not None:
+            state.handler.finish()
     except BaseException as exc:
         stopped = isinstance(exc, _Stopped)
         cancelled = stopped or isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class())
@@ -361,6 +377,11 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
         )
         if not cancelled:
             state.error = exc
+        if state.handler is not None:  # its consumer's loop ends however the call does
+            if stopped:
+                state.handler.finish()
+            else:
+                state.handler.fail(exc)
         if isinstance(exc, ProviderError) and exc.response is None:
             exc.response = state.response
         if not stopped:  # a stop ends the consumer's loop as the end of the stream does

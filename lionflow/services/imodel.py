@@ -11,6 +11,7 @@ import anyio
 from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError
+from lionflow.guards.handler import StreamingHandler
 from lionflow.guards.output import InputGuard, OutputGuard
 from lionflow.services.call import ModelCall
 from lionflow.services.driver import CallContext
@@ -301,6 +302,9 @@ class iModel:
 
         `messages` is a list of chat dicts or `Message`s (a plain string is one user message);
         `params` override this model's default generation parameters for this call.
+        ``guards=[...]`` adds guards to the model's for this call (`lionflow.guards`);
+        ``streaming_handler=`` a `StreamingHandler` that gets the call's text as it is released, and
+        its end, whatever it is.
         ``response_format=Model`` (a pydantic model class) asks for a structured reply: the call is a
         ``ModelCall[Model]``, its response a ``Response[Model]`` whose `parsed` is the validated
         `Model`. A JSON schema dict is accepted too (`parsed` is then the JSON value).
@@ -311,7 +315,10 @@ class iModel:
         guards = params.pop("guards", None)
         if guards:  # the model's guards, then the call's
             context = dataclasses.replace(context, guards=context.guards + _guards(guards))
-        return ModelCall(context, self.request(messages, **params))
+        handler = params.pop("streaming_handler", None)
+        if handler is not None and not isinstance(handler, StreamingHandler):
+            raise ConfigurationError(f"streaming_handler must be a StreamingHandler, not {handler!r}")
+        return ModelCall(context, self.request(messages, **params), streaming_handler=handler)
 
     @overload
     def stream(
