@@ -272,6 +272,9 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
     stream: ChunkStream | None = None
     holding_slot = False
     output_guards = [guard for guard in context.guards if isinstance(guard, OutputGuard)]
+    # Text held for its checks is no silence of the provider: a guarded stream times the provider's
+    # own reads (first chunk, idle); the driver keeps the total.
+    first_chunk, idle = (None, None) if output_guards else (timeout.first_chunk, timeout.idle)
     try:
         for guard in context.guards:
             if isinstance(guard, InputGuard):  # before anything is sent; a violation sends nothing
@@ -293,8 +296,15 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
                     )
                     if output_guards:  # what the call reads is what the guards let through
                         # (a ChunkStream in all but name: guards, a leaf, do not import the adapters)
-                        stream = cast(ChunkStream, GuardedStream(stream, output_guards))
-                    chunk = await _next_chunk(stream, timeout.first_chunk, "first_chunk", deadline, provider)
+                        guarded = GuardedStream(
+                            stream,
+                            output_guards,
+                            first_chunk=timeout.first_chunk,
+                            idle=timeout.idle,
+                            provider=provider,
+                        )
+                        stream = cast(ChunkStream, guarded)
+                    chunk = await _next_chunk(stream, first_chunk, "first_chunk", deadline, provider)
                     break
                 except ProviderError as error:
                     # Nothing has reached the caller yet, so a retry cannot replay content.
@@ -323,7 +333,7 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
         # gets a cancel scope (`_rest_of`), which carries the idle and total deadlines and which
         # stop() cancels, so a stop means the same with or without timeouts.
         read = stream.__anext__
-        timed = timeout.idle is not None or deadline.at is not None
+        timed = idle is not None or deadline.at is not None
         handler = state.handler
         while chunk is not None:
             assembler.add(chunk)
@@ -341,7 +351,7 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
                 if not timed:
                     chunk = await _rest_of(waiter, trap, state, None)
                     continue
-                limit, culprit, configured = deadline.limit(timeout.idle, "idle")
+                limit, culprit, configured = deadline.limit(idle, "idle")
                 assert limit is not None
                 try:
                     chunk = await _rest_of(waiter, trap, state, anyio.current_time() + limit)
