@@ -3,6 +3,7 @@ that can still become a valid `Model`) and `llm_judge(model, instruction)` (anot
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import logging
@@ -96,8 +97,8 @@ class json_schema:
     extras; an object closed without a required field. Left to the end: model validators, a
     container's constraints, a string that may still parse (``"12"`` for an int), unions, fields
     with before-validators. Reasons name a field's path and a position, never the reply's text.
-    Its parse goes on from window to window, so it follows one answer at a time (a new answer
-    restarts it): calls that overlap need a guard each."""
+    Its parse goes on from window to window: each answer gets a parse of its own (`for_answer`),
+    so one guard may watch calls that overlap."""
 
     def __init__(self, model: type[BaseModel]) -> None:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -107,6 +108,12 @@ class json_schema:
         self._root = _plan(model, models)
         self._shown = {key: f".{key}" for keys, _, _ in models.values() for key in keys}
         self._restart()
+
+    def for_answer(self) -> json_schema:
+        """A fresh check for one answer (its guard calls this for each): the same model, a new parse."""
+        fresh = copy.copy(self)
+        fresh._restart()
+        return fresh
 
     def _restart(self) -> None:
         self._parser = PartialJSON()

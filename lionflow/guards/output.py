@@ -174,6 +174,10 @@ class _Watch:
 
     def __init__(self, guard: OutputGuard) -> None:
         self.guard = guard
+        # A check that keeps state across windows gives each answer its own (`for_answer()`): one
+        # guard may watch calls that overlap.
+        for_answer = getattr(guard.check, "for_answer", None)
+        self.check = for_answer() if callable(for_answer) else guard.check
         self.next_start = 0  # where its next window's new characters begin
         # What it lets through: held, the text its passed checks covered but the last `overlap`
         # characters (which the next window sees again); release-first, up to one window more.
@@ -325,7 +329,7 @@ class GuardedStream:
                     window = watch.queued.popleft()
                     watch.idle = False
                     try:
-                        result = await verdict(watch.guard.check, window, guard=watch.guard.name)
+                        result = await verdict(watch.check, window, guard=watch.guard.name)
                     except Exception as exc:
                         # A check that breaks is the caller's error, not a pass; raised as the
                         # guard's, so that it is never taken for the provider's (an LLM judge's

@@ -165,6 +165,29 @@ async def test_one_json_schema_check_follows_each_new_answer_afresh() -> None:
         assert (response.finish_reason, response.text) == ("stop", valid)
 
 
+async def test_one_json_schema_guard_watches_calls_that_overlap() -> None:
+    # Each answer gets its own parse: two calls streaming at once under one guard both pass.
+    guard = OutputGuard(json_schema(Person), window=6, overlap=2)
+    answers = [
+        '{"name": "Bo", "age": 40, "tags": ["a", "b", "c"]}',
+        '{"age": 7, "name": "Alexandra", "scores": {"x": 1.5}}',
+        '{"tags": [], "name": "Q", "age": 123456, "address": {"city": "Oslo"}}',
+    ]
+    model = ScriptedModel(responses=lambda messages: messages[-1]["content"], chunk_size=2, delay=0.002)
+    results: dict[str, Any] = {}
+
+    async def one(text: str) -> None:
+        results[text] = await model.invoke(text, guards=[guard])
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            for text in answers:
+                group.start_soon(one, text)
+    assert {text: (r.finish_reason, r.text) for text, r in results.items()} == {
+        text: ("stop", text) for text in answers
+    }
+
+
 async def test_json_schema_takes_a_model_class() -> None:
     with pytest.raises(ConfigurationError):
         json_schema({"type": "object"})  # type: ignore[arg-type]
