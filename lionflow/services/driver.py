@@ -32,8 +32,9 @@ from lionflow.errors import (
     StructuredOutputError,
     TimeoutPhase,
 )
+from lionflow.guards.guarded import GuardedStream
 from lionflow.guards.handler import StreamingHandler
-from lionflow.guards.output import GuardedStream, InputGuard, OutputGuard
+from lionflow.guards.output import InputGuard, OutputGuard
 from lionflow.services.chunk import Chunk
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider

@@ -14,7 +14,8 @@ import pytest
 from lionflow import Chunk
 from lionflow.errors import GuardViolation, ProviderTimeout, RateLimitError
 from lionflow.guards.checks import blocklist
-from lionflow.guards.output import GuardedStream, OutputGuard, Window
+from lionflow.guards.guarded import GuardedStream
+from lionflow.guards.output import OutputGuard, Window
 from lionflow.services.policy import Timeout
 from lionflow.services.providers.base import ChunkStream
 from lionflow.testing import ScriptedModel
