@@ -11,10 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lionflow import iModel
+from lionflow import Session, iModel
 from lionflow.errors import ConfigurationError, GuardViolation
+from lionflow.guards import StreamingHandler
 from lionflow.guards.checks import blocklist, max_length
 from lionflow.guards.output import GuardResult, InputGuard, OutputGuard, Window
+from lionflow.operations import communicate
 from lionflow.testing import ScriptedModel
 from tests.loopback import LoopbackServer
 
@@ -47,8 +49,19 @@ async def test_in_hold_mode_a_blocked_word_never_reaches_the_consumer(
     text = before + (WORD if with_word else "") + after
     overlap = len(WORD) - 1  # every span of up to overlap + 1 characters is seen whole by a check
     guard = OutputGuard(blocklist([WORD]), name="no-word", window=window, overlap=overlap)
-    model = ScriptedModel(name="m", responses=[text], chunk_size=chunk_size)
+    model = ScriptedModel(name="m", responses=[text, text], chunk_size=chunk_size)
     received, response = await _run(model, guard)
+    # the same answer as a turn: iterated, fed to a handler, and recorded in a branch
+    session = Session()
+    session.services.register(model)
+    branch = session.create_branch(name="chat")
+    handler = StreamingHandler()
+    parameters = {"instruction": "hi", "imodel": "m", "guards": [guard], "streaming_handler": handler}
+    iterated = "".join(
+        [str(chunk) async for chunk in communicate(session=session, branch=branch, parameters=parameters)]
+    )
+    stored = branch.messages[-1].chat_msg["content"]
+    assert iterated == stored == await handler.wait() == received
     if not with_word:
         assert received == text
         assert response.finish_reason == "stop"
