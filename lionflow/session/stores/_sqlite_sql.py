@@ -196,6 +196,16 @@ def _write_branches(connection: sqlite3.Connection, write: StoreWrite) -> None:
 
 
 def load_session(connection: sqlite3.Connection, session_id: str) -> SessionSnapshot | None:
+    # One read transaction: one snapshot of the database (WAL), so that a write committed between
+    # two of the reads (another store adding a turn) cannot show a branch naming an unread message.
+    connection.execute("BEGIN")
+    try:
+        return _load_session(connection, session_id)
+    finally:
+        roll_back(connection)
+
+
+def _load_session(connection: sqlite3.Connection, session_id: str) -> SessionSnapshot | None:
     row = connection.execute(
         "SELECT created_at, metadata FROM sessions WHERE id = ?", (session_id,)
     ).fetchone()
