@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import httpx
 import openai
@@ -23,6 +24,9 @@ from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatComplet
 from lionflow import iModel
 from lionflow.errors import RateLimitError
 from lionflow.serve import create_app
+from lionflow.serve._chat_completions import ChunkEncoder
+from lionflow.serve._hub import relay
+from lionflow.serve._sse import Failed
 from lionflow.testing import ScriptedModel
 from tests.loopback import LoopbackServer, Reply, sse
 from tests.serve.conftest import serving
@@ -564,23 +568,29 @@ async def test_the_event_stream_wire_format(serve: Serve, case: str) -> None:
 
 
 @anyio_test
-async def test_a_stream_whose_upstream_sent_much_at_once_lets_other_requests_through(serve: Serve) -> None:
+async def test_a_relay_of_an_upstream_that_sent_much_at_once_gives_way_to_other_tasks() -> None:
     # A model (or upstream) with its whole answer already at hand is read without a pause: the
-    # relay must still give the server's other requests their turn, not finish first.
-    big = ScriptedModel(name="big", responses=["x" * 100_000], chunk_size=1)
-    small = ScriptedModel(name="small", responses=["ok"])
-    app = create_app([big, small])
-    url = serve(app)
-    body = {"model": "big", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    question = [{"role": "user", "content": "hi"}]
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=60) as http,
-        http.stream("POST", "/v1/chat/completions", json=body) as streaming,
-    ):
-        async for _ in streaming.aiter_raw():
-            break  # the big stream has begun
-        quick = await http.post("/v1/chat/completions", json={"model": "small", "messages": question})
-        (log,) = [log for log in app.state.hub.logs.values() if log.id != quick.json()["id"]]
-        big_done_before_small = log.done
-    assert quick.json()["choices"][0]["message"]["content"] == "ok"
-    assert not big_done_before_small
+    # relay must still let the server's other tasks run (other streams, their connects' timers).
+    big = ScriptedModel(name="big", responses=["x" * 20_000], chunk_size=1)
+    sent = 0
+    turns = 0
+    done = anyio.Event()
+
+    class Sink:
+        async def send(self, item: bytes | Failed) -> None:
+            nonlocal sent
+            sent += 1
+
+    async def other() -> None:
+        nonlocal turns
+        while not done.is_set():
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(other)
+        await relay(lambda: big.stream("hi"), ChunkEncoder("big", include_usage=False), Sink())
+        turns_while_relaying = turns
+        done.set()
+    assert sent > 20_000
+    assert turns_while_relaying > 10  # (1 or 2 when the relay held the loop through its answer)
