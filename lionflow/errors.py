@@ -15,9 +15,12 @@
     │   ├── ProviderHTTPError                any other HTTP status; `.status_code`
     │   ├── StreamInterrupted                an error arrived in the middle of a stream
     │   └── StructuredOutputError (ValueError)  the reply is not the JSON ``response_format`` asked for
-    ├── StreamError
+    ├── StreamError                          a stream is used out of turn, or its bytes are broken
     │   ├── StreamConsumed                   a call's chunks were already iterated
-    │   └── StreamClosed                     the call was closed before it was iterated
+    │   ├── StreamClosed                     the call was closed before it was iterated
+    │   ├── StreamTruncated                  a typed stream ended inside a frame or before a part it owes
+    │   ├── StreamProtocolError              a typed stream's frames, or the reads of them, are out of order
+    │   └── StreamValidationError (ValueError)  a typed stream's frame does not validate; `.frame_index`
     ├── StoreError                           a store could not be opened, read or written; names the session
     │   └── StoreClosed                      the store was closed; open a new one
     ├── FlowValidationError (ValueError)     a workflow is wrong before anything runs
@@ -59,6 +62,9 @@ __all__ = [
     "StreamConsumed",
     "StreamError",
     "StreamInterrupted",
+    "StreamProtocolError",
+    "StreamTruncated",
+    "StreamValidationError",
     "StructuredOutputError",
     "TimeoutPhase",
     "UnknownProviderError",
@@ -208,7 +214,8 @@ class StructuredOutputError(ProviderError, ValueError):
 
 
 class StreamError(LionflowError):
-    """A model call was used in a way its state does not allow."""
+    """A stream was used in a way its state does not allow (a model call's chunks, a typed stream's
+    reads), or a typed stream's bytes are not a valid stream (`lionflow.streams`)."""
 
 
 class StreamConsumed(StreamError):
@@ -217,6 +224,39 @@ class StreamConsumed(StreamError):
 
 class StreamClosed(StreamError):
     """The call was closed before its chunks were read."""
+
+
+class StreamTruncated(StreamError):
+    """A typed stream (`lionflow.streams`) ended too early: inside a frame, before a header or footer
+    its types declare, or without its end frame when the reader was made with ``require_end=True``.
+    `frame_index` is the 0-based position of the frame that is cut or missing."""
+
+    def __init__(self, message: str, *, frame_index: int | None = None) -> None:
+        super().__init__(message)
+        self.frame_index = frame_index
+
+
+class StreamProtocolError(StreamError):
+    """A typed stream (`lionflow.streams`) breaks its format or its order: an unknown kind byte, a
+    length over the reader's limit, a frame out of order (an item after the footer, a second header,
+    anything after the end frame, a header or footer its types do not declare), or reads out of order
+    (`read_items()` before a declared `read_header()`, reading twice). `frame_index` is the 0-based
+    position of the offending frame, None for a read made out of order."""
+
+    def __init__(self, message: str, *, frame_index: int | None = None) -> None:
+        super().__init__(message)
+        self.frame_index = frame_index
+
+
+class StreamValidationError(StreamError, ValueError):
+    """A typed stream's frame (`lionflow.streams`) holds JSON that does not validate as its model.
+    `frame_index` is the frame's 0-based position in the stream, `kind` is ``"header"``, ``"item"``
+    or ``"footer"``; `__cause__` is pydantic's `ValidationError`."""
+
+    def __init__(self, message: str, *, frame_index: int, kind: str) -> None:
+        super().__init__(message)
+        self.frame_index = frame_index
+        self.kind = kind
 
 
 class FlowValidationError(LionflowError, ValueError):

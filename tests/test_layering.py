@@ -27,6 +27,20 @@ _LAYERS = [
     # a leaf, used from above (it may read `services.chunk` for Chunk, nothing else up there)
     ("lionflow.structured", ("lionflow.session", "lionflow.operations", "lionflow.serve", "lionflow.cli")),
     ("lionflow.guards", ("lionflow.session", "lionflow.operations", "lionflow.serve", "lionflow.cli")),
+    # a leaf under everything: typed streams read and write bytes, and know only lionflow.errors
+    (
+        "lionflow.streams",
+        (
+            "lionflow.services",
+            "lionflow.session",
+            "lionflow.operations",
+            "lionflow.serve",
+            "lionflow.cli",
+            "lionflow.structured",
+            "lionflow.guards",
+            "lionflow.testing",
+        ),
+    ),
 ]
 
 

@@ -28,6 +28,7 @@ PUBLIC_PACKAGES = [
     "lionflow.services",
     "lionflow.session",
     "lionflow.session.stores",
+    "lionflow.streams",
     "lionflow.structured",
 ]
 # Single modules that are import places themselves (the error tree, the testing helpers, and the
