@@ -84,7 +84,10 @@ def stream_types(
 ) -> StreamTypes[ItemT, HeaderT, FooterT]: ...
 @overload
 def stream_types(
-    item_type: type[ItemT], *, header_type: type[HeaderT] | None = None, footer_type: type[FooterT] | None = None
+    item_type: type[ItemT],
+    *,
+    header_type: type[HeaderT] | None = None,
+    footer_type: type[FooterT] | None = None,
 ) -> StreamTypes[ItemT, HeaderT | None, FooterT | None]: ...
 def stream_types(
     item_type: type[Any],

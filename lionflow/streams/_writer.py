@@ -73,13 +73,13 @@ class StreamWriter(Generic[ItemT, HeaderT, FooterT]):
     def yield_end(self) -> bytes:
         """The end frame: last. A reader made with ``require_end=True`` needs it to tell a finished
         stream from one cut between two frames."""
+        rule = "the end frame comes once, last"
+        self._check("yield_end()", allowed=(_START, _HEADER, _ITEMS, _FOOTER), rule=rule)
         self._check_header_written("yield_end()")
         if self._types.footer_type is not None and self._state != _FOOTER:
             raise StreamProtocolError(
                 "yield_end(): these stream types declare a footer; call yield_footer() first"
             )
-        rule = "the end frame comes once, last"
-        self._check("yield_end()", allowed=(_START, _HEADER, _ITEMS, _FOOTER), rule=rule)
         self._state = _ENDED
         return frame(FrameKind.END, b"")
 
