@@ -96,6 +96,26 @@ class PartialJSON:
         """The containers still being written, outermost first."""
         return [frame[0] for frame in self._stack]
 
+    @property
+    def root(self) -> Any:
+        """The value so far, without bringing a string still being written up to date (which
+        `value` does, at the cost of joining its pieces): for reading what is already complete."""
+        return self._root
+
+    def complete_count(self, array: list[Any]) -> int:
+        """How many elements of `array`, a list inside the value, are complete: all of them once it
+        has closed; while it is open, all but the newest one unless that one has ended too (a
+        nested container still open, a string still being written). A number or literal at the end
+        is not in the list until it has ended, so it is never counted early."""
+        stack = self._stack
+        for depth in range(len(stack) - 1, -1, -1):
+            if stack[depth][0] is array:
+                innermost = depth == len(stack) - 1
+                if innermost and self._string is None and self._expect in (_COMMA_OR_CLOSE, _VALUE):
+                    return len(array)
+                return max(len(array) - 1, 0)
+        return len(array)
+
     # -- feeding -----------------------------------------------------------------------------------
 
     def feed(self, text: str) -> None:
