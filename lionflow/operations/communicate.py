@@ -25,6 +25,7 @@ from lionflow.services.response import Response
 from lionflow.session.branch import Branch
 from lionflow.session.messages import AssistantResponseContent, InstructionContent, Message
 from lionflow.session.session import Session
+from lionflow.structured.items import list_item_type
 
 _TURN_KEYS = frozenset({"instruction", "imodel", "context", "guidance", "branch"})
 
@@ -206,7 +207,9 @@ class Turn(Generic[R]):
         # new -> running -> stopped (aclose() after the start); new -> closed (aclose() before it)
         self._status: Literal["new", "running", "stopped", "closed"] = "new"
         structure = params.get("response_format")
-        self._structured = isinstance(structure, type) and issubclass(structure, BaseModel)
+        self._structured = (isinstance(structure, type) and issubclass(structure, BaseModel)) or (
+            list_item_type(structure) is not None
+        )
 
     @property
     def instruction(self) -> Message:
@@ -341,6 +344,19 @@ def communicate(
     imodel: iModel | str | None = None,
     context: Any = None,
     guidance: str | None = None,
+    response_format: type[list[M]],
+    **params: Any,
+) -> Turn[list[M]]: ...
+@overload
+def communicate(
+    session: Session,
+    branch: Branch | str | None = None,
+    parameters: None = None,
+    *,
+    instruction: str | None = None,
+    imodel: iModel | str | None = None,
+    context: Any = None,
+    guidance: str | None = None,
     response_format: Mapping[str, Any] | None = ...,
     **params: Any,
 ) -> Turn[Response]: ...
@@ -381,7 +397,8 @@ def communicate(
 
     Awaited with ``response_format=Model``, it returns the validated `Model` instance (also kept as
     `response.parsed` and persisted in the answer's ``structured`` field); a type checker sees a
-    ``Turn[Model]``, and without one a ``Turn[Response]``. (In the seed form, with
+    ``Turn[Model]``; with ``response_format=list[Model]``, a list of them (``Turn[list[Model]]``),
+    and without one a ``Turn[Response]``. (In the seed form, with
     ``response_format`` inside `parameters`, it cannot tell: the turn is a ``Turn[Any]``.)
 
     `imodel` is a registered name, an iModel, or None for the session's default (first registered).

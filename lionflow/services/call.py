@@ -22,9 +22,11 @@ from lionflow.services.driver import CallContext, CallState, drive, wait_done
 from lionflow.services.providers.base import ModelRequest
 from lionflow.services.response import Response
 from lionflow.structured import stream_partial
+from lionflow.structured.items import list_item_type, stream_items
 
 T = TypeVar("T", default=Any)  # the structured type: `response.parsed`, what `partials()` yields
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E")  # an element of a ``list[...]`` reply
 
 
 class _Truncated(Exception):
@@ -160,6 +162,29 @@ class ModelCall(Generic[T]):
         try:
             async for partial in stream_partial(self._until_stopped(), model):
                 yield partial
+        except _Truncated:
+            return
+
+    async def items(self: ModelCall[list[E]]) -> AsyncIterator[E]:
+        """The elements of a ``response_format=list[Model]`` reply, each the moment it closes in
+        the streamed JSON, validated as `Model`::
+
+            async with model.stream(messages, response_format=list[Idea]) as call:
+                async for idea in call.items():     # the first idea while the second is written
+                    print(idea.title)
+            call.response.parsed   # the whole list, strictly validated: the same ideas
+
+        The call streams once: use either `items()` or plain iteration, not both. A call stopped by
+        `aclose()` ends the loop quietly after the last complete element.
+        """
+        item_type = list_item_type(self.request.params.get("response_format"))
+        if item_type is None:
+            raise ConfigurationError(
+                "items() needs response_format=list[<a pydantic model class>] on the call"
+            )
+        try:
+            async for item in stream_items(self._until_stopped(), item_type):
+                yield item
         except _Truncated:
             return
 

@@ -37,8 +37,10 @@ from lionflow.guards.handler import StreamingHandler
 from lionflow.guards.output import InputGuard, OutputGuard
 from lionflow.services.chunk import Chunk
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
+from lionflow.services.providers._structured import parse_list
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 from lionflow.services.response import Response, ResponseAssembler
+from lionflow.structured.items import list_item_type
 from lionflow.structured.partial_model import json_document
 
 T = TypeVar("T")
@@ -412,6 +414,8 @@ def _parse_structured(response: Response, structure: Any, provider: str) -> None
         if isinstance(structure, type) and issubclass(structure, BaseModel):
             # the whole text, strictly validated; a reply that does not validate fails the call
             response.parsed = structure.model_validate_json(document)
+        elif list_item_type(structure) is not None:
+            response.parsed = parse_list(structure, document)
         elif isinstance(structure, dict):
             response.parsed = json.loads(document)  # a JSON schema: the value, not validated here
     except (json.JSONDecodeError, PartialJSONError) as error:

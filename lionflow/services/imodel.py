@@ -289,6 +289,10 @@ class iModel:
     ) -> ModelCall[M]: ...
     @overload
     def invoke(
+        self, messages: str | Iterable[ChatMessageLike], *, response_format: type[list[M]], **params: Any
+    ) -> ModelCall[list[M]]: ...
+    @overload
+    def invoke(
         self, messages: str | Iterable[ChatMessageLike], *, response_format: object = ..., **params: Any
     ) -> ModelCall[Any]: ...
     def invoke(
@@ -307,7 +311,8 @@ class iModel:
         its end, whatever it is.
         ``response_format=Model`` (a pydantic model class) asks for a structured reply: the call is a
         ``ModelCall[Model]``, its response a ``Response[Model]`` whose `parsed` is the validated
-        `Model`. A JSON schema dict is accepted too (`parsed` is then the JSON value).
+        `Model`; ``response_format=list[Model]`` a list of them (`ModelCall.items()` yields each as
+        it closes). A JSON schema dict is accepted too (`parsed` is then the JSON value).
         """
         if response_format is not _UNSET:
             params["response_format"] = response_format
@@ -324,6 +329,10 @@ class iModel:
     def stream(
         self, messages: str | Iterable[ChatMessageLike], *, response_format: type[M], **params: Any
     ) -> ModelCall[M]: ...
+    @overload
+    def stream(
+        self, messages: str | Iterable[ChatMessageLike], *, response_format: type[list[M]], **params: Any
+    ) -> ModelCall[list[M]]: ...
     @overload
     def stream(
         self, messages: str | Iterable[ChatMessageLike], *, response_format: object = ..., **params: Any

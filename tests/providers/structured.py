@@ -3,12 +3,14 @@ checks on partial objects."""
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from lionflow import iModel
+from tests.loopback import LoopbackServer
 from tests.providers.helpers import HI
 
 
@@ -39,6 +41,8 @@ TRIP = Trip(
     title="Fjords: Ålesund → Tromsø ⛴", stops=[Stop(city="Ålesund", nights=2), Stop(city="Tromsø", nights=3)]
 )
 TRIP_JSON = TRIP.model_dump_json()
+# A list reply, in the form lionflow asks for: the list under "items".
+STOPS_JSON = '{"items": ' + json.dumps([stop.model_dump() for stop in TRIP.stops], ensure_ascii=False) + "}"
 
 # A plain JSON schema given as response_format, with the title that names it.
 POINT_SCHEMA: dict[str, Any] = {
@@ -76,3 +80,15 @@ def assert_growing(partials: list[Trip]) -> None:
     assert counts == sorted(counts)
     assert titles[0] != titles[-1] or counts[0] != counts[-1]  # something did grow
     assert growing[0] != TRIP
+
+
+async def items_as_they_close(model: iModel, server: LoopbackServer) -> list[tuple[Stop, int]]:
+    """Every `Stop` that `items()` yields for one call asking for ``list[Stop]``, with how many of
+    the reply's pieces the server had sent when it arrived."""
+    seen: list[tuple[Stop, int]] = []
+    async with model.stream(HI, response_format=list[Stop]) as call:
+        async for stop in call.items():
+            seen.append((stop, server.requests[-1].pieces_sent))
+    assert call.response is not None
+    assert call.response.parsed == TRIP.stops  # the whole list, validated: the same elements
+    return seen

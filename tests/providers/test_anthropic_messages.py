@@ -17,10 +17,12 @@ from tests.loopback import LoopbackServer, Reply, anthropic_sse, split
 from tests.providers.helpers import HI, Entry, ProviderCase, SdkErrors, run
 from tests.providers.structured import (
     POINT_SCHEMA,
+    STOPS_JSON,
     TRIP,
     TRIP_JSON,
     Trip,
     assert_growing,
+    items_as_they_close,
     pieces,
     streamed_partials,
 )
@@ -584,6 +586,20 @@ async def test_partials_grow_while_the_tool_input_streams(
 ) -> None:
     server.add(Reply(pieces=answer_body()))
     assert_growing(await streamed_partials(make()))
+
+
+async def test_list_items_arrive_as_each_element_of_the_tool_input_closes(
+    server: LoopbackServer, make: Callable[..., iModel]
+) -> None:
+    reply = answer_body("StopList", *pieces(STOPS_JSON))
+    server.add(Reply(pieces=reply, delay=[0.0] * (len(reply) - 1) + [1.0]))
+    seen = await items_as_they_close(make(), server)
+
+    assert [stop for stop, _ in seen] == TRIP.stops
+    assert seen[0][1] < len(reply)  # the first stop arrived before the reply had been sent whole
+    (tool,) = server.requests[0].json["tools"]
+    assert tool["name"] == "StopList"
+    assert tool["input_schema"]["properties"]["items"]["type"] == "array"  # a tool input is an object
 
 
 async def test_with_the_callers_tools_claudes_own_structured_outputs_are_asked_for(

@@ -29,7 +29,16 @@ from tests.helpers import no_task_left
 from tests.loopback import LoopbackServer, Reply, split
 from tests.providers.cases import provider_cases
 from tests.providers.helpers import HI, ProviderCase, closed_port, run, sdk_timeout, unaccepted_port
-from tests.providers.structured import TRIP, TRIP_JSON, Trip, assert_growing, pieces, streamed_partials
+from tests.providers.structured import (
+    STOPS_JSON,
+    TRIP,
+    TRIP_JSON,
+    Trip,
+    assert_growing,
+    items_as_they_close,
+    pieces,
+    streamed_partials,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -522,6 +531,22 @@ async def test_a_streamed_json_reply_is_parsed_into_the_model(
     assert response.text == TRIP_JSON
     assert response.parsed == TRIP
     assert response.finish_reason == "stop"
+
+
+@text_answers
+async def test_list_items_arrive_as_each_element_closes(case: ProviderCase, server: LoopbackServer) -> None:
+    # The reply's last piece comes a second after the others: the first element must be out by then.
+    body = case.text_body(*pieces(STOPS_JSON))
+    server.add(Reply(pieces=body, delay=[0.0] * (len(body) - 1) + [1.0]))
+    model = case.loopback_model(server)
+    seen = await items_as_they_close(model, server)
+    await model.aclose()
+
+    assert [stop for stop, _ in seen] == TRIP.stops
+    assert seen[0][1] < len(body)  # the first stop arrived before the reply had been sent whole
+    sent = server.requests[-1].body.decode()
+    assert "items" in sent
+    assert "nights" in sent
 
 
 @text_answers

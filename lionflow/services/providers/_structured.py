@@ -1,7 +1,8 @@
 """Structured output in: a call's ``response_format`` in one neutral form that each adapter maps to
 its own API (no SDK imported here).
 
-``response_format`` may be a pydantic model class, a JSON schema (a dict), or an OpenAI-style
+``response_format`` may be a pydantic model class, a list of one (``list[Model]``, asked for as
+``{"items": [...]}`` since the APIs want an object at the top), a JSON schema (a dict), or an OpenAI-style
 response format dict: ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``,
 ``{"type": "json_object"}`` or ``{"type": "text"}``. The SDKs take none of these as given (a model
 class is refused by every ``create()``), so every adapter sends the schema in its own way.
@@ -9,15 +10,17 @@ class is refused by every ``create()``), so every adapter sends the schema in it
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
 from lionflow.errors import ConfigurationError
+from lionflow.structured.items import ITEMS_KEY, list_item_type
 
 RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
 """The ``type`` values of an OpenAI-style response format dict (a JSON schema has other ones)."""
@@ -100,6 +103,9 @@ def output_format(value: Any) -> OutputFormat | None:
     """
     if value is None:
         return None
+    item = list_item_type(value)
+    if item is not None:
+        value = list_wrapper(item)  # every structured-output API wants an object at the top
     if isinstance(value, type) and issubclass(value, BaseModel):
         schema = value.model_json_schema()
         return OutputFormat("json_schema", _name(value.__name__), schema, strict_ready(schema))
@@ -127,6 +133,24 @@ def output_format(value: Any) -> OutputFormat | None:
         "response_format must be a pydantic model class, a JSON schema dict, or "
         f"{{'type': 'json_schema' | 'json_object' | 'text', ...}}, not {value!r}"
     )
+
+
+@functools.cache
+def list_wrapper(item: Any) -> type[BaseModel]:
+    """The object a ``list[item]`` reply is asked for as: ``{"items": [...]}`` (closed, so that a
+    strict-ready element type keeps the whole schema strict-ready)."""
+    title = getattr(item, "__name__", None) or "Item"
+    # (the field is named as ITEMS_KEY says: the key a list reply sits under)
+    return create_model(f"{title}List", __config__=ConfigDict(extra="forbid"), items=(list[item], ...))
+
+
+def parse_list(structure: Any, document: str) -> list[Any]:
+    """A ``list[X]`` reply, strictly validated: a bare JSON list, or the object ``{"items": [...]}``
+    that lionflow asks for."""
+    item = list_item_type(structure)
+    if document.lstrip().startswith("["):
+        return TypeAdapter(list[item]).validate_json(document)  # type: ignore[valid-type]
+    return getattr(list_wrapper(item).model_validate_json(document), ITEMS_KEY)  # type: ignore[no-any-return]
 
 
 def chat_response_format(value: Any) -> dict[str, Any]:

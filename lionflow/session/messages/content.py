@@ -6,6 +6,7 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
 from lionflow.services.chunk import FinishReason, Usage
 from lionflow.services.response import Response, ToolCall
@@ -97,7 +98,7 @@ class AssistantResponseContent(BaseModel):
     def from_response(cls, response: Response) -> AssistantResponseContent:
         parsed = response.parsed
         return cls(
-            structured=parsed.model_dump(mode="json") if isinstance(parsed, BaseModel) else parsed,
+            structured=None if parsed is None else to_jsonable_python(parsed),  # a model, a list, JSON
             assistant_response=response.text,
             reasoning=response.reasoning,
             tool_calls=list(response.tool_calls),

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError, MissingDependency
+from lionflow.services.providers._structured import list_wrapper
+from lionflow.structured.items import list_item_type
 
 # xgrammar 0.2 writes a length-bounded string (maxLength) with the character class below, which
 # admits raw control characters and no escapes; JSON forbids both, so json.loads rejects such output.
@@ -24,7 +26,11 @@ _JSON_STRING_CHARACTER = r"[^\0-\x1f\"\\]"
 
 def schema_of(response_format: Any) -> dict[str, Any]:
     """The JSON schema of a pydantic model class, a schema dict, or an OpenAI-style
-    ``{"type": "json_schema", "json_schema": {"schema": ...}}``."""
+    ``{"type": "json_schema", "json_schema": {"schema": ...}}``; ``list[Model]`` is asked for as
+    ``{"items": [...]}``, as from every API."""
+    item = list_item_type(response_format)
+    if item is not None:
+        response_format = list_wrapper(item)
     if isinstance(response_format, type) and issubclass(response_format, BaseModel):
         return response_format.model_json_schema()
     if isinstance(response_format, dict):
