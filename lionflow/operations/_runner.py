@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.abc
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 
 from lionflow.errors import LionflowError
 from lionflow.operations._fanin import FanIn, cancelled_from_outside
+from lionflow.operations._items import ItemBoard
 from lionflow.operations.builder import Inputs, Operation, order_in_lanes
 from lionflow.operations.communicate import communicate
 from lionflow.services.chunk import Chunk
@@ -23,7 +25,7 @@ from lionflow.session.branch import Branch
 from lionflow.session.session import Session
 
 OnError = Literal["fail_fast", "continue"]
-EventKind = Literal["started", "completed", "failed", "skipped", "cancelled"]
+EventKind = Literal["started", "item", "completed", "failed", "skipped", "cancelled"]
 _INTERNAL_PARAMETERS = frozenset({"instruction", "imodel", "branch", "context_from", "_model"})
 DEFAULT_BUFFER = 256
 _FATAL = (KeyboardInterrupt, SystemExit)  # a step raising these stops the flow and reaches the consumer
@@ -33,7 +35,9 @@ _FATAL = (KeyboardInterrupt, SystemExit)  # a step raising these stops the flow 
 class FlowEvent:
     """An operation's lifecycle, interleaved with its chunks: started, then exactly one of completed
     (with `result`), failed (with `error`), skipped (a dependency did not complete) or cancelled
-    (the flow stopped before it finished).
+    (the flow stopped before it finished). An item stream (a ``response_format=list[Model]`` reply,
+    an async-generator step, a `for_each` operation) also announces each item the moment it is
+    complete: ``item``, with the item as `result`.
 
     Its `str()` is empty, so a loop printing every item shows only the text.
     """
@@ -45,6 +49,10 @@ class FlowEvent:
 
     def __str__(self) -> str:
         return ""
+
+
+class _SourceIncomplete(Exception):
+    """A `for_each` operation's source failed or was skipped: it is skipped too."""
 
 
 class FlowResults(dict[str, Any]):
@@ -101,11 +109,13 @@ class Runner:
         self.stopped = False
         self.scope: anyio.CancelScope | None = None  # made by start(), in the event loop
         self.finished: anyio.Event | None = None
+        self.board = ItemBoard(session, self.operations, self.branches, self._announce)
 
     def prepare_branches(self) -> None:
-        """Named branches that do not exist yet are created; an operation without one gets its own.
-        Operations on one branch are chained in the order they were added (an explicit dependency
-        that says otherwise wins: `order_in_lanes`), each waiting for the one before."""
+        """Named branches that do not exist yet are created; an operation without one gets its own
+        (a `for_each` operation's children get theirs when they start). Operations on one branch
+        are chained in the order they were added (an explicit dependency that says otherwise wins:
+        `order_in_lanes`), each waiting for the one before."""
         known: dict[str, Branch] = {}
         for existing in self.session.branches:  # one pass: a lookup per operation must not scan
             known.setdefault(existing.id, existing)
@@ -114,6 +124,8 @@ class Runner:
             if op.kind != "communicate":
                 continue
             name = op.parameters.get("branch")
+            if name is None and op.for_each is not None:
+                continue  # it does not talk: each of its children gets a branch of its own
             if name is None:
                 name, count = op.name, 1
                 while name in known:
@@ -212,20 +224,27 @@ class Runner:
                 await self.done[previous].wait()
             if any(self.status[d] != "completed" for d in op.depends_on):
                 await self._end(op, "skipped")
-            elif self.limiter is not None:
+            elif self.limiter is not None and op.for_each is None:  # (its children take the slots)
                 async with self.limiter:
                     await self._execute(op)
             else:
                 await self._execute(op)
         finally:
             self.done[op.id].set()
+            self.board.wake(op.id)  # whoever waits for its next item learns it has ended
 
     async def _execute(self, op: Operation) -> None:
-        await self.channel.put((op.id, FlowEvent("started", op)))
-        self.status[op.id] = "running"
         error: BaseException
+        result: Any
         try:
-            result = await (self._communicate(op) if op.kind == "communicate" else self._function(op))
+            if op.for_each is not None:
+                result = await self.fan_out(op)  # started by its first item
+            else:
+                await self._start(op)
+                result = await (self._communicate(op) if op.kind == "communicate" else self._function(op))
+        except _SourceIncomplete:
+            await self._end(op, "skipped")
+            return
         except anyio.get_cancelled_exc_class() as exc:
             if cancelled_from_outside():
                 raise  # the flow is stopping: `_conclude` reports it as cancelled
@@ -252,12 +271,80 @@ class Runner:
             self.group.cancel_scope.cancel()
         await self._end(op, "failed", error=error)
 
+    async def _announce(self, op: Operation, item: Any) -> None:
+        await self.channel.put((op.id, FlowEvent("item", op, result=item)))
+
+    async def fan_out(self, op: Operation) -> list[Any]:
+        """Run `op` once per item of its `for_each` source, each child as soon as its item exists
+        (bounded by `max_concurrent`, which the children hold, not `op`). `op` starts with its first
+        item, or when its source completes with none. Its result is the children's results in item
+        order; each is also one of its items, announced in that order as the children complete.
+        Raises if a child failed, and `_SourceIncomplete` if the source did not complete."""
+        source = op.for_each
+        assert source is not None
+        board = self.board
+        children: list[Operation] = []
+        announced = 0
+
+        async def run_child(child: Operation) -> None:
+            nonlocal announced
+            try:
+                if self.limiter is not None:
+                    async with self.limiter:
+                        await self._execute(child)
+                else:
+                    await self._execute(child)
+            finally:
+                self.done[child.id].set()
+            while announced < len(children) and self.status[children[announced].id] == "completed":
+                announced += 1
+                await board.emit(op, self.results[children[announced - 1].id])
+
+        async with anyio.create_task_group() as group:
+            while True:
+                items = board.items.get(source, ())
+                while len(children) < len(items):
+                    if not children:
+                        await self._start(op)
+                    child = board.add_child(op, len(children), items[len(children)])
+                    self._register(child)
+                    children.append(child)
+                    group.start_soon(run_child, child, name=f"lionflow operation {child.name}")
+                if self.done[source].is_set():
+                    break
+                await board.signal(source).wait()
+        if self.status[source] != "completed":
+            raise _SourceIncomplete
+        failed = [child for child in children if self.status[child.id] != "completed"]
+        if failed:
+            names = ", ".join(child.name for child in failed)
+            error = LionflowError(f"operation {op.name!r}: {len(failed)} of {len(children)} failed: {names}")
+            raise error from self.results.failed.get(failed[0].id)
+        if not children:
+            await self._start(op)
+        return [self.results[child.id] for child in children]
+
+    def _register(self, child: Operation) -> None:
+        self.operations[child.id] = child
+        self.status[child.id] = "pending"
+        self.done[child.id] = anyio.Event()
+        self.order.append(child)  # for `_conclude`: a child the flow stops gets its terminal event
+
+    async def _start(self, op: Operation) -> None:
+        await self.channel.put((op.id, FlowEvent("started", op)))
+        self.status[op.id] = "running"
+
     async def _communicate(self, op: Operation) -> Response:
         parameters = op.parameters
         context = None
         if op.context_from:
             context = {self.operations[u].name: _context_value(self.results[u]) for u in op.context_from}
+        given = self.board.given.get(op.id)
+        if given is not None:  # a for_each child: its item is its context
+            source, item = given
+            context = {**(context or {}), self.operations[source].name: _context_value(item)}
         params = {k: v for k, v in parameters.items() if k not in _INTERNAL_PARAMETERS}
+        parser = self.board.item_parser(op)
         turn = communicate(
             self.session,
             self.branches[op.id],
@@ -273,6 +360,9 @@ class Runner:
                 item = (op_id, chunk)
                 if not channel.offer(item):
                     await channel.put(item)
+                if parser is not None:
+                    for element in parser.feed_delta(chunk):
+                        await self.board.emit(op, element)
         finally:
             # Leaving by cancellation, the turn must still close and record its partial answer now.
             with anyio.CancelScope(shield=True):
@@ -283,11 +373,16 @@ class Runner:
 
     async def _function(self, op: Operation) -> Any:
         assert op.function is not None
-        takes_inputs = bool(inspect.signature(op.function).parameters)
-        if takes_inputs:
+        takes_argument = bool(inspect.signature(op.function).parameters)
+        given = self.board.given.get(op.id)
+        if given is not None:  # a for_each child gets its item
+            outcome = op.function(given[1]) if takes_argument else op.function()
+        elif takes_argument:
             names = {self.operations[d].name: d for d in op.depends_on}
             inputs = Inputs({d: self.results[d] for d in op.depends_on}, names)
             outcome = op.function(inputs)
         else:
             outcome = op.function()
+        if inspect.isasyncgen(outcome):
+            return await self.board.collect(op, cast("AsyncGenerator[Any, None]", outcome))
         return await outcome if inspect.isawaitable(outcome) else outcome

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import heapq
+import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from lionflow.errors import FlowValidationError
 from lionflow.services.imodel import iModel
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
+from lionflow.structured.items import list_item_type
 
 
 class Inputs(Mapping[str, Any]):
@@ -54,12 +56,19 @@ class Operation:
     parameters: dict[str, Any]
     depends_on: list[str] = field(default_factory=list)
     context_from: list[str] = field(default_factory=list)
-    function: Callable[..., Awaitable[Any]] | None = None
+    function: Callable[..., Any] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     session: Session | None = field(default=None, repr=False)
+    for_each: str | None = None  # the operation whose items this one runs a child for, each
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+    @property
+    def upstream(self) -> list[str]:
+        """Every operation this one waits for in some way: its dependencies and its item source."""
+        source = self.for_each
+        return self.depends_on if source is None or source in self.depends_on else [*self.depends_on, source]
 
     def __repr__(self) -> str:
         return f"Operation({self.kind}, name={self.name!r}, depends_on={len(self.depends_on)})"
@@ -146,9 +155,16 @@ class Builder:
         context_from: Iterable[Operation | str] | None = None,
         depends_on: Iterable[Operation | str] | None = None,
         name: str | None = None,
+        for_each: Operation | str | None = None,
         **params: Any,
     ) -> Operation:
-        """A `communicate` turn; its result is the `Response`. See `communicate` for the arguments."""
+        """A `communicate` turn; its result is the `Response`. See `communicate` for the arguments.
+
+        ``for_each=op`` makes it one turn per item of `op` (an operation with
+        ``response_format=list[Model]``, an async-generator step, or another `for_each` operation):
+        each turn starts as soon as its item exists, with the item as its context, on a branch of
+        its own (a fork of `branch` when one is named). Its result is the list of the turns'
+        `Response`s, in item order."""
         if not isinstance(instruction, str) or not instruction:
             raise FlowValidationError("a communicate operation needs a non-empty instruction")
         upstream = _ids(context_from)
@@ -167,6 +183,7 @@ class Builder:
             depends_on=list(dict.fromkeys([*_ids(depends_on), *upstream])),
             context_from=upstream,
             session=self.session,
+            for_each=_source(for_each),
         )
         if isinstance(imodel, iModel):
             operation.parameters["_model"] = imodel
@@ -177,13 +194,19 @@ class Builder:
 
     def add(
         self,
-        function: Callable[..., Awaitable[Any]],
+        function: Callable[..., Awaitable[Any]] | Callable[..., AsyncIterator[Any]],
         *,
         depends_on: Iterable[Operation | str] | None = None,
         name: str | None = None,
+        for_each: Operation | str | None = None,
     ) -> Operation:
         """A step running your own async function. If it takes an argument, it receives `Inputs`:
-        the results of its dependencies by operation name or id."""
+        the results of its dependencies by operation name or id.
+
+        An async generator function is an item stream: each value it yields is an item (announced
+        by a ``FlowEvent("item")``, ready for a `for_each` step), and its result is their list.
+        ``for_each=op`` runs the function once per item of `op`, as soon as that item exists, with
+        the item as its argument; its result is the list of the runs' results, in item order."""
         if not callable(function):
             raise FlowValidationError(f"add() needs an async function, not {function!r}")
         operation = Operation(
@@ -193,8 +216,44 @@ class Builder:
             depends_on=list(dict.fromkeys(_ids(depends_on))),
             function=function,
             session=self.session,
+            for_each=_source(for_each),
         )
         return self._append(operation)
+
+
+def _source(ref: Operation | str | None) -> str | None:
+    if ref is None:
+        return None
+    (source,) = _ids([ref])
+    return source
+
+
+def list_item_type_of(op: Operation, session: Session) -> Any | None:
+    """The element type of a communicate operation's ``response_format=list[X]`` (its own, or its
+    model's), or None: such an operation is an item stream."""
+    if op.kind != "communicate":
+        return None
+    if "response_format" in op.parameters:
+        return list_item_type(op.parameters["response_format"])
+    model = op.parameters.get("_model")
+    if model is None:
+        name = op.parameters.get("imodel")
+        if name is not None and name not in session.services:
+            return None
+        model = session.services.get(name) if len(session.services) else None
+    return list_item_type(model.params.get("response_format")) if model is not None else None
+
+
+def yields_items(op: Operation, session: Session) -> bool:
+    """Whether `op` is an item stream: a list reply, an async-generator step, or a `for_each`."""
+    if op.for_each is not None:
+        return True
+    if op.kind == "function":
+        function = op.function
+        return inspect.isasyncgenfunction(function) or inspect.isasyncgenfunction(
+            getattr(function, "__call__", None)  # noqa: B004 (an object whose __call__ is one)
+        )
+    return list_item_type_of(op, session) is not None
 
 
 def validate(operations: list[Operation], session: Session) -> list[Operation]:
@@ -208,11 +267,17 @@ def validate(operations: list[Operation], session: Session) -> list[Operation]:
     if len(by_id) != len(operations):
         raise FlowValidationError("the same operation appears twice in the workflow")
     for op in operations:
-        for dependency in op.depends_on:
+        for dependency in op.upstream:
             if dependency not in by_id:
                 raise FlowValidationError(
                     f"operation {op.name!r} depends on {dependency!r}, which is not in this workflow"
                 )
+        if op.for_each is not None and not yields_items(by_id[op.for_each], session):
+            source = by_id[op.for_each]
+            raise FlowValidationError(
+                f"operation {op.name!r} runs for each item of {source.name!r}, which produces no items: "
+                "give it response_format=list[Model], make it an async generator step, or a for_each itself"
+            )
         if op.kind == "communicate" and "_model" not in op.parameters:
             model = op.parameters.get("imodel")
             if model is None and not len(session.services):
@@ -228,10 +293,10 @@ def validate(operations: list[Operation], session: Session) -> list[Operation]:
     # addition wherever the dependencies allow (operations sharing a branch run in this order), and
     # what remains once nothing more can be ordered sits on a cycle.
     index = {op.id: i for i, op in enumerate(operations)}
-    waiting = {op.id: len(op.depends_on) for op in operations}
+    waiting = {op.id: len(op.upstream) for op in operations}
     dependents: dict[str, list[str]] = {op.id: [] for op in operations}
     for op in operations:
-        for dependency in op.depends_on:
+        for dependency in op.upstream:
             dependents[dependency].append(op.id)
     ready = [index[op_id] for op_id, count in waiting.items() if count == 0]
     heapq.heapify(ready)
@@ -259,11 +324,11 @@ def order_in_lanes(operations: list[Operation], lanes: Mapping[str, Hashable]) -
     order. Linear in the workflow's size, up to a heap's log.
     """
     index = {op.id: i for i, op in enumerate(operations)}
-    waiting = [len(op.depends_on) for op in operations]
+    waiting = [len(op.upstream) for op in operations]
     dependents: list[list[int]] = [[] for _ in operations]
     members: dict[Hashable, list[int]] = {}  # a lane's operations in the order listed
     for i, op in enumerate(operations):
-        for dependency in op.depends_on:
+        for dependency in op.upstream:
             dependents[index[dependency]].append(i)
         lane = lanes.get(op.id)
         if lane is not None:
