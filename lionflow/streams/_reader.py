@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -65,6 +66,9 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
         self._stage = _HEADER if types.header_type is not None else _ITEMS
         self._footer: tuple[int, bytearray] | None = None  # the footer frame read_items() stopped at
         self._busy = False
+        self._items_iterator: weakref.ref[AsyncGenerator[ItemT, None]] | None = None
+        self._items_kept: AsyncGenerator[ItemT, None] | None = None
+        self._entered = False
 
     @property
     def types(self) -> StreamTypes[ItemT, HeaderT, FooterT]:
@@ -108,7 +112,15 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
         if self._stage != _ITEMS:
             raise StreamProtocolError("read_items() was already called; a stream's items are read once")
         self._stage = _ITERATING
-        return self._items()
+        items = self._items()
+        # Inside `async with reader:` the reader keeps the iterator, and closes it on leaving: no
+        # generator is left for the garbage collector (trio warns about each one it finalizes).
+        # Outside, it keeps it weakly: an iterator dropped after a bare `break` must stay
+        # collectable, so that the event loop's finalizer closes it, and the stream with it.
+        self._items_iterator = weakref.ref(items)
+        if self._entered:
+            self._items_kept = items
+        return items
 
     async def read_footer(self) -> FooterT:
         """The footer, after the items. It is read once, and only if the types declare one; with no
@@ -141,9 +153,16 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
         """Stop reading and close the byte stream. Further reads raise `StreamProtocolError`."""
         if self._stage != _FINISHED:
             self._stage = _CLOSED
+        items = self._items_iterator() if self._items_iterator is not None else None
+        self._items_iterator = self._items_kept = None
+        if items is not None and not getattr(items, "ag_running", False):
+            # Finish an abandoned read_items() here, rather than leave it for the garbage collector
+            # (trio warns about every async generator it has to finalize).
+            await items.aclose()
         await self._frames.aclose()
 
     async def __aenter__(self) -> Self:
+        self._entered = True
         return self
 
     async def __aexit__(
