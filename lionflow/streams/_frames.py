@@ -10,6 +10,7 @@ from lionflow.errors import StreamProtocolError, StreamTruncated
 from lionflow.streams._types import PREFIX, FrameKind
 
 Chunk = bytes | bytearray | memoryview | str
+_KINDS = {kind.value: kind for kind in FrameKind}  # a dict lookup: FrameKind(byte) costs more per frame
 
 
 def _article(kind: FrameKind) -> str:
@@ -40,21 +41,32 @@ class FrameSource:
         self._max_frame_bytes = max_frame_bytes
         self.index = 0  # the 0-based position of the next frame in the stream
 
+    def buffered(self) -> tuple[FrameKind, bytearray] | None:
+        """The next frame if it is already buffered whole, else None (then await `next()`). The
+        common case, a socket's chunk holding many frames, costs no await per frame."""
+        buffer, offset = self._buffer, self._offset
+        available = len(buffer) - offset
+        if available < PREFIX.size:
+            return None
+        kind = self._kind(buffer[offset])
+        length = int.from_bytes(buffer[offset + 1 : offset + PREFIX.size], "big")
+        if available < PREFIX.size + length:
+            return None
+        self._check_length(kind, length)
+        start = offset + PREFIX.size
+        self._offset = start + length
+        self.index += 1
+        return kind, buffer[start : start + length]
+
     async def next(self) -> tuple[FrameKind, bytearray] | None:
         """The next frame's kind and body, or None when the stream ends cleanly between frames."""
+        whole = self.buffered()
+        if whole is not None:
+            return whole
         index = self.index
         if not await self._fill(1):
             return None
-        byte = self._buffer[self._offset]
-        try:
-            kind = FrameKind(byte)
-        except ValueError:
-            raise StreamProtocolError(
-                f"frame {index} has an unknown kind byte 0x{byte:02x} (known: "
-                + ", ".join(f"0x{k.value:02x} {k.label}" for k in FrameKind)
-                + "); the bytes are not a typed stream, or not from its start",
-                frame_index=index,
-            ) from None
+        kind = self._kind(self._buffer[self._offset])
         if not await self._fill(PREFIX.size):
             have = len(self._buffer) - self._offset - 1
             raise StreamTruncated(
@@ -63,16 +75,7 @@ class FrameSource:
                 frame_index=index,
             )
         _, length = PREFIX.unpack_from(self._buffer, self._offset)
-        if kind is FrameKind.END and length:
-            raise StreamProtocolError(
-                f"frame {index} is an end frame of length {length}; it must be 0", frame_index=index
-            )
-        if length > self._max_frame_bytes:
-            raise StreamProtocolError(
-                f"frame {index} ({describe(kind)}) claims {length} bytes, over max_frame_bytes="
-                f"{self._max_frame_bytes}; the stream is corrupt (or raise the limit)",
-                frame_index=index,
-            )
+        self._check_length(kind, length)
         # _fill() may move the buffered bytes: offsets are taken after it.
         if not await self._fill(PREFIX.size + length):
             have = len(self._buffer) - self._offset - PREFIX.size
@@ -86,6 +89,29 @@ class FrameSource:
         self._offset = start + length
         self.index += 1
         return kind, body
+
+    def _kind(self, byte: int) -> FrameKind:
+        kind = _KINDS.get(byte)
+        if kind is None:
+            raise StreamProtocolError(
+                f"frame {self.index} has an unknown kind byte 0x{byte:02x} (known: "
+                + ", ".join(f"0x{k.value:02x} {k.label}" for k in FrameKind)
+                + "); the bytes are not a typed stream, or not from its start",
+                frame_index=self.index,
+            )
+        return kind
+
+    def _check_length(self, kind: FrameKind, length: int) -> None:
+        if kind is FrameKind.END and length:
+            raise StreamProtocolError(
+                f"frame {self.index} is an end frame of length {length}; it must be 0", frame_index=self.index
+            )
+        if length > self._max_frame_bytes:
+            raise StreamProtocolError(
+                f"frame {self.index} ({describe(kind)}) claims {length} bytes, over max_frame_bytes="
+                f"{self._max_frame_bytes}; the stream is corrupt (or raise the limit)",
+                frame_index=self.index,
+            )
 
     async def at_end(self) -> bool:
         """Whether the stream has ended with nothing left to read."""

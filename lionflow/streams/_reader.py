@@ -171,27 +171,32 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
         await self.aclose()
 
     async def _items(self) -> AsyncGenerator[ItemT, None]:
+        # The hot loop: a frame already buffered costs no await, and the error paths stay out of it.
+        # No busy flag here: an async generator refuses a second concurrent `anext()` itself.
+        frames = self._frames
+        validate = self._types.item_type.model_validate_json
         footer_declared = self._types.footer_type is not None
         done = False
         try:
             while True:
-                async with self._reading():
-                    got = await self._next()
-                    if got is not None and got[0] is FrameKind.ITEM:
-                        index = self._frames.index - 1
-                        item = self._validate(self._types.item_type, FrameKind.ITEM, index, got[1])
-                    elif got is not None and got[0] is FrameKind.FOOTER and footer_declared:
-                        self._footer = (self._frames.index - 1, got[1])
-                        self._stage = _FOOTER
-                        done = True
-                        return
-                    elif not footer_declared and (got is None or got[0] is FrameKind.END):
-                        await self._finish(got)
-                        done = True
-                        return
-                    else:
-                        self._refuse(got)
-                yield cast(ItemT, item)
+                got = frames.buffered() or await frames.next()
+                if got is not None and got[0] is FrameKind.ITEM:
+                    try:
+                        item = validate(got[1])
+                    except ValidationError as error:
+                        raise self._invalid(error, FrameKind.ITEM, frames.index - 1) from error
+                    yield item
+                elif got is not None and got[0] is FrameKind.FOOTER and footer_declared:
+                    self._footer = (frames.index - 1, got[1])
+                    self._stage = _FOOTER
+                    done = True
+                    return
+                elif not footer_declared and (got is None or got[0] is FrameKind.END):
+                    await self._finish(got)
+                    done = True
+                    return
+                else:
+                    self._refuse(got)
         finally:
             if not done:  # stopped early (break, error, cancellation): nobody will read on
                 await self.aclose()
@@ -247,14 +252,18 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
         try:
             return model.model_validate_json(body)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "the body"
-            raise StreamValidationError(
-                f"frame {index} ({describe(kind)}) does not validate as {model.__name__}: "
-                f"{error.error_count()} error(s), first at {where}: {first['msg']}",
-                frame_index=index,
-                kind=kind.label,
-            ) from error
+            raise self._invalid(error, kind, index) from error
+
+    @staticmethod
+    def _invalid(error: ValidationError, kind: FrameKind, index: int) -> StreamValidationError:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the body"
+        return StreamValidationError(
+            f"frame {index} ({describe(kind)}) does not validate as {error.title}: "
+            f"{error.error_count()} error(s), first at {where}: {first['msg']}",
+            frame_index=index,
+            kind=kind.label,
+        )
 
     async def _next(self) -> tuple[FrameKind, bytearray] | None:
         return await self._frames.next()
