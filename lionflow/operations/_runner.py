@@ -103,6 +103,7 @@ class Runner:
         self.results = FlowResults()
         self.branches: dict[str, Branch] = {}
         self.previous: dict[str, str] = {}  # operation -> the one before it on its branch
+        self.children: dict[str, list[Operation]] = {}  # a for_each operation's, as they start
         self.error: BaseException | None = None  # a failure of the runner itself
         self.fatal: BaseException | None = None  # a step's KeyboardInterrupt or SystemExit
         self.aborted = False
@@ -190,10 +191,12 @@ class Runner:
         delivered. An event cut off by cancellation (a fail_fast stop while the buffer was full) is
         delivered here, after the task group, so none is lost and none is sent twice."""
         undelivered: list[tuple[str, FlowEvent]] = []
-        for op in self.order:
+        # A for_each operation comes after its children: its result is theirs, its event after theirs.
+        for op in (member for top in self.order for member in (*self.children.get(top.id, ()), top)):
             status = self.status[op.id]
             if status in ("pending", "running"):
-                upstream_failed = any(self.status[d] in ("failed", "skipped") for d in op.depends_on)
+                # (`upstream`: a for_each operation whose source failed is skipped, as a dependent is)
+                upstream_failed = any(self.status[d] in ("failed", "skipped") for d in op.upstream)
                 status = self.status[op.id] = "skipped" if upstream_failed else "cancelled"
                 (self.results.skipped if upstream_failed else self.results.cancelled).append(op.id)
             if op.id not in self.reported:
@@ -285,20 +288,41 @@ class Runner:
         board = self.board
         children: list[Operation] = []
         announced = 0
+        announcing = False  # one task announces at a time: two waiting on a full buffer could swap
 
-        async def run_child(child: Operation) -> None:
-            nonlocal announced
+        # Each child asks for a slot once the one before holds one: the limiter serves in the order
+        # asked, but the children's tasks start in any order (trio's are shuffled), and a last item
+        # run first would hold back every announcement of the parent.
+        slotted: anyio.Event | None = None  # set once the newest child holds a slot (or never will)
+
+        async def run_child(child: Operation, after: anyio.Event | None, holding: anyio.Event) -> None:
+            nonlocal announced, announcing
             try:
                 if self.limiter is not None:
+                    if after is not None:
+                        await after.wait()
                     async with self.limiter:
+                        holding.set()
                         await self._execute(child)
                 else:
                     await self._execute(child)
             finally:
+                holding.set()
                 self.done[child.id].set()
-            while announced < len(children) and self.status[children[announced].id] == "completed":
-                announced += 1
-                await board.emit(op, self.results[children[announced - 1].id])
+            if announcing:
+                return  # the announcing task sees this child's result when it gets there
+            announcing = True
+            try:
+                while announced < len(children) and announceable(children[announced]):
+                    announced += 1
+                    await board.emit(op, self.results[children[announced - 1].id])
+            finally:
+                announcing = False
+
+        def announceable(child: Operation) -> bool:
+            # Completed, and its own event delivered (`_end` sets the status before it waits for
+            # room): the parent's item never reaches the consumer before the child's 'completed'.
+            return self.status[child.id] == "completed" and child.id in self.reported
 
         async with anyio.create_task_group() as group:
             while True:
@@ -307,9 +331,12 @@ class Runner:
                     if not children:
                         await self._start(op)
                     child = board.add_child(op, len(children), items[len(children)])
-                    self._register(child)
+                    self._register(op, child)
                     children.append(child)
-                    group.start_soon(run_child, child, name=f"lionflow operation {child.name}")
+                    after, slotted = slotted, anyio.Event()
+                    group.start_soon(
+                        run_child, child, after, slotted, name=f"lionflow operation {child.name}"
+                    )
                 if self.done[source].is_set():
                     break
                 await board.signal(source).wait()
@@ -324,11 +351,11 @@ class Runner:
             await self._start(op)
         return [self.results[child.id] for child in children]
 
-    def _register(self, child: Operation) -> None:
+    def _register(self, parent: Operation, child: Operation) -> None:
         self.operations[child.id] = child
         self.status[child.id] = "pending"
         self.done[child.id] = anyio.Event()
-        self.order.append(child)  # for `_conclude`: a child the flow stops gets its terminal event
+        self.children.setdefault(parent.id, []).append(child)  # for `_conclude`: one end each
 
     async def _start(self, op: Operation) -> None:
         await self.channel.put((op.id, FlowEvent("started", op)))
