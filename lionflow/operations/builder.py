@@ -164,7 +164,9 @@ class Builder:
         ``response_format=list[Model]``, an async-generator step, or another `for_each` operation):
         each turn starts as soon as its item exists, with the item as its context, on a branch of
         its own (a fork of `branch` when one is named). Its result is the list of the turns'
-        `Response`s, in item order."""
+        `Response`s, in item order. What makes it wait for the whole source undoes the pipelining:
+        naming the source in `depends_on` or `context_from`, or sharing its named branch (operations
+        on one branch run one after another)."""
         if not isinstance(instruction, str) or not instruction:
             raise FlowValidationError("a communicate operation needs a non-empty instruction")
         upstream = _ids(context_from)

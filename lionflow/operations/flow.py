@@ -203,8 +203,8 @@ def flow_stream(
     """Run a workflow, yielding ``(operation_id, item)`` as things happen.
 
     Items are the chunks of every running operation as they arrive (in order within an operation),
-    and `FlowEvent`s (started, then one of completed, failed, skipped, cancelled) whose `str()` is
-    empty::
+    and `FlowEvent`s (started, then one of completed, failed, skipped, cancelled; an item stream's
+    ``item`` events in between, in item order) whose `str()` is empty::
 
         async for operation_id, item in flow_stream(builder):
             print(item, end="", flush=True)
