@@ -161,7 +161,7 @@ def main() -> None:
         print()
         import stream_reader  # benchmarks/stream_reader.py, beside this script
 
-        stream_reader.main()
+        stream_reader.main([])
 
 
 if __name__ == "__main__":
