@@ -143,7 +143,14 @@ class FrameSource:
                 self._ended = True
                 return False
             if isinstance(chunk, str):
-                chunk = chunk.encode()
+                try:
+                    chunk = chunk.encode()
+                except UnicodeEncodeError as error:  # a lone surrogate: no UTF-8 encodes it
+                    raise StreamProtocolError(
+                        f"the byte stream yielded a str that is not text ({error.reason}, at frame "
+                        f"{self.index}); a typed stream is UTF-8 bytes",
+                        frame_index=self.index,
+                    ) from error
             if self._offset and self._offset >= len(self._buffer) - self._offset:
                 # Drop the consumed front only once it outweighs the rest: amortized linear.
                 del self._buffer[: self._offset]

@@ -64,10 +64,11 @@ async def from_sse(sse_stream: AsyncIterable[str | bytes]) -> AsyncGenerator[byt
 
         reader = streams.stream_reader(TYPES, streams.from_sse(response.aiter_bytes()))
 
-    The SSE text (str or UTF-8 bytes) may be split anywhere, inside a character too. An event that
-    is not ``header``, ``item``, ``footer`` or ``end`` raises `StreamProtocolError` (with its data,
-    which is where a server's error event says what went wrong); a stream that ends inside an event
-    raises `StreamTruncated`. The SSE stream is closed when this ends or its consumer stops."""
+    The SSE text (str or UTF-8 bytes) may be split anywhere, inside a character too; text that is
+    not UTF-8 raises `StreamProtocolError`. An event that is not ``header``, ``item``, ``footer`` or
+    ``end`` raises `StreamProtocolError` (with its data, which is where a server's error event says
+    what went wrong); a stream that ends inside an event raises `StreamTruncated`. The SSE stream is
+    closed when this ends or its consumer stops."""
     parser = _EventParser()
     chunks = aiter(sse_stream)
     try:
@@ -102,7 +103,13 @@ class _EventParser:
             if not self._seen_text and text.startswith("\ufeff"):
                 text = text[1:]
         else:
-            text = self._decoder.decode(chunk)
+            try:
+                text = self._decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                raise StreamProtocolError(
+                    f"the SSE stream is not UTF-8 text (in event {self._count}: {error.reason})",
+                    frame_index=self._count,
+                ) from error
         if not text:
             return []
         self._seen_text = True
@@ -162,4 +169,10 @@ def _to_frame(index: int, event: str, data: str) -> bytes:
             f"SSE event {index} is {event!r}, not a typed stream's header, item, footer or end: {shown}",
             frame_index=index,
         )
-    return frame(kind, data.encode())
+    try:
+        body = data.encode()
+    except UnicodeEncodeError as error:  # a str with a lone surrogate
+        raise StreamProtocolError(
+            f"SSE event {index} ({event}) is not UTF-8 text: {error.reason}", frame_index=index
+        ) from error
+    return frame(kind, body)
