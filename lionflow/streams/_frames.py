@@ -113,9 +113,9 @@ class FrameSource:
                 frame_index=self.index,
             )
 
-    async def at_end(self) -> bool:
-        """Whether the stream has ended with nothing left to read."""
-        return not await self._fill(1)
+    def pending(self) -> int:
+        """How many bytes past the last frame read are buffered (already arrived, not yet read)."""
+        return len(self._buffer) - self._offset
 
     async def aclose(self) -> None:
         """Close the byte stream (its iterator's `aclose()`, else the iterable's), once. Shielded:

@@ -217,7 +217,9 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
                 f"frame {index} is {describe(got[0])} after the footer; only the end frame may follow it",
                 frame_index=index,
             )
-        elif not await self._frames.at_end():
+        elif self._frames.pending():
+            # The end frame is the end: what came with it is checked, but nothing more is awaited,
+            # so a transport left open does not hold back a complete stream.
             index = self._frames.index
             raise StreamProtocolError(
                 f"frame {index} comes after the end frame; nothing may", frame_index=index

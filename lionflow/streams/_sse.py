@@ -24,7 +24,7 @@ import anyio
 
 from lionflow.errors import StreamProtocolError, StreamTruncated
 from lionflow.streams._frames import Chunk, FrameSource, describe
-from lionflow.streams._types import DEFAULT_MAX_FRAME_BYTES, KINDS_BY_LABEL, frame
+from lionflow.streams._types import DEFAULT_MAX_FRAME_BYTES, KINDS_BY_LABEL, FrameKind, frame
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -37,9 +37,10 @@ async def to_sse(
 
     Frames are carried as they are, not checked against any types: the reader at the far end does
     that. A stream that stops without an end frame gives an SSE stream without an ``end`` event, so a
-    reader with ``require_end=True`` still sees the cut. A cut inside a frame raises
-    `StreamTruncated`; a body that is not UTF-8 raises `StreamProtocolError`. The byte stream is
-    closed when the events end or the consumer stops."""
+    reader with ``require_end=True`` still sees the cut. The events end at the end frame (bytes that
+    came with it raise `StreamProtocolError`; the byte stream is not awaited further). A cut inside a
+    frame raises `StreamTruncated`; a body that is not UTF-8 raises `StreamProtocolError`. The byte
+    stream is closed when the events end or the consumer stops."""
     frames = FrameSource(byte_stream, max_frame_bytes=max_frame_bytes)
     try:
         while (got := await frames.next()) is not None:
@@ -53,6 +54,16 @@ async def to_sse(
                 ) from error
             # JSON holds line breaks only as whitespace between tokens: one data line per line.
             data = "".join(f"data: {line}\n" if line else "data:\n" for line in _LINE_END.split(text))
+            if kind is FrameKind.END:
+                # The end frame is the end, as for the reader: bytes that came with it are refused,
+                # and a byte stream left open is not waited on (the response can finish).
+                if frames.pending():
+                    raise StreamProtocolError(
+                        f"frame {frames.index} comes after the end frame; nothing may",
+                        frame_index=frames.index,
+                    )
+                yield f"id: {index}\nevent: {kind.label}\n{data}\n"
+                return
             yield f"id: {index}\nevent: {kind.label}\n{data}\n"
     finally:
         await frames.aclose()

@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from lionflow import StreamProtocolError, streams
-from tests.streams._support import ByteSource, Job, Segment, Summary
+from tests.streams._support import ITEM, ByteSource, Job, Segment, Summary, raw
 
 pytestmark = pytest.mark.anyio
 
@@ -27,6 +28,43 @@ def _plain(*items: Segment, end: bool = True) -> bytes:
     writer = streams.stream_writer(PLAIN)
     data = b"".join(writer.yield_item(item) for item in items)
     return data + (writer.yield_end() if end else b"")
+
+
+# --- the end frame ends the stream: nothing waits for the transport to close ---
+
+
+async def test_items_end_at_the_end_frame_while_the_byte_stream_stays_open() -> None:
+    source = ByteSource([_plain(A, B)], hang=True)
+    reader = streams.stream_reader(PLAIN, source, require_end=True)
+    with anyio.fail_after(5):
+        assert [item async for item in reader.read_items()] == [A, B]
+    assert source.closed.is_set()
+
+
+async def test_the_footer_is_handed_over_at_the_end_frame_while_the_byte_stream_stays_open() -> None:
+    writer = streams.stream_writer(FULL)
+    parts = [writer.yield_header(Job(name="j")), writer.yield_item(A), writer.yield_footer(Summary(count=1))]
+    source = ByteSource([*parts, writer.yield_end()], hang=True)
+    reader = streams.stream_reader(FULL, source, require_end=True)
+    with anyio.fail_after(5):
+        assert await reader.read_header() == Job(name="j")
+        assert [item async for item in reader.read_items()] == [A]
+        assert await reader.read_footer() == Summary(count=1)
+    assert source.closed.is_set()
+
+
+async def test_bytes_that_came_with_the_end_frame_are_still_refused() -> None:
+    reader = streams.stream_reader(PLAIN, ByteSource([_plain(A) + raw(ITEM, "{}")], hang=True))
+    with anyio.fail_after(5), pytest.raises(StreamProtocolError, match="after the end frame"):
+        [item async for item in reader.read_items()]
+
+
+async def test_to_sse_ends_at_the_end_frame_while_the_byte_stream_stays_open() -> None:
+    source = ByteSource([_plain(A)], hang=True)
+    with anyio.fail_after(5):
+        events = [event async for event in streams.to_sse(source)]
+    assert [event.split("\n")[1] for event in events] == ["event: item", "event: end"]
+    assert source.closed.is_set()
 
 
 # --- text that is not UTF-8 is a StreamError, not a raw UnicodeError ---
