@@ -14,7 +14,7 @@ carried as frames over any byte stream (or as SSE events) and read back typed::
 See docs/streams.md for the wire format and what each error means.
 """
 
-from lionflow.streams._reader import StreamReader, stream_reader
+from lionflow.streams._reader import StreamItems, StreamReader, stream_reader
 from lionflow.streams._sse import from_sse, to_sse
 from lionflow.streams._types import DEFAULT_MAX_FRAME_BYTES, FrameKind, StreamTypes, stream_types
 from lionflow.streams._writer import StreamWriter, stream_writer
@@ -22,6 +22,7 @@ from lionflow.streams._writer import StreamWriter, stream_writer
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "FrameKind",
+    "StreamItems",
     "StreamReader",
     "StreamTypes",
     "StreamWriter",

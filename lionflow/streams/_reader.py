@@ -6,7 +6,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Generic, NoReturn, Self, cast
+from typing import Any, Generic, NoReturn, Self, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -98,12 +98,13 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
             self._stage = _ITEMS
         return cast(HeaderT, header)
 
-    def read_items(self) -> AsyncGenerator[ItemT, None]:
+    def read_items(self) -> StreamItems[ItemT]:
         """The items, as they arrive. Call it once, after `read_header()` when a header is declared.
 
         It ends at the footer (read it with `read_footer()`), at the end frame, or where the stream
-        stops between frames. To close the stream at once when stopping early, leave an ``async with
-        reader:`` block or use ``contextlib.aclosing(reader.read_items())``."""
+        stops between frames. Once the reader has failed or was closed it raises
+        `StreamProtocolError`, never a clean end. To close the stream at once when stopping early,
+        leave an ``async with reader:`` block or use ``contextlib.aclosing(reader.read_items())``."""
         self._check_open("read_items()")
         if self._stage == _HEADER:
             raise StreamProtocolError(
@@ -120,7 +121,7 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
         self._items_iterator = weakref.ref(items)
         if self._entered:
             self._items_kept = items
-        return items
+        return StreamItems(self, items)
 
     async def read_footer(self) -> FooterT:
         """The footer, after the items. It is read once, and only if the types declare one; with no
@@ -172,7 +173,7 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
 
     async def _items(self) -> AsyncGenerator[ItemT, None]:
         # The hot loop: a frame already buffered costs no await, and the error paths stay out of it.
-        # No busy flag here: an async generator refuses a second concurrent `anext()` itself.
+        # No busy flag here: StreamItems refuses a second concurrent `anext()`.
         frames = self._frames
         validate = self._types.item_type.model_validate_json
         footer_declared = self._types.footer_type is not None
@@ -290,6 +291,41 @@ class StreamReader(Generic[ItemT, HeaderT, FooterT]):
             raise
         finally:
             self._busy = False
+
+
+class StreamItems(AsyncIterator[ItemT]):
+    """What `StreamReader.read_items()` returns: an async iterator of the items, with ``aclose()``.
+
+    Unlike a bare async generator, which just stops once it has failed or been closed, it raises
+    `StreamProtocolError` when read on after its reader failed or was closed (so a consumer that
+    skips a bad item never mistakes the failure for the stream's end), and when a second task reads
+    it while another's read is waiting for bytes."""
+
+    __slots__ = ("_items", "_reader", "_running")
+
+    def __init__(self, reader: StreamReader[ItemT, Any, Any], items: AsyncGenerator[ItemT, None]) -> None:
+        self._reader = reader
+        self._items = items
+        self._running = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ItemT:
+        if self._running:
+            raise StreamProtocolError(
+                "another task is reading this stream's items; read a stream from one task"
+            )
+        self._reader._check_open("read_items()")
+        self._running = True
+        try:
+            return await self._items.__anext__()
+        finally:
+            self._running = False
+
+    async def aclose(self) -> None:
+        """Stop reading the items and close the byte stream (unless the items were all read)."""
+        await self._items.aclose()
 
 
 def stream_reader(

@@ -6,7 +6,6 @@ tests), so each line below is both a runtime assertion and a type-checker one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import assert_type
 
 import pytest
@@ -31,13 +30,26 @@ async def test_reader_and_writer_are_typed_by_the_stream_types() -> None:
     header = await reader.read_header()
     assert_type(header, Job)
     items = reader.read_items()
-    assert_type(items, AsyncGenerator[Segment, None])
+    assert_type(items, streams.StreamItems[Segment])
     async for item in items:
         assert_type(item, Segment)
         assert item.text == "a"
     footer = await reader.read_footer()
     assert_type(footer, Summary)
     assert (header.name, footer.count) == ("j", 1)
+
+
+async def test_read_items_is_typed_without_a_header_or_footer_too() -> None:
+    writer = streams.stream_writer(streams.stream_types(Segment))
+    data = writer.yield_item(Segment(text="a", index=0)) + writer.yield_end()
+    reader = streams.stream_reader(streams.stream_types(Segment), ByteSource([data]))
+    assert_type(reader, streams.StreamReader[Segment, None, None])
+    async for item in reader.read_items():
+        assert_type(item, Segment)
+        assert item.index == 0
+    footed = streams.stream_reader(streams.stream_types(Segment, footer_type=Summary), ByteSource([]))
+    assert_type(footed.read_items(), streams.StreamItems[Segment])
+    await footed.aclose()
 
 
 def test_undeclared_parts_are_typed_none() -> None:
