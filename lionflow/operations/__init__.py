@@ -1,7 +1,7 @@
 """Operations on a session: communicate (one turn), and workflows: Builder, flow, flow_stream."""
 
 from lionflow.errors import FlowError
-from lionflow.operations._runner import FlowEvent, FlowResults
+from lionflow.operations._events import FlowEvent, FlowResults
 from lionflow.operations.builder import Builder, Inputs, Operation
 from lionflow.operations.communicate import Turn, communicate
 from lionflow.operations.flow import FlowStream, flow, flow_stream

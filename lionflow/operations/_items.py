@@ -10,7 +10,7 @@ scheduling (`Runner.fan_out`).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -18,6 +18,15 @@ from lionflow.operations.builder import Operation, list_item_type_of
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
 from lionflow.structured.items import ItemParser
+
+
+class Given(NamedTuple):
+    """What a `for_each` child runs on: the item at `position` in operation `source`'s items."""
+
+    source: str
+    position: int
+    item: Any
+
 
 Announce = Callable[[Operation, Any], Any]  # delivers an item's FlowEvent to the consumer (awaitable)
 
@@ -48,7 +57,7 @@ class ItemBoard:
             for op in operations.values()
             if (item_type := list_item_type_of(op, session)) is not None
         }
-        self.given: dict[str, tuple[str, Any]] = {}  # a for_each child's id -> (its source's id, its item)
+        self.given: dict[str, Given] = {}  # a for_each child's id -> what it was given
 
     def signal(self, op_id: str) -> anyio.Event:
         """Set when `op_id` produces its next item or ends."""
@@ -99,7 +108,7 @@ class ItemBoard:
             id=f"{parent.id}[{index}]",
             session=parent.session,
         )
-        self.given[child.id] = (parent.for_each, item)
+        self.given[child.id] = Given(parent.for_each, index, item)
         item_type = self._item_types.get(parent.id)
         if item_type is not None:
             self._item_types[child.id] = item_type

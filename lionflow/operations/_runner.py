@@ -6,79 +6,35 @@ from __future__ import annotations
 import contextvars
 import inspect
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from pydantic import BaseModel
 
 from lionflow.errors import LionflowError
+from lionflow.operations._events import EventKind, FlowEvent, FlowResults, Item, OnError, context_value
 from lionflow.operations._fanin import FanIn, cancelled_from_outside
 from lionflow.operations._items import ItemBoard
 from lionflow.operations.builder import Inputs, Operation, order_in_lanes
 from lionflow.operations.communicate import communicate
-from lionflow.services.chunk import Chunk
 from lionflow.services.response import Response
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
 
-OnError = Literal["fail_fast", "continue"]
-EventKind = Literal["started", "item", "completed", "failed", "skipped", "cancelled"]
 _INTERNAL_PARAMETERS = frozenset({"instruction", "imodel", "branch", "context_from", "_model"})
 DEFAULT_BUFFER = 256
 _FATAL = (KeyboardInterrupt, SystemExit)  # a step raising these stops the flow and reaches the consumer
-
-
-@dataclass(frozen=True, slots=True)
-class FlowEvent:
-    """An operation's lifecycle, interleaved with its chunks: started, then exactly one of completed
-    (with `result`), failed (with `error`), skipped (a dependency did not complete) or cancelled
-    (the flow stopped before it finished). An item stream (a ``response_format=list[Model]`` reply,
-    an async-generator step, a `for_each` operation) also announces each item the moment it is
-    complete: ``item``, with the item as `result`.
-
-    Its `str()` is empty, so a loop printing every item shows only the text.
-    """
-
-    kind: EventKind
-    operation: Operation
-    result: Any = None
-    error: BaseException | None = None
-
-    def __str__(self) -> str:
-        return ""
 
 
 class _SourceIncomplete(Exception):
     """A `for_each` operation's source failed or was skipped: it is skipped too."""
 
 
-class FlowResults(dict[str, Any]):
-    """`{operation_id: result}` of the operations that completed, with what became of the rest."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed: dict[str, BaseException] = {}
-        self.skipped: list[str] = []
-        self.cancelled: list[str] = []
-
-
-Item = tuple[str, Chunk | FlowEvent]
-
 # The runners whose operations the current task belongs to (a step may run a flow of its own).
 RUNNERS_HERE: contextvars.ContextVar[tuple[Runner, ...]] = contextvars.ContextVar(
     "lionflow_flow_runners", default=()
 )
-
-
-def _context_value(result: Any) -> Any:
-    if isinstance(result, Response):
-        return result.parsed if result.parsed is not None else result.text
-    if isinstance(result, BaseModel):
-        return result.model_dump(mode="json")
-    return result
 
 
 class Runner:
@@ -365,11 +321,14 @@ class Runner:
         parameters = op.parameters
         context = None
         if op.context_from:
-            context = {self.operations[u].name: _context_value(self.results[u]) for u in op.context_from}
+            context = {self.operations[u].name: context_value(self.results[u]) for u in op.context_from}
         given = self.board.given.get(op.id)
         if given is not None:  # a for_each child: its item is its context
-            source, item = given
-            context = {**(context or {}), self.operations[source].name: _context_value(item)}
+            context = context or {}
+            key = self.operations[given.source].name
+            if key in context:  # the whole source is there too (context_from): the item beside it
+                key = f"{key}[{given.position}]"
+            context[key] = context_value(given.item)
         params = {k: v for k, v in parameters.items() if k not in _INTERNAL_PARAMETERS}
         parser = self.board.item_parser(op)
         turn = communicate(
@@ -403,7 +362,7 @@ class Runner:
         takes_argument = bool(inspect.signature(op.function).parameters)
         given = self.board.given.get(op.id)
         if given is not None:  # a for_each child gets its item
-            outcome = op.function(given[1]) if takes_argument else op.function()
+            outcome = op.function(given.item) if takes_argument else op.function()
         elif takes_argument:
             names = {self.operations[d].name: d for d in op.depends_on}
             inputs = Inputs({d: self.results[d] for d in op.depends_on}, names)

@@ -24,15 +24,9 @@ import anyio.abc
 import anyio.lowlevel
 
 from lionflow.errors import FlowError, FlowValidationError, StreamConsumed
+from lionflow.operations._events import FlowResults, Item, OnError
 from lionflow.operations._fanin import start_detached
-from lionflow.operations._runner import (
-    DEFAULT_BUFFER,
-    RUNNERS_HERE,
-    FlowResults,
-    Item,
-    OnError,
-    Runner,
-)
+from lionflow.operations._runner import DEFAULT_BUFFER, RUNNERS_HERE, Runner
 from lionflow.operations.builder import Builder, Operation, validate
 from lionflow.session.session import Session
 

@@ -447,3 +447,22 @@ async def test_a_childs_response_is_the_context_of_the_next_stage() -> None:
     lengths = builder.add(length, for_each=posts)
     results = await flow(builder)
     assert results[lengths.id] == [len(post.text) for post in results[posts.id]]
+
+
+async def test_a_child_given_the_whole_source_too_gets_its_item_beside_it() -> None:
+    session = session_with(slow_ideas(IDEAS[:2], gap=0.0), writer(0.0))
+    builder = Builder(session=session)
+    ideas = builder.communicate(
+        instruction="List ideas", imodel="ideas", response_format=list[Idea], name="ideas"
+    )
+    builder.communicate(
+        instruction="Write a post", imodel="writer", for_each=ideas, context_from=[ideas], name="posts"
+    )
+    await flow(builder)
+    writer_model = session.services.get("writer")
+    assert isinstance(writer_model, ScriptedModel)
+    for i, request in enumerate(sorted(writer_model.requests, key=lambda r: r.messages[-1]["content"])):
+        prompt = request.messages[-1]["content"]
+        assert '"ideas": [' in prompt  # the whole list, as context_from gives it
+        assert f'"ideas[{i}]": {{' in prompt  # and this child's own idea, not lost under the same key
+        assert f'"title": "idea {i}"' in prompt.split(f'"ideas[{i}]"')[1]
