@@ -69,7 +69,9 @@ async def to_sse(
         await frames.aclose()
 
 
-async def from_sse(sse_stream: AsyncIterable[str | bytes]) -> AsyncGenerator[bytes, None]:
+async def from_sse(
+    sse_stream: AsyncIterable[str | bytes], *, max_event_chars: int = DEFAULT_MAX_FRAME_BYTES
+) -> AsyncGenerator[bytes, None]:
     """The typed byte stream carried by SSE events (from `to_sse`), one frame's bytes per event,
     ready for `stream_reader`::
 
@@ -79,8 +81,10 @@ async def from_sse(sse_stream: AsyncIterable[str | bytes]) -> AsyncGenerator[byt
     not UTF-8 raises `StreamProtocolError`. An event that is not ``header``, ``item``, ``footer`` or
     ``end`` raises `StreamProtocolError` (with its data, which is where a server's error event says
     what went wrong); a stream that ends inside an event raises `StreamTruncated`. The SSE stream is
-    closed when this ends or its consumer stops."""
-    parser = _EventParser()
+    closed when this ends or its consumer stops. An event whose text grows past `max_event_chars`
+    characters raises `StreamProtocolError` as soon as it does, so an endless line cannot grow
+    memory without bound (the reader's `max_frame_bytes` applies only once the event is whole)."""
+    parser = _EventParser(max_event_chars)
     chunks = aiter(sse_stream)
     try:
         async for chunk in chunks:
@@ -97,7 +101,10 @@ async def from_sse(sse_stream: AsyncIterable[str | bytes]) -> AsyncGenerator[byt
 class _EventParser:
     """SSE text in, (event type, data) out, for text split anywhere, in linear time."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_chars: int) -> None:
+        self._max_event_chars = max_event_chars
+        self._data_size = 0  # characters of the data lines of the event not yet dispatched
+        self._line_size = 0  # characters of the line not yet ended
         # utf-8-sig drops a BOM at the very start, as the standard asks, and nowhere else.
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self._seen_text = False
@@ -133,10 +140,17 @@ class _EventParser:
             self._line.append(text[start : match.start()])
             line = "".join(self._line)
             self._line.clear()
+            self._line_size = 0
             self._field(line, events)
             start = match.end()
         if start < len(text):
             self._line.append(text[start:])
+            self._line_size += len(text) - start
+        if self._data_size + self._line_size > self._max_event_chars:
+            raise StreamProtocolError(
+                f"SSE event {self._count} is over {self._max_event_chars} characters and not done yet",
+                frame_index=self._count,
+            )
         return events
 
     def finish(self) -> None:
@@ -158,6 +172,7 @@ class _EventParser:
                 self._count += 1
             self._event = ""
             self._data = []
+            self._data_size = 0
             self._in_event = False
             return
         if line.startswith(":"):  # a comment (a keep-alive ping, say)
@@ -168,6 +183,7 @@ class _EventParser:
             self._event = value
         elif name == "data":
             self._data.append(value)
+            self._data_size += len(value) + 1
         # id, retry and fields the standard does not know carry nothing a frame needs
         self._in_event = True
 

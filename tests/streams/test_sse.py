@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anyio
 import pytest
 from hypothesis import given
@@ -136,3 +138,31 @@ async def test_to_sse_and_from_sse_close_their_source_when_stopped_early() -> No
         break
     await frames.aclose()
     assert sse.closed.is_set()
+
+
+async def test_an_sse_event_growing_past_its_limit_fails_before_it_ends() -> None:
+    received = 0
+
+    async def endless() -> AsyncIterator[str]:
+        nonlocal received
+        yield "event: item\n"
+        while True:  # a data line that never ends, or data lines that never dispatch
+            received += 1
+            yield "data: " + "x" * 100 + ("\n" if received % 2 else "")
+
+    with anyio.fail_after(5), pytest.raises(StreamProtocolError, match="over 1000 characters"):
+        async for _ in streams.from_sse(endless(), max_event_chars=1000):
+            pass
+    assert received < 20  # refused once past the limit, not after reading on
+
+
+async def test_events_under_the_limit_pass_however_many_there_are() -> None:
+    many = _frames(end=False) * 50
+    text = await _sse_text(many)
+    frames = [frame async for frame in streams.from_sse(split_text(text, 7), max_event_chars=200)]
+    assert frames == many
+
+
+async def split_text(text: str, size: int) -> AsyncIterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
