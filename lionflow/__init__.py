@@ -26,6 +26,7 @@ from lionflow.errors import (
     StreamTruncated,
     StreamValidationError,
     StructuredOutputError,
+    ToonDecodeError,
     UnknownProviderError,
 )
 from lionflow.services import (
@@ -102,6 +103,7 @@ __all__ = [
     "SystemContent",
     "Timeout",
     "ToolCall",
+    "ToonDecodeError",
     "UnknownProviderError",
     "Usage",
     "iModel",

@@ -26,6 +26,7 @@
     ├── FlowValidationError (ValueError)     a workflow is wrong before anything runs
     ├── FlowError                            a ``fail_fast`` flow stopped at a failure; `.results`
     ├── PartialJSONError (ValueError)        streamed text is not JSON; `.position`
+    ├── ToonDecodeError (ValueError)         text is not TOON (spec v4.0); `.line`, `.column` (1-based)
     ├── GuardViolation                       a guard refused a request or stopped an answer; `.guard`
     └── ScriptedModelExhausted               a ScriptedModel was called more often than it has replies
 
@@ -67,6 +68,7 @@ __all__ = [
     "StreamValidationError",
     "StructuredOutputError",
     "TimeoutPhase",
+    "ToonDecodeError",
     "UnknownProviderError",
 ]
 
@@ -292,6 +294,17 @@ class PartialJSONError(LionflowError, ValueError):
     def __init__(self, message: str, position: int) -> None:
         super().__init__(f"{message} at position {position}")
         self.position = position
+
+
+class ToonDecodeError(LionflowError, ValueError):
+    """The text is not TOON (spec v4.0): `line` and `column` (both 1-based) point at the offending
+    character, or at the start of the line or header that is wrong."""
+
+    def __init__(self, message: str, *, line: int, column: int = 1) -> None:
+        super().__init__(f"{message} (line {line}, column {column})")
+        self.message = message
+        self.line = line
+        self.column = column
 
 
 class GuardViolation(LionflowError):
