@@ -34,7 +34,7 @@ from lionflow.toon._tokens import (
 OBJECT, LIST, ROWS, ENTRIES = 0, 1, 2, 3
 # Root states: nothing read yet, a lone scalar line (valid only if it stays alone), an object,
 # an array or keyed root (nothing may follow it).
-_NONE, _SCALAR, _OBJECT, _ARRAY = 0, 1, 2, 3
+NO_ROOT, SCALAR_ROOT, OBJECT_ROOT, ARRAY_ROOT = 0, 1, 2, 3
 _KINDS = {LIST: "list items", ROWS: "rows", ENTRIES: "entries"}
 
 
@@ -80,13 +80,13 @@ class LineDecoder:
         self.strict = strict
         self.frames: list[Frame] = []
         self.root: Any = None
-        self.root_state = _NONE
+        self.root_state = NO_ROOT
         self.line = 0  # the number of the line being read (1-based)
         self.revision = 0  # bumps whenever `root` or the open scopes change
         self.blank_line = 0  # the first blank line since the last content line, 0 if none
         self.reuse: dict[str, Any] | None = None  # the dict the next list-item object must be
         self._scalar: tuple[str, int, int] = ("", 0, 0)
-        self._ignore_rest = False
+        self.ignore_rest = False
 
     # -- errors ------------------------------------------------------------------------------------
 
@@ -122,10 +122,10 @@ class LineDecoder:
             return
         else:
             content, offset, depth = raw, 0, 0
-        if self._ignore_rest:
+        if self.ignore_rest:
             return
         self.revision += 1
-        if self.root_state == _OBJECT or self.root_state == _ARRAY:
+        if self.root_state == OBJECT_ROOT or self.root_state == ARRAY_ROOT:
             self._dispatch(content, depth, offset)
         else:
             self._root_line(content, depth, offset)
@@ -149,21 +149,21 @@ class LineDecoder:
         return spaces // self.indent
 
     def _root_line(self, content: str, depth: int, column: int) -> None:
-        if self.root_state == _SCALAR:
+        if self.root_state == SCALAR_ROOT:
             text, line, at = self._scalar
             raise self.error(f"missing colon after {text!r}: a key needs ': value'", at + 1, line)
         if depth == 0:
             header = self._header(content, column)
             if header is not None and header.key is None:
-                self.root_state = _ARRAY
+                self.root_state = ARRAY_ROOT
                 self.root = self._open(header, 1, False, column)
                 return
             if content == "[]":
-                self.root_state = _ARRAY
+                self.root_state = ARRAY_ROOT
                 self.root = []
                 return
             if header is None and find_unquoted(content, ":") < 0:
-                self.root_state = _SCALAR  # a root primitive, if no other line follows (§5)
+                self.root_state = SCALAR_ROOT  # a root primitive, if no other line follows (§5)
                 self._scalar = (content, self.line, column)
                 return
         self.open_root_object()
@@ -171,8 +171,8 @@ class LineDecoder:
 
     def open_root_object(self) -> None:
         """Make the root an object (a key-value line at depth 0 came first)."""
-        if self.root_state == _NONE:
-            self.root_state = _OBJECT
+        if self.root_state == NO_ROOT:
+            self.root_state = OBJECT_ROOT
             self.root = {}
             self.frames.append(Frame(OBJECT, self.root, 0, False, self.line, 1))
 
@@ -213,7 +213,7 @@ class LineDecoder:
         if not frames:
             if self.strict:
                 raise self.error("content after the root array", column + 1)
-            self._ignore_rest = True
+            self.ignore_rest = True
             return
         frame = frames[-1]
         if self.blank_line:
@@ -397,9 +397,9 @@ class LineDecoder:
         """Close every scope and return the value (an empty document is ``{}``)."""
         while self.frames:
             self._close(self.frames.pop())
-        if self.root_state == _NONE:
+        if self.root_state == NO_ROOT:
             self.root = {}
-        elif self.root_state == _SCALAR:
+        elif self.root_state == SCALAR_ROOT:
             text, line, at = self._scalar
             self.line = line
             self.root = self._primitive(text, at)

@@ -254,3 +254,59 @@ def _fields(text: str, position: int, delimiter: str, strict: bool) -> tuple[lis
 def count_leaves(fields: list[Field]) -> int:
     """How many cells a row of this header holds."""
     return sum(1 if group is None else count_leaves(group) for _, group in fields)
+
+
+# States of `ValuePrefix`.
+_START, _MINUS, _ZERO, _INT, _DOT, _FRAC, _EXP_MARK, _EXP_SIGN, _EXP, _LITERAL, _TRAIL, _STRING = range(12)
+_LITERAL_WORDS = {"t": "true", "f": "false", "n": "null", "[": "[]"}
+
+
+class ValuePrefix:
+    """An automaton over an unquoted value as it arrives, one character at a time: alive while the
+    value may still end up a number, true, false, null or [] (§4), so that a reader does not show
+    it as a string yet; once dead, the value is a string whatever follows."""
+
+    __slots__ = ("_state", "_word", "_word_at")
+
+    def __init__(self) -> None:
+        self._state = _START
+        self._word = ""
+        self._word_at = 0
+
+    def alive(self, char: str) -> bool:
+        """Take the next character; False once the value can only be a string."""
+        state = self._state
+        digit = "0" <= char <= "9"
+        if char == " " or char == "\r":
+            self._state = _TRAIL
+            return True
+        if state == _TRAIL:
+            nxt = _STRING
+        elif state == _START:
+            if char in _LITERAL_WORDS:
+                self._word, self._word_at = _LITERAL_WORDS[char], 1
+                nxt = _LITERAL
+            else:
+                nxt = _MINUS if char == "-" else _ZERO if char == "0" else _INT if digit else _STRING
+        elif state == _LITERAL:
+            if self._word_at < len(self._word) and char == self._word[self._word_at]:
+                self._word_at += 1
+                return True
+            nxt = _STRING
+        elif state == _MINUS:
+            nxt = _ZERO if char == "0" else _INT if digit else _STRING
+        elif state in (_ZERO, _INT, _FRAC):
+            if digit and state != _ZERO:
+                nxt = state
+            elif char == "." and state != _FRAC:
+                nxt = _DOT
+            else:
+                nxt = _EXP_MARK if char in "eE" else _STRING
+        elif state == _DOT:
+            nxt = _FRAC if digit else _STRING
+        elif state == _EXP_MARK:
+            nxt = _EXP_SIGN if char in "+-" else _EXP if digit else _STRING
+        else:  # _EXP_SIGN, _EXP
+            nxt = _EXP if digit else _STRING
+        self._state = nxt
+        return nxt != _STRING
