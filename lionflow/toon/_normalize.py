@@ -114,8 +114,10 @@ def _normalize(value: object, walk: Walk, depth: int) -> object:
 
 
 def _object(value: dict[Any, Any], walk: Walk, depth: int) -> dict[str, object]:
-    if _PLAIN.issuperset(map(type, value.values())) and _STR.issuperset(map(type, value)):
-        return value  # only str keys and plain scalars: nothing to convert, nothing to recurse into
+    if not _STR.issuperset(map(type, value)):
+        return _object(_rekeyed(value), walk, depth)
+    if _PLAIN.issuperset(map(type, value.values())):
+        return value  # only plain scalars: nothing to convert, nothing to recurse into
     if depth >= MAX_DEPTH:
         raise _Failure(ConfigurationError(f"TOON encoding nests deeper than {MAX_DEPTH} levels"))
     marker = id(value)
@@ -125,16 +127,18 @@ def _object(value: dict[Any, Any], walk: Walk, depth: int) -> dict[str, object]:
     active.add(marker)
     result = value
     key: Any = None
-    rekey = False
+    plain = _PLAIN
     try:
         for key, item in value.items():
-            if type(key) is not str:
-                rekey = True
-                break
             kind = type(item)
-            if kind is str or kind is int or kind is float or kind is bool or item is None:
+            if kind in plain:
                 continue
-            new = _normalize(item, walk, depth + 1)
+            if kind is dict:
+                new: object = _object(item, walk, depth + 1)
+            elif kind is list:
+                new = _array(item, walk, depth + 1)
+            else:
+                new = _normalize(item, walk, depth + 1)
             if new is not item:
                 if result is value:
                     result = dict(value)
@@ -144,8 +148,6 @@ def _object(value: dict[Any, Any], walk: Walk, depth: int) -> dict[str, object]:
         raise
     finally:
         active.discard(marker)
-    if rekey:
-        return _object(_rekeyed(value), walk, depth)
     return result
 
 
@@ -186,12 +188,18 @@ def _array(value: list[Any], walk: Walk, depth: int) -> list[object]:
     active.add(marker)
     result = value
     index = 0
+    plain = _PLAIN
     try:
         for index, item in enumerate(value):
             kind = type(item)
-            if kind is str or kind is int or kind is float or kind is bool or item is None:
+            if kind in plain:
                 continue
-            new = _normalize(item, walk, depth + 1)
+            if kind is dict:
+                new: object = _object(item, walk, depth + 1)
+            elif kind is list:
+                new = _array(item, walk, depth + 1)
+            else:
+                new = _normalize(item, walk, depth + 1)
             if new is not item:
                 if result is value:
                     result = list(value)

@@ -639,7 +639,7 @@ def test_s3_a_lone_surrogate_error_names_where_it_is(write: Writer) -> None:
 
 # Round trips for random values --------------------------------------------------------------------
 
-_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 _SCALARS = (
     st.none()
     | st.booleans()
