@@ -41,6 +41,20 @@ _LAYERS = [
             "lionflow.testing",
         ),
     ),
+    # a leaf under everything but the structured parser's protocol: TOON text in and out
+    (
+        "lionflow.toon",
+        (
+            "lionflow.services",
+            "lionflow.session",
+            "lionflow.operations",
+            "lionflow.serve",
+            "lionflow.cli",
+            "lionflow.guards",
+            "lionflow.streams",
+            "lionflow.testing",
+        ),
+    ),
 ]
 
 

@@ -71,7 +71,7 @@ def test_public_names_are_sorted_and_all_exported() -> None:
         assert hasattr(lionflow, name), name
     exported = {name for name in dir(lionflow) if not name.startswith("_")}
     submodules = {"errors", "services", "session", "testing", "operations", "structured", "serve", "cli"}
-    submodules |= {"guards", "streams"}
+    submodules |= {"guards", "streams", "toon"}
     assert exported - submodules == set(lionflow.__all__)
 
 

@@ -30,6 +30,7 @@ PUBLIC_PACKAGES = [
     "lionflow.session.stores",
     "lionflow.streams",
     "lionflow.structured",
+    "lionflow.toon",
 ]
 # Single modules that are import places themselves (the error tree, the testing helpers, and the
 # adapter contract a new provider subclasses).

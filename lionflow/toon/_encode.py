@@ -25,8 +25,6 @@ from lionflow.toon._normalize import SCALARS, Number, Walk, normalize, path_text
 from lionflow.toon._numbers import format_float, format_floats
 from lionflow.toon._quote import DELIMITERS, column_is_bare, format_key, value_quoter
 
-__all__ = ["encode"]
-
 _DICT = {dict}
 
 

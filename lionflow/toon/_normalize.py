@@ -8,6 +8,8 @@ The mapping (documented in docs/toon.md):
 - pydantic model -> `model_dump(mode="json")`, so pydantic's own JSON mapping applies inside it;
 - dataclass instance -> object of its fields; Enum -> its value; datetime/date/time -> `isoformat()`;
   UUID -> its text;
+- ``...`` (Ellipsis) -> the string "...": the placeholder of documentation examples, as in the
+  seed's ``{"employees": [...]}``, encodes as the "..." a reader expects rather than failing;
 - Decimal -> a number with its exact digits (`Decimal("1.50")` -> `1.5`, never rounded through a float);
   a non-finite Decimal -> `null`.
 
@@ -30,8 +32,6 @@ from pydantic import BaseModel
 
 from lionflow.errors import ConfigurationError
 from lionflow.toon._numbers import format_decimal
-
-__all__ = ["MAX_DEPTH", "SCALARS", "Number", "Walk", "normalize", "path_text"]
 
 MAX_DEPTH = 200
 """Nesting deeper than this is refused (the encoder recurses up to twice per level)."""
@@ -232,6 +232,8 @@ def _convert(value: object) -> object:
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
+    if value is Ellipsis:
+        return "..."
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-__all__ = ["format_decimal", "format_float", "format_floats"]
-
 # A Decimal this far from 1 keeps an exponent rather than be written out in thousands of digits.
 _DECIMAL_DIGITS_LIMIT = 400
 

@@ -13,8 +13,6 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
-__all__ = ["DELIMITERS", "column_is_bare", "format_key", "quote", "value_quoter"]
-
 DELIMITERS = (",", "|", "\t")
 
 _NUMBER_LIKE = r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
