@@ -22,7 +22,9 @@ from lionflow.services.response import Response
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
 
-_INTERNAL_PARAMETERS = frozenset({"instruction", "imodel", "branch", "context_from", "_model"})
+_INTERNAL_PARAMETERS = frozenset(
+    {"instruction", "imodel", "branch", "context_from", "context_format", "_model"}
+)
 DEFAULT_BUFFER = 256
 _FATAL = (KeyboardInterrupt, SystemExit)  # a step raising these stops the flow and reaches the consumer
 
@@ -329,6 +331,11 @@ class Runner:
             if key in context:  # the whole source is there too (context_from): the item beside it
                 key = f"{key}[{given.position}]"
             context[key] = context_value(given.item)
+        rendered: Any = context
+        if context is not None and parameters.get("context_format") == "toon":
+            from lionflow.toon import encode  # (only a TOON context needs it)
+
+            rendered = encode(context)  # a string: the instruction shows it as it is
         params = {k: v for k, v in parameters.items() if k not in _INTERNAL_PARAMETERS}
         parser = self.board.item_parser(op)
         turn = communicate(
@@ -336,7 +343,7 @@ class Runner:
             self.branches[op.id],
             instruction=parameters["instruction"],
             imodel=parameters.get("_model") or parameters.get("imodel"),
-            context=context,
+            context=rendered,
             **params,
         )
         channel, op_id = self.channel, op.id

@@ -169,6 +169,10 @@ class Builder:
         on one branch run one after another)."""
         if not isinstance(instruction, str) or not instruction:
             raise FlowValidationError("a communicate operation needs a non-empty instruction")
+        if params.get("context_format", "json") not in ("json", "toon"):
+            raise FlowValidationError(
+                f"context_format must be 'json' or 'toon', not {params['context_format']!r}"
+            )
         upstream = _ids(context_from)
         branch_name = branch.name if isinstance(branch, Branch) else branch
         fallback = branch_name if isinstance(branch_name, str) and not self._taken(branch_name) else None

@@ -155,12 +155,14 @@ class ModelCall(Generic[T]):
         by `aclose()` ends the loop quietly after the last partial object: its truncated JSON is not
         validated.
         """
-        structure = self.request.params.get("response_format")
+        structure = self.request.expected
         if not (isinstance(structure, type) and issubclass(structure, BaseModel)):
             raise ConfigurationError("partials() needs response_format=<a pydantic model class> on the call")
         model = cast("type[M]", structure)  # the class this call was typed with: its response_format
         try:
-            async for partial in stream_partial(self._until_stopped(), model):
+            async for partial in stream_partial(
+                self._until_stopped(), model, format=self.request.reply_format
+            ):
                 yield partial
         except _Truncated:
             return
@@ -178,6 +180,10 @@ class ModelCall(Generic[T]):
         `aclose()` ends the loop quietly after the last complete element.
         """
         item_type = list_item_type(self.request.params.get("response_format"))
+        if self.request.reply_format == "toon":
+            raise ConfigurationError(
+                "items() reads JSON list replies; a TOON reply gives its list once parsed"
+            )
         if item_type is None:
             raise ConfigurationError(
                 "items() needs response_format=list[<a pydantic model class>] on the call"

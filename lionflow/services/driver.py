@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 import anyio
 import sniffio
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from lionflow.errors import (
     PartialJSONError,
@@ -371,10 +371,13 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
             assembler.add(finish)
             yield finish
         response = assembler.build(duration=time.perf_counter() - started, time_to_first_chunk=first_chunk_at)
-        structure = request.params.get("response_format")
+        structure = request.expected
         if structure is not None and response.finish_reason != "tool_calls":
             # (a turn that ends calling the caller's own tools has no structured answer to parse)
-            _parse_structured(response, structure, provider)
+            if request.reply_format == "toon":
+                _parse_toon(response, structure, provider)
+            else:
+                _parse_structured(response, structure, provider)
         state.response = response
         if state.handler is not None:
             state.handler.finish()
@@ -424,6 +427,28 @@ def _parse_structured(response: Response, structure: Any, provider: str) -> None
             "the reply is in .response.text",
             provider=provider,
         ) from error
+
+
+def _parse_toon(response: Response, structure: Any, provider: str) -> None:
+    """Set `response.parsed` from a TOON reply (``reply_format="toon"``), strictly validated; a reply
+    that is not TOON fails the call with `StructuredOutputError` (its `__cause__` says where)."""
+    from lionflow.toon import ToonDecodeError, decode  # (a TOON reply is the only user)
+    from lionflow.toon._prompt import unfenced
+
+    try:
+        value = decode(unfenced(response.text))
+    except ToonDecodeError as error:
+        raise StructuredOutputError(
+            f"the model's reply is not TOON, though reply_format='toon' asked for it ({error}); "
+            "the reply is in .response.text",
+            provider=provider,
+        ) from error
+    if isinstance(structure, type) and issubclass(structure, BaseModel):
+        response.parsed = structure.model_validate(value)
+    elif list_item_type(structure) is not None:
+        response.parsed = TypeAdapter(structure).validate_python(value)
+    else:
+        response.parsed = value  # a JSON schema: the value, not validated here
 
 
 def _structured_text(response: Response) -> str:

@@ -17,6 +17,7 @@ from lionflow.services.call import ModelCall
 from lionflow.services.driver import CallContext
 from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout, check_count, check_seconds
 from lionflow.services.providers import provider_class, provider_names
+from lionflow.services.providers._structured import with_system_note
 from lionflow.services.providers.base import ModelRequest, Provider, ProviderSettings
 
 
@@ -279,8 +280,23 @@ class iModel:
         """The `ModelRequest` that `invoke()` would send; useful to inspect what a provider receives."""
         merged = self.params | params
         _check_params(merged)
+        chat = _chat_messages(messages)
+        reply_format = merged.pop("reply_format", "json")
+        if reply_format == "json":
+            return ModelRequest(model=self.model, messages=chat, params=merged, stream=self.provider_stream)
+        if reply_format != "toon":
+            raise ConfigurationError(f"reply_format must be 'json' or 'toon', not {reply_format!r}")
+        # Asked for in the prompt: the API is asked for plain text, the reply parsed as TOON.
+        from lionflow.toon._prompt import reply_instruction  # (a TOON request is the only user)
+
+        structure = merged.pop("response_format", None)
         return ModelRequest(
-            model=self.model, messages=_chat_messages(messages), params=merged, stream=self.provider_stream
+            model=self.model,
+            messages=with_system_note(chat, reply_instruction(structure)),
+            params=merged,
+            stream=self.provider_stream,
+            structure=structure,
+            reply_format="toon",
         )
 
     @overload

@@ -16,7 +16,7 @@ import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Generic, TypeVar, get_args, get_origin
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, get_origin
 
 import anyio
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -112,6 +112,23 @@ class _Open:
         self.built: dict[str, Any] = {}  # for objects: final fields by name
 
 
+class PartialParser(Protocol):
+    """What `PartialBuilder` reads of an incremental parser (`PartialJSON`, `lionflow.toon.PartialTOON`):
+    the value so far, the containers still being written (outermost first; one that is not listed is
+    final and built once), whether the newest value of the innermost one is a string still growing,
+    and a revision that changes whenever the value does."""
+
+    @property
+    def value(self) -> Any: ...
+    @property
+    def in_string(self) -> bool: ...
+    @property
+    def path_depth(self) -> int: ...
+    @property
+    def revision(self) -> int: ...
+    def open_containers(self) -> list[Any]: ...
+
+
 class PartialBuilder(Generic[M]):
     """Turns successive `PartialJSON` values into partial `model` instances."""
 
@@ -122,7 +139,7 @@ class PartialBuilder(Generic[M]):
         self._placed: Any = _MISSING  # the newest leaf value placed into the object
         self._fingerprint: Any = None
 
-    def build(self, parser: PartialJSON) -> M | None:
+    def build(self, parser: PartialParser) -> M | None:
         """The partial object, or None when nothing a `model` shows has changed since last time."""
         value = parser.value
         if not isinstance(value, dict):
@@ -292,13 +309,26 @@ class PartialBuilder(Generic[M]):
         return result
 
 
-async def stream_partial(source: Any, model: type[M]) -> AsyncIterator[M]:
+async def stream_partial(
+    source: Any, model: type[M], *, format: Literal["json", "toon"] = "json"
+) -> AsyncIterator[M]:
     """Partial `model` instances from a stream of JSON text: any async iterable of strings or
     Chunks (text, or the arguments of a forced tool call), or a raw OpenAI SDK stream.
 
     Yields a new object whenever the value changed, then the final object, strictly validated from
     the whole text (a `pydantic.ValidationError` if the text does not validate).
+
+    ``format="toon"`` reads a TOON reply instead (`lionflow.toon.PartialTOON`): each partial object
+    shows what the complete lines say, plus a string still being written; a Markdown code fence
+    around the reply is dropped; the final object is validated from ``toon.decode`` of the whole
+    text (a `ToonDecodeError` if it is not TOON).
     """
+    if format == "toon":
+        async for shown in _stream_partial_toon(source, model):
+            yield shown
+        return
+    if format != "json":
+        raise ValueError(f"format must be 'json' or 'toon', not {format!r}")
     parser = PartialJSON()
     builder = PartialBuilder(model)
     text: list[str] = []
@@ -328,6 +358,35 @@ async def stream_partial(source: Any, model: type[M]) -> AsyncIterator[M]:
             with anyio.CancelScope(shield=True):
                 await close()
     yield model.model_validate_json(json_document("".join(text)))
+
+
+async def _stream_partial_toon(source: Any, model: type[M]) -> AsyncIterator[M]:
+    from lionflow.toon import PartialTOON  # (only TOON replies need it)
+    from lionflow.toon._prompt import Unfence
+
+    parser = PartialTOON()
+    builder = PartialBuilder(model)
+    fence = Unfence()
+    seen = -1
+    deltas = aiter(source)
+    try:
+        async for delta in deltas:
+            piece = fence.feed(_text_of(delta))
+            if not piece:
+                continue
+            parser.feed(piece)
+            if parser.revision != seen:
+                seen = parser.revision
+                partial = builder.build(parser)
+                if partial is not None:
+                    yield partial
+    finally:
+        close = getattr(deltas, "aclose", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await close()
+    parser.feed(fence.finish())
+    yield model.model_validate(parser.close())
 
 
 def _text_of(delta: Any) -> str:

@@ -550,6 +550,26 @@ async def test_list_items_arrive_as_each_element_closes(case: ProviderCase, serv
 
 
 @text_answers
+async def test_a_toon_reply_gives_growing_partials_and_the_validated_model(
+    case: ProviderCase, server: LoopbackServer
+) -> None:
+    from lionflow import toon
+
+    server.add(Reply(pieces=case.text_body(*pieces(toon.encode(TRIP.model_dump()), 3))))
+    model = case.loopback_model(server)
+    async with model.stream(HI, response_format=Trip, reply_format="toon") as call:
+        partials = [partial.model_copy(deep=True) async for partial in call.partials()]
+    await model.aclose()
+
+    assert_growing(partials)
+    assert call.response is not None
+    assert call.response.parsed == TRIP
+    sent = server.requests[-1].body.decode()
+    assert "TOON" in sent  # asked for in the prompt, with an example of the shape
+    assert "json_schema" not in sent  # and not through the API's JSON mode
+
+
+@text_answers
 async def test_partials_grow_while_the_json_streams(case: ProviderCase, server: LoopbackServer) -> None:
     server.add(Reply(pieces=case.text_body(*pieces(TRIP_JSON))))
     model = case.loopback_model(server)

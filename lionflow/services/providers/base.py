@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from lionflow.errors import ConfigurationError, MissingCredentials, ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk
@@ -48,6 +48,15 @@ class ModelRequest:
     messages: list[dict[str, Any]]
     params: Mapping[str, Any] = field(default_factory=dict)
     stream: bool = True
+    # A structured reply lionflow asks for in the prompt, not through the API (``reply_format="toon"``):
+    # what the reply is parsed into, and in which notation. Adapters never see it in `params`.
+    structure: Any = None
+    reply_format: Literal["json", "toon"] = "json"
+
+    @property
+    def expected(self) -> Any:
+        """What the reply is parsed into: the prompt-asked `structure`, or the API's ``response_format``."""
+        return self.structure if self.reply_format == "toon" else self.params.get("response_format")
 
 
 class ChunkStream:
