@@ -153,7 +153,8 @@ class ModelCall(Generic[T]):
 
         The call streams once: use either `partials()` or plain iteration, not both. A call stopped
         by `aclose()` ends the loop quietly after the last partial object: its truncated JSON is not
-        validated.
+        validated. With ``reply_format="toon"`` the reply is TOON, read the same way
+        (`lionflow.toon.PartialTOON`).
         """
         structure = self.request.expected
         if not (isinstance(structure, type) and issubclass(structure, BaseModel)):
