@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
@@ -36,3 +38,21 @@ def write_lock(db: Path) -> Iterator[None]:
             yield
         finally:
             other.execute("ROLLBACK")
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def run_example(name: str) -> str:
+    """Run ``docs/examples/<name>`` as a user would (its own interpreter, from the repository's
+    root); fails with its stderr if it does not exit cleanly, else returns what it printed."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=EXAMPLES.parent.parent,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

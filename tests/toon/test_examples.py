@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_example(name: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "docs" / "examples" / name)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+from tests.helpers import run_example
 
 
 def test_encode_before_streaming_puts_a_table_in_the_prompt_and_parses_the_reply() -> None:
