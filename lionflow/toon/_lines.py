@@ -152,6 +152,7 @@ class LineDecoder:
         if self.root_state == SCALAR_ROOT:
             text, line, at = self._scalar
             raise self.error(f"missing colon after {text!r}: a key needs ': value'", at + 1, line)
+        header = None
         if depth == 0:
             header = self._header(content, column)
             if header is not None and header.key is None:
@@ -162,10 +163,11 @@ class LineDecoder:
                 self.root_state = ARRAY_ROOT
                 self.root = []
                 return
-            if header is None and find_unquoted(content, ":") < 0:
-                self.root_state = SCALAR_ROOT  # a root primitive, if no other line follows (§5)
-                self._scalar = (content, self.line, column)
-                return
+        if header is None and find_unquoted(content, ":") < 0:
+            # a root primitive, if no other line follows (§5); its indentation does not matter
+            self.root_state = SCALAR_ROOT
+            self._scalar = (content, self.line, column)
+            return
         self.open_root_object()
         self._dispatch(content, depth, column)
 

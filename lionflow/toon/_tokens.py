@@ -186,8 +186,10 @@ def try_header(content: str, *, strict: bool = True) -> Header | None:
         if bracket < 0 or colon < 0 or colon < bracket:
             return None
         header_key = content[:bracket] or None
-        if header_key is not None and (" " in header_key or "\t" in header_key):
-            raise BadToken(f"whitespace in the array key {header_key!r} (write it quoted)", 0)
+        # §6 forbids whitespace between a key and its '[' (`foo [2]:`); inside the key it is part
+        # of the literal token (§7.4: `a b[2]:` has the key "a b").
+        if header_key is not None and header_key[-1] in " \t":
+            raise BadToken(f"whitespace between the key {header_key.rstrip()!r} and its '['", bracket - 1)
     return _header_after_key(content, bracket, header_key, strict)
 
 

@@ -1,0 +1,65 @@
+"""Review findings: each test pins a bug found by attacking `lionflow.toon` (decode vs the compiled
+codec vs `PartialTOON`, the encoder's edge values, the streaming integration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lionflow import ToonDecodeError, toon
+from lionflow.toon._decode import _decode_pure
+
+from .test_decode import same
+
+
+def all_three(text: str, **options: Any) -> list[Any]:
+    """What `decode`, the pure decoder and `PartialTOON` (fed a character at a time) make of `text`:
+    a value, or the error's (line, column)."""
+    results: list[Any] = []
+
+    def run(read: Any) -> None:
+        try:
+            results.append(read())
+        except ToonDecodeError as error:
+            results.append(("error", error.line, error.column))
+
+    def partial() -> Any:
+        reader = toon.PartialTOON(**options)
+        for char in text:
+            reader.feed(char)
+        return reader.close()
+
+    run(lambda: toon.decode(text, **options))
+    run(lambda: _decode_pure(text, **options))
+    run(partial)
+    return results
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a b[2]: 1,2", {"a b": [1, 2]}),
+        ("x:\n  g  2[1]: a", {"x": {"g  2": ["a"]}}),
+        ("- x[2]: 1,2", {"- x": [1, 2]}),
+        ("t b[1]{c}:\n  1", {"t b": [{"c": 1}]}),
+    ],
+)
+def test_s7_4_an_unquoted_header_key_may_hold_inner_spaces(text: str, expected: Any) -> None:
+    # §7.4 accepts any unquoted key token; §6 forbids whitespace only *between* a key and its '['.
+    # The pure decoder refused these while `toons` (and the TS reference) read them, so decode()
+    # and PartialTOON.close() disagreed.
+    assert all(same(result, expected) for result in all_three(text)), all_three(text)
+
+
+def test_s6_whitespace_between_key_and_bracket_is_still_a_strict_error() -> None:
+    assert all_three("foo [2]: bar,baz") == [("error", 1, 4)] * 3  # at the space
+    assert all(same(r, {"foo [2]": "bar,baz"}) for r in all_three("foo [2]: bar,baz", strict=False))
+
+
+@pytest.mark.parametrize(("text", "expected"), [("  true", True), ("\n    hello\n", "hello"), (" 7", 7)])
+def test_s5_a_lone_indented_root_primitive_is_that_primitive(text: str, expected: Any) -> None:
+    # §5: exactly one non-blank line that is neither a header nor a key-value line is the root
+    # primitive, whatever its indentation (toons and the TS reference agree).
+    indent = 1 if text == " 7" else 2
+    assert all(same(result, expected) for result in all_three(text, indent=indent)), all_three(text)
