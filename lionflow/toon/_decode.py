@@ -11,10 +11,23 @@ Non-strict mode always uses the pure decoder: its leniencies are ours, documente
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lionflow.errors import ToonDecodeError
 from lionflow.toon._lines import LineDecoder
+
+# Documents `toons` (0.9) accepts although the spec refuses them in strict mode, found by testing it
+# against the pure decoder: a blank line followed by more content (§12: inside a list item's span it
+# is an error, which toons checks only at the top level), a ':' or '[' inside a field list (§6:
+# nothing may follow a nested group; toons reads `{[1]{a}:}` as one field name), and a tab between a
+# key and its '[' (§6). Such documents go to the pure decoder, so decode() always agrees with
+# PartialTOON; encoders never write any of them.
+_LENIENT_IN_TOONS = re.compile(
+    r"\n[ \t\r]*\n[ \t\r]*\S"  # a blank line, then more content
+    r"|\[[0-9]+:?[|\t]?\]\{[^\n:\[]*(?:\[|:(?![ \t\r]*(?:\n|$)))"  # '[' or ':' in a field list
+    r"|\t\[[0-9]"  # a tab before a bracket segment (toons keeps it in the key)
+)
 
 
 def decode(text: str | bytes, *, indent: int = 2, strict: bool = True) -> Any:
@@ -29,7 +42,7 @@ def decode(text: str | bytes, *, indent: int = 2, strict: bool = True) -> Any:
     """
     text = _as_text(text)
     LineDecoder(indent=indent, strict=strict)  # validates the options before anything runs
-    if strict:
+    if strict and not _LENIENT_IN_TOONS.search(text):
         try:
             import toons
         except ImportError:

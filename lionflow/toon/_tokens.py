@@ -189,7 +189,9 @@ def try_header(content: str, *, strict: bool = True) -> Header | None:
         # §6 forbids whitespace between a key and its '[' (`foo [2]:`); inside the key it is part
         # of the literal token (§7.4: `a b[2]:` has the key "a b").
         if header_key is not None and header_key[-1] in " \t":
-            raise BadToken(f"whitespace between the key {header_key.rstrip()!r} and its '['", bracket - 1)
+            raise BadToken(
+                f"whitespace before the '[' of the array header {content[: bracket + 1]!r}", bracket - 1
+            )
     return _header_after_key(content, bracket, header_key, strict)
 
 

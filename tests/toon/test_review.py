@@ -63,3 +63,22 @@ def test_s5_a_lone_indented_root_primitive_is_that_primitive(text: str, expected
     # primitive, whatever its indentation (toons and the TS reference agree).
     indent = 1 if text == " 7" else 2
     assert all(same(result, expected) for result in all_three(text, indent=indent)), all_three(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[1]:\n  - a[2]:\n\n      - 1\n      - 2",  # a blank line inside the outer item's span (§12)
+        "x[1]:\n  - a:\n\n      b: 1",
+        "[1]{[1]{a}:}:\n  x",  # content after a nested field group (§6)
+        "t[1|]{a|c[1]{a}:b}:\n  1|2",
+        "a\t[1]: a",  # a tab between a key and its '[' (§6)
+        "x[1]:\n  - \t[1]: a",
+    ],
+)
+def test_decode_refuses_what_partial_toon_refuses_where_toons_is_lenient(text: str) -> None:
+    # `toons` reads these, the spec (and the TS reference) refuse them: decode() returned toons'
+    # value while PartialTOON.close() raised. Now decode() raises the same error, same place.
+    results = all_three(text)
+    assert results[1][0] == "error"
+    assert results == [results[1]] * 3, results
