@@ -5,9 +5,9 @@ offset of the offending character in that content; the line decoder turns it int
 `ToonDecodeError` with the line and column.
 
 Number policy (§4, which asks for one to be documented): a token with neither fraction nor exponent
-is an `int` of any size; any other number token is a `float` (``-0.0`` reads as ``0.0``); a token
-beyond the float range (``1e400``) is an error. This is also what `toons` does, so the compiled and
-the pure decoders agree.
+is an `int` (up to Python's limit on converted digits, 4300 by default); any other number token is
+a `float` (``-0.0`` reads as ``0.0``); a token beyond the float range (``1e400``) or that limit is an
+error. This is also what `toons` does, so the compiled and the pure decoders agree.
 """
 
 from __future__ import annotations
@@ -153,7 +153,10 @@ def parse_primitive(token: str, offset: int = 0) -> Any:
         if match is None:
             return token
         if not match.group("float"):
-            return int(token)
+            try:
+                return int(token)
+            except ValueError:  # longer than Python converts (sys.get_int_max_str_digits)
+                raise BadToken(f"integer of {len(token)} digits is out of range", offset) from None
         number = float(token)
         if math.isinf(number):
             raise BadToken(f"number {token} is out of range", offset)

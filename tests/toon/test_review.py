@@ -82,3 +82,11 @@ def test_decode_refuses_what_partial_toon_refuses_where_toons_is_lenient(text: s
     results = all_three(text)
     assert results[1][0] == "error"
     assert results == [results[1]] * 3, results
+
+
+@pytest.mark.parametrize("text", ["a: " + "7" * 5000, "[2]: 1," + "7" * 5000, "t[1]{a}:\n  " + "7" * 5000])
+def test_s4_an_integer_too_long_for_python_is_an_out_of_range_toon_error(text: str) -> None:
+    # Python refuses int() of more than 4300 digits with a bare ValueError (no line, no column);
+    # §4 lets a decoder reject an out-of-range number, as our documented policy does for 1e400.
+    results = all_three(text)
+    assert results[0][0] == "error" and results == [results[0]] * 3, results
