@@ -89,4 +89,5 @@ def test_s4_an_integer_too_long_for_python_is_an_out_of_range_toon_error(text: s
     # Python refuses int() of more than 4300 digits with a bare ValueError (no line, no column);
     # §4 lets a decoder reject an out-of-range number, as our documented policy does for 1e400.
     results = all_three(text)
-    assert results[0][0] == "error" and results == [results[0]] * 3, results
+    assert results[0][0] == "error"
+    assert results == [results[0]] * 3, results
