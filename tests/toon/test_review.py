@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lionflow import ToonDecodeError, toon
 from lionflow.toon._decode import _decode_pure
 
-from .test_decode import same
+from .test_decode import documents, same
 
 
 def all_three(text: str, **options: Any) -> list[Any]:
@@ -91,3 +93,28 @@ def test_s4_an_integer_too_long_for_python_is_an_out_of_range_toon_error(text: s
     results = all_three(text)
     assert results[0][0] == "error"
     assert results == [results[0]] * 3, results
+
+
+_NOISE = list('\n \t-:#[]{},|"\\\r1')
+_NOISE += ["  ", "- ", "\n\n", "\n  \n", "[2]:", "[1]{a}:", "{x[1]{a}:}", "\t[1]"]
+_edits = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=1), st.sampled_from(["insert", "delete"]), st.sampled_from(_NOISE)
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents, st.sampled_from([1, 2, 3, 4]), _edits)
+def test_decode_and_partial_toon_agree_on_damaged_documents(value: Any, indent: int, edits: Any) -> None:
+    # Encoder output with a few characters inserted or deleted: mostly invalid, or valid in odd
+    # ways. decode() (toons when installed) and PartialTOON must give the same value or the same
+    # error at the same place (a guard: the leniencies above were found this way, with more examples).
+    text = toon.encode(value, indent=indent)
+    for where, action, noise in edits:
+        at = int(where * len(text))
+        text = text[:at] + noise + text[at:] if action == "insert" else text[:at] + text[at + 1 :]
+    results = all_three(text, indent=indent)
+    assert all(same(result, results[1]) for result in results), (text, results)
