@@ -1,0 +1,28 @@
+"""The `lionflow` command (also `python -m lionflow`). Each command lives in a module of its own
+that registers its sub-parser (`add_parser`) with a ``run`` handler."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lionflow.cli import _demo, _serve
+from lionflow.errors import LionflowError
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lionflow", description="lionflow command-line tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in (_demo, _serve):
+        command.add_parser(commands)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except LionflowError as error:
+        print(f"lionflow: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
