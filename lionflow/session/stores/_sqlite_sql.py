@@ -242,11 +242,11 @@ def _load_session(connection: sqlite3.Connection, session_id: str) -> SessionSna
 def list_sessions(connection: sqlite3.Connection) -> list[SessionInfo]:
     rows = connection.execute(
         "SELECT s.id, s.created_at, s.updated_at, "
-        "(SELECT count(*) FROM messages m WHERE m.session_id = s.id) "
+        "(SELECT count(*) FROM messages m WHERE m.session_id = s.id), s.metadata "
         "FROM sessions s ORDER BY s.updated_at DESC"
     ).fetchall()
     result = []
-    for session_id, created_at, updated_at, count in rows:
+    for session_id, created_at, updated_at, count, metadata in rows:
         names = [
             name
             for (name,) in connection.execute(
@@ -260,6 +260,7 @@ def list_sessions(connection: sqlite3.Connection) -> list[SessionInfo]:
                 datetime.fromisoformat(updated_at),
                 count,
                 names,
+                json.loads(metadata),
             )
         )
     return result

@@ -128,13 +128,14 @@ class SessionSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """A line of `list_sessions()`."""
+    """A line of `list_sessions()`. `metadata` is the session's (JSON mode), for a name in it."""
 
     id: str
     created_at: datetime
     updated_at: datetime
     message_count: int
     branch_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
