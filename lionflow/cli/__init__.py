@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lionflow.cli import _compare, _demo, _run, _serve, _sessions
+from lionflow.cli import _chat, _compare, _demo, _run, _serve, _sessions
 from lionflow.errors import LionflowError
 
 __all__ = ["main"]
@@ -16,7 +16,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lionflow", description="lionflow command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (_demo, _serve, _run, _compare, _sessions):
+    for command in (_demo, _serve, _run, _chat, _compare, _sessions):
         command.add_parser(commands)
     args = parser.parse_args(argv)
     try:
