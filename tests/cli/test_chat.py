@@ -215,3 +215,16 @@ def test_an_unreadable_db_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("lionflow: ")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+def test_without_model_the_embedded_default_answers_offline(chat: Spawn, tmp_path: Path) -> None:
+    child = chat("--max-tokens", "8", "--session", "local")
+    child.timeout = 180  # loading torch and building the tiny model take a while on a small machine
+    # the model it used, said plainly: the cached one, or the tiny random one (saying its text is random)
+    child.expect(r"\[model: (local model .* on the CPU|a tiny random-weight Llama.*RANDOM)")
+    _say(child, "hello")
+    _say(child, "/quit")
+    assert _finish(child) == 0
+    (answer,) = _stored_answers(tmp_path / "chat.db", "local", "main")
+    assert answer.provider == "transformers"
+    assert not answer.incomplete
