@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import textwrap
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from lionflow.cli._paths import default_db_path
+from lionflow.cli._text import printable as _printable
 from lionflow.errors import ConfigurationError, LionflowError, MissingDependency
 from lionflow.operations.communicate import Turn, communicate
 from lionflow.services.imodel import iModel
@@ -184,13 +184,6 @@ class Chat:
     async def aclose(self) -> None:
         await self.session.flush()
         await self.store.aclose()
-
-
-def _printable(text: str) -> str:
-    # A model's text could hold terminal escapes (a random-weight one's surely does): shown harmlessly.
-    return "".join(
-        "\N{MIDDLE DOT}" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text
-    )
 
 
 def _db_path(given: str | None) -> Path:

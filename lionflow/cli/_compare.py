@@ -14,13 +14,13 @@ from typing import Any, NoReturn
 
 import anyio
 from rich.console import Console, RenderableType
-from rich.control import strip_control_codes
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from lionflow.cli._paths import default_db_path
+from lionflow.cli._text import printable
 from lionflow.errors import ConfigurationError, LionflowError
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
@@ -107,7 +107,7 @@ class _View:
 
     def _panel(self, pane: _Pane, width: int) -> Panel:
         # The tail of the text: wrapped to the pane's width here, so that the last lines show.
-        lines = Text(strip_control_codes(pane.text)).wrap(self.console, max(4, width - 4))
+        lines = Text(printable(pane.text)).wrap(self.console, max(4, width - 4))
         body = Text("\n").join(lines[-PANE_LINES:])
         status = {
             "waiting": "waiting",
@@ -116,7 +116,7 @@ class _View:
             "incomplete": "stopped · INCOMPLETE",
             "failed": "failed",
         }[pane.state]
-        return Panel(body, title=pane.spec.name, subtitle=status, height=PANE_LINES + 2)
+        return Panel(body, title=Text(pane.spec.name), subtitle=status, height=PANE_LINES + 2)
 
     def changed(self, *, now: bool = False) -> None:
         if self.live is None:
@@ -211,7 +211,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
         elif row["incomplete"]:
             finish += " (incomplete)"
         table.add_row(
-            row["name"],
+            Text(row["name"]),  # a name is text, not rich markup
             str(row["characters"]),
             str(row["chunks"]),
             "-" if first is None else f"{first:.3f}s",

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import anyio
 
+from lionflow.cli._text import one_line, printable
 from lionflow.errors import ConfigurationError, MissingDependency
 from lionflow.operations import Builder, FlowEvent, flow_stream
 from lionflow.services.chunk import Chunk
@@ -58,15 +59,24 @@ def load_builder(path: Path, session: Session) -> Builder:
     sys.path.insert(0, str(path.resolve().parent))  # the file's own imports of its neighbours work
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: what broke, in one line, not our traceback
+        raise ConfigurationError(f"{path}: cannot import it: {_described(exc)}") from None
     finally:
         sys.path.pop(0)
     build: Callable[[Session], Any] | None = getattr(module, "build", None)
     if not callable(build):
         raise ConfigurationError(f"{path}: defines no build(session) function returning a Builder")
-    builder = build(session)
+    try:
+        builder = build(session)
+    except Exception as exc:
+        raise ConfigurationError(f"{path}: build(session) raised {_described(exc)}") from None
     if not isinstance(builder, Builder):
         raise ConfigurationError(f"{path}: build(session) returned {type(builder).__name__}, not a Builder")
     return builder
+
+
+def _described(exc: BaseException) -> str:
+    return one_line(f"{type(exc).__name__}: {exc}")
 
 
 @dataclass
@@ -80,7 +90,7 @@ class _Row:
     ended: float | None = None
 
     def tail(self) -> str:
-        text = "".join(self.text[-_TAIL:]).replace("\n", " ")
+        text = printable("".join(self.text[-_TAIL:]).replace("\n", " "))
         return text[-_TAIL:]
 
     def seconds(self, now: float) -> str:
@@ -115,11 +125,13 @@ def _event_json(op_name: str, operation_id: str, item: Chunk | FlowEvent) -> dic
 
 async def _run_json(builder: Builder, on_error: OnError) -> int:
     failed = False
+    names = {op.id: op.name for op in builder.operations}
     async with flow_stream(builder, on_error=on_error) as stream:
         async for operation_id, item in stream:
-            name = item.operation.name if isinstance(item, FlowEvent) else operation_id
-            if isinstance(item, FlowEvent) and item.kind == "failed":
-                failed = True
+            if isinstance(item, FlowEvent):  # a for_each child is named by its first event
+                names[operation_id] = item.operation.name
+                failed = failed or item.kind == "failed"
+            name = names.get(operation_id, operation_id)
             print(json.dumps(_event_json(name, operation_id, item), default=str), flush=True)
     return 1 if failed else 0
 
@@ -129,6 +141,7 @@ async def _run_live(builder: Builder, on_error: OnError) -> int:
         from rich.console import Console
         from rich.live import Live
         from rich.table import Table
+        from rich.text import Text
     except ImportError as exc:
         raise MissingDependency("cli", "rich", "cli", what="lionflow run's live view") from exc
 
@@ -141,7 +154,8 @@ async def _run_live(builder: Builder, on_error: OnError) -> int:
         for column in ("operation", "state", "text", "chunks", "time"):
             view.add_column(column, no_wrap=column != "text", overflow="ellipsis")
         for row in rows.values():
-            view.add_row(row.name, row.state, row.tail(), str(row.chunks), row.seconds(now))
+            # Text, not rich markup: names and model text may hold brackets.
+            view.add_row(Text(row.name), row.state, Text(row.tail()), str(row.chunks), row.seconds(now))
         return view
 
     console = Console()
@@ -171,7 +185,9 @@ async def _run_live(builder: Builder, on_error: OnError) -> int:
                     row.text.append(item.data)
                 live.update(table())
     for operation_id, result in results.items():
-        console.print(f"[bold]{names[operation_id]}[/bold]: {_result_text(result)}")
+        line = Text(names[operation_id], style="bold")
+        line.append(f": {printable(_result_text(result))}")
+        console.print(line)
     return 1 if failed else 0
 
 

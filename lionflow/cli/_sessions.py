@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from lionflow.cli._paths import default_db_path
+from lionflow.cli._text import printable
 from lionflow.errors import ConfigurationError, StoreError
 from lionflow.session.messages import (
     ActionRequestContent,
@@ -90,14 +91,15 @@ async def _list(args: argparse.Namespace, store: SQLiteStore) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=str(store.path))
     for column in ("id", "name", "branches", "messages", "updated (UTC)"):
         table.add_column(column, justify="right" if column == "messages" else "left", no_wrap=column == "id")
     for info in sessions:
-        table.add_row(
-            info.id, _name(info), ", ".join(info.branch_names), str(info.message_count), _when(info)
-        )
+        # Text, not rich markup: an id, a name or a branch's name may hold brackets (or escapes).
+        cells = (info.id, _name(info), ", ".join(info.branch_names))
+        table.add_row(*(Text(printable(cell)) for cell in cells), str(info.message_count), _when(info))
     Console().print(table)
     return 0
 
@@ -138,7 +140,7 @@ def _show(data: dict[str, Any], name: str) -> str:
         for message in messages:
             label, text = _text(message)
             lines.append(f"[{label}] {text}")
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines)) + "\n"  # for a terminal: stored text may hold escapes
 
 
 def _markdown(data: dict[str, Any], name: str) -> str:

@@ -1,0 +1,170 @@
+"""A hostile user's session with the commands: flow files that break, model text that holds
+terminal escapes or rich markup, names with brackets, output piped into `head`. Every expected
+error is one line and no traceback; model text never reaches the terminal raw."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# An escape that would turn the terminal red, one that would set its title, and rich markup.
+HOSTILE = "x\x1b[31mRED\x1b]0;pwned\x07 [/x] [bold]b\x9b"
+
+CHAT = [sys.executable, "-m", "lionflow", "chat", "--model", "scripted:echo"]
+FLOW = """
+from lionflow.operations import Builder
+from lionflow.testing import ScriptedModel
+
+
+def build(session):
+    session.services.register(
+        ScriptedModel(name="m", responses=lambda messages: {text!r}, chunk_size={chunk}, delay={delay})
+    )
+    builder = Builder(session=session)
+    builder.communicate("go", imodel="m", name={name!r})
+    return builder
+"""
+
+
+def _flow(
+    tmp_path: Path, *, text: str = "tea " * 6, name: str = "op", chunk: int = 4, delay: float = 0
+) -> Path:
+    path = tmp_path / "flow.py"
+    path.write_text(FLOW.format(text=text, name=name, chunk=chunk, delay=delay))
+    return path
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "COLUMNS": "100"}
+
+
+def lionflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lionflow", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_env(tmp_path),
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lionflow: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_run_a_build_that_raises_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    path = tmp_path / "boom.py"
+    path.write_text("def build(session):\n    raise RuntimeError('no key for the research model')\n")
+    for args in ((), ("--json",)):
+        result = lionflow(tmp_path, "run", str(path), *args)
+        _one_line_error(result, "build(session)", "RuntimeError: no key for the research model")
+
+
+def test_run_a_file_that_does_not_import_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("def build(session)\n    pass\n")
+    _one_line_error(lionflow(tmp_path, "run", str(broken)), "SyntaxError", "line 1")
+    missing_import = tmp_path / "needs.py"
+    missing_import.write_text("import lionflow_no_such_module\n")
+    _one_line_error(lionflow(tmp_path, "run", str(missing_import)), "lionflow_no_such_module")
+
+
+def test_run_live_view_shows_hostile_text_and_names_harmlessly(tmp_path: Path) -> None:
+    path = _flow(tmp_path, text=HOSTILE, name="op [/x]")
+    result = lionflow(tmp_path, "run", str(path))  # piped: rich writes no escapes of its own
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert "\x9b" not in result.stdout
+    assert "[/x] [bold]b" in result.stdout  # markup in model text is text
+    assert "op [/x]" in result.stdout
+
+
+def test_run_json_chunk_lines_name_their_operation(tmp_path: Path) -> None:
+    result = lionflow(tmp_path, "run", str(_flow(tmp_path, name="facts")), "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {event["event"] for event in events} >= {"started", "chunk", "completed"}
+    assert {event["operation"] for event in events} == {"facts"}
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    path = _flow(tmp_path, chunk=1, delay=0.01)
+    with subprocess.Popen(
+        [sys.executable, "-m", "lionflow", "run", str(path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(tmp_path),
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        json.loads(process.stdout.readline())  # `| head -1`: one line read, then the pipe closes
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=120)
+    assert "Traceback" not in stderr
+    assert process.returncode != 0  # as any command whose reader went away
+
+
+def test_compare_panes_never_pass_escapes(tmp_path: Path) -> None:
+    result = lionflow(
+        tmp_path,
+        "compare",
+        "hi",
+        "-m",
+        "a=scripted:echo",
+        "-m",
+        "b=scripted:echo",
+        "-o",
+        f"a.responses={json.dumps([HOSTILE])}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert "\x9b" not in result.stdout
+    assert "[/x]" in result.stdout
+
+
+def _store_session(tmp_path: Path, db: Path, session_id: str, reply: str) -> None:
+    """One turn of `lionflow chat` (stdin piped) on a scripted model that answers `reply`."""
+    result = subprocess.run(
+        [*CHAT, "--db", str(db), "--session", session_id, "-o", f"responses={json.dumps([reply])}"],
+        input="hi\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_sessions_show_never_passes_escapes(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    _store_session(tmp_path, db, "hostile", HOSTILE)
+    result = lionflow(tmp_path, "sessions", "show", "hostile", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert "\x9b" not in result.stdout
+    assert "RED" in result.stdout
+    assert "[/x]" in result.stdout
+
+
+def test_sessions_list_shows_names_with_brackets(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    _store_session(tmp_path, db, "[/x] notes", "hello")
+    result = lionflow(tmp_path, "sessions", "list", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "[/x]" in result.stdout
