@@ -56,13 +56,17 @@ def load_builder(path: Path, session: Session) -> Builder:
     if spec is None or spec.loader is None:
         raise ConfigurationError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.resolve().parent))  # the file's own imports of its neighbours work
+    # Registered as any imported module is: dataclasses and pydantic find a class's module there.
+    sys.modules[spec.name] = module
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)  # the file's own imports of its neighbours work
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's file: what broke, in one line, not our traceback
+        sys.modules.pop(spec.name, None)
         raise ConfigurationError(f"{path}: cannot import it: {_described(exc)}") from None
     finally:
-        sys.path.pop(0)
+        sys.path.remove(folder)  # by value: the file may have put paths of its own in front
     build: Callable[[Session], Any] | None = getattr(module, "build", None)
     if not callable(build):
         raise ConfigurationError(f"{path}: defines no build(session) function returning a Builder")

@@ -168,3 +168,14 @@ def test_sessions_list_shows_names_with_brackets(tmp_path: Path) -> None:
     result = lionflow(tmp_path, "sessions", "list", "--db", str(db))
     assert result.returncode == 0, result.stderr
     assert "[/x]" in result.stdout
+
+
+def test_run_a_flow_file_with_dataclasses_and_future_annotations(tmp_path: Path) -> None:
+    # As any module: dataclasses and pydantic look the file up in sys.modules by its name.
+    header = "from __future__ import annotations\nfrom dataclasses import dataclass\n"
+    classes = "\n\n@dataclass\nclass Note:\n    text: str\n"
+    path = _flow(tmp_path, name="facts")
+    path.write_text(header + path.read_text() + classes)
+    result = lionflow(tmp_path, "run", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["event"] == "completed"
