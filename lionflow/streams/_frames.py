@@ -125,6 +125,14 @@ class FrameSource:
         self._closed = self._ended = True
         self._buffer = bytearray()
         self._offset = 0
+        if getattr(self._chunks, "ag_running", False):
+            # Another task's read waits inside this async generator, which Python cannot close
+            # while it runs ("already running"); say what works instead.
+            raise StreamProtocolError(
+                "another task is reading this stream (waiting for its bytes); cancel that task to stop "
+                "the read, and the reader closes the stream as the read ends",
+                frame_index=self.index,
+            )
         aclose = getattr(self._chunks, "aclose", None) or getattr(self._stream, "aclose", None)
         if aclose is not None:
             with anyio.CancelScope(shield=True):

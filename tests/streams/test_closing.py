@@ -4,13 +4,14 @@ and when the consumer stops early."""
 from __future__ import annotations
 
 import gc
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import anyio
 import pytest
 
 from lionflow import StreamProtocolError, streams
-from tests.streams._support import ByteSource, Segment, raw
+from tests.streams._support import ByteSource, Job, Segment, raw
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +109,40 @@ async def test_an_async_generator_source_is_closed_on_an_early_stop() -> None:
         async for _ in reader.read_items():
             break
     assert finished.is_set()
+
+
+async def test_aclose_from_another_task_while_a_read_waits_says_to_cancel_that_task() -> None:
+    types = streams.stream_types(Job)
+    writer = streams.stream_writer(types)
+    gate = anyio.Event()
+    closed = False
+
+    async def stalled() -> AsyncIterator[bytes]:
+        nonlocal closed
+        try:
+            yield writer.yield_item(Job(name="first"))
+            await gate.wait()  # a peer that sends nothing more for now
+            yield writer.yield_end()
+        finally:
+            closed = True
+
+    reader = streams.stream_reader(types, stalled())
+    seen: list[str] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            first = anyio.Event()
+
+            async def read() -> None:
+                async for job in reader.read_items():
+                    seen.append(job.name)
+                    first.set()
+
+            group.start_soon(read)
+            await first.wait()
+            await anyio.sleep(0.01)  # (the read is now waiting in the byte stream for more)
+            with pytest.raises(StreamProtocolError, match="cancel that task"):
+                await reader.aclose()  # Python's bare RuntimeError before
+            group.cancel_scope.cancel()  # what the error says works: the read ends, the stream closes
+    assert seen == ["first"]
+    assert closed
