@@ -1,4 +1,4 @@
-"""`lionflow sessions`: list, show, export and delete the sessions stored in an SQLite file."""
+"""`lionflow sessions`: list, show, export, delete and import the sessions stored in an SQLite file."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ examples:
   lionflow sessions export 3f2a --format markdown -o chat.md
   lionflow sessions export 3f2a > chat.json   # the store's own JSON format (Session.from_export)
   lionflow sessions delete 3f2a --yes
+  lionflow sessions import chat.json          # an export, back into a file (created if needed)
 
 Without --db, the file is $XDG_DATA_HOME/lionflow/lionflow.db, else ~/.local/share/lionflow/lionflow.db
 (where `lionflow chat` and `lionflow compare --save` write). `delete` without --yes deletes nothing
@@ -39,6 +40,10 @@ and exits with status 2.
 
 def _store(args: argparse.Namespace) -> SQLiteStore:
     path = Path(args.db) if args.db else default_db_path()
+    if args.action == "import":  # the one action that may start a file, as chat does
+        if not args.db:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(path)
     if not path.exists():
         raise StoreError(
             f"no database at {path}: nothing was saved there yet "
@@ -172,11 +177,26 @@ def _write(text: str, output: str | None) -> None:
         raise ConfigurationError(f"cannot write {output}: {exc.strerror}") from None
 
 
+async def _import(args: argparse.Namespace, store: SQLiteStore) -> int:
+    try:
+        data = json.loads(await anyio.Path(args.file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {args.file}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"{args.file} is not JSON ({exc}): give a `sessions export` file") from None
+    await store.check(writable=True)
+    session_id = await store.import_session(data)  # malformed, or already there: ConfigurationError
+    print(f"imported session {session_id} into {store.path}")
+    return 0
+
+
 async def _sessions(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if args.action == "list":
             return await _list(args, store)
+        if args.action == "import":
+            return await _import(args, store)
         info = await _find(store, args.session)
         if args.action == "delete":
             if not args.yes:
@@ -206,13 +226,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     common.add_argument("--db", metavar="PATH", help="the SQLite file (default: see `lionflow sessions -h`)")
     sessions = commands.add_parser(
         "sessions",
-        help="list, show, export and delete stored sessions",
+        help="list, show, export, delete and import stored sessions",
         description="The sessions stored in an SQLite file: list them, show one's branches and turns, "
-        "export one as JSON (the store's own format) or Markdown, delete one.",
+        "export one as JSON (the store's own format) or Markdown, delete one, import an export.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = sessions.add_subparsers(dest="action", required=True, metavar="list|show|export|delete")
+    actions = sessions.add_subparsers(dest="action", required=True, metavar="list|show|export|delete|import")
     listing = actions.add_parser("list", parents=[common], help="the sessions, most recently updated first")
     listing.add_argument("--json", action="store_true", help="one JSON line per session")
     show = actions.add_parser("show", parents=[common], help="a session's branches and turns")
@@ -221,6 +241,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     delete = actions.add_parser("delete", parents=[common], help="delete a session (needs --yes)")
     delete.add_argument("--yes", action="store_true", help="really delete it")
+    importing = actions.add_parser("import", parents=[common], help="store a session from an export file")
+    importing.add_argument("file", metavar="FILE", help="a JSON file written by `sessions export`")
     for action in (show, export, delete):
         action.add_argument("session", help="a session id, a unique start of one, or a session's name")
     sessions.set_defaults(run=_run)

@@ -179,3 +179,29 @@ def test_run_a_flow_file_with_dataclasses_and_future_annotations(tmp_path: Path)
     result = lionflow(tmp_path, "run", str(path), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["event"] == "completed"
+
+
+def test_sessions_export_delete_import_round_trips(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    _store_session(tmp_path, db, "notes", "a reply worth keeping")
+    exported = lionflow(
+        tmp_path, "sessions", "export", "notes", "--db", str(db), "-o", str(tmp_path / "n.json")
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert lionflow(tmp_path, "sessions", "delete", "notes", "--yes", "--db", str(db)).returncode == 0
+    imported = lionflow(tmp_path, "sessions", "import", str(tmp_path / "n.json"), "--db", str(db))
+    assert imported.returncode == 0, imported.stderr
+    assert "notes" in imported.stdout
+    again = lionflow(tmp_path, "sessions", "export", "notes", "--db", str(db))
+    assert json.loads(again.stdout) == json.loads((tmp_path / "n.json").read_text())
+    # Once more: refused (its turns would be appended twice), in one line.
+    _one_line_error(lionflow(tmp_path, "sessions", "import", str(tmp_path / "n.json"), "--db", str(db)))
+    (tmp_path / "bad.json").write_text("{not json")
+    _one_line_error(
+        lionflow(tmp_path, "sessions", "import", str(tmp_path / "bad.json"), "--db", str(db)), "bad.json"
+    )
+    # Into a file that does not exist yet: created, as chat creates one.
+    fresh = lionflow(
+        tmp_path, "sessions", "import", str(tmp_path / "n.json"), "--db", str(tmp_path / "new.db")
+    )
+    assert fresh.returncode == 0, fresh.stderr
