@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from typing import Any
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from lionflow.cli._paths import default_db_path
+from lionflow.cli._text import one_line as _one_line
 from lionflow.cli._text import printable as _printable
 from lionflow.errors import ConfigurationError, LionflowError, MissingDependency
 from lionflow.operations.communicate import Turn, communicate
@@ -92,6 +95,26 @@ async def _default_model(max_tokens: int) -> iModel:
     return model
 
 
+class _Line(logging.Handler):
+    """Whether a reply's line is still open on the terminal; and, as the handler of lionflow's log
+    while the chat runs, a record (a turn that could not be stored, say) printed on a line of its
+    own, once: with a handler of its own the log does not also reach Python's last-resort one."""
+
+    open = False
+
+    def end(self) -> None:
+        if self.open:
+            print(flush=True)
+            self.open = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.end()
+        print(_one_line(record.getMessage()), file=sys.stderr, flush=True)
+
+
+_LINE = _Line(logging.WARNING)
+
+
 @dataclass
 class _Reply:
     """One reply being streamed; the main thread stops it through `Chat.stop`."""
@@ -116,20 +139,26 @@ class Chat:
         """Stream the answer to `request.text`, printing chunks as they arrive; record the turn."""
         # Stored with the turn's write, so that a resumed chat continues where this one was.
         self.session.metadata["chat"] = {"branch": self.branch.name, "model": self.spec}
-        async with communicate(
-            self.session, self.branch, instruction=request.text, imodel=self.model
-        ) as turn:
-            request.turn = turn
-            if request.stopped:  # Ctrl-C came before the turn existed
-                await turn.aclose()
-            async for chunk in turn:
-                if chunk.type == "text":
-                    print(_printable(chunk.data), end="", flush=True)
+        try:
+            async with communicate(
+                self.session, self.branch, instruction=request.text, imodel=self.model
+            ) as turn:
+                request.turn = turn
+                if request.stopped:  # Ctrl-C came before the turn existed
+                    await turn.aclose()
+                async for chunk in turn:
+                    if chunk.type == "text" and chunk.data:
+                        print(_printable(chunk.data), end="", flush=True)
+                        _LINE.open = True
+        except BaseException:
+            _LINE.end()  # the error (of the stream, or of the turn's write) starts on a line of its own
+            raise
         answer = turn.response_message
         content = answer.content if answer is not None else None
         if isinstance(content, AssistantResponseContent) and content.incomplete:
-            print(" [stopped: kept as an incomplete answer]", end="")
-        print(flush=True)
+            print(" [stopped: kept as an incomplete answer]", end="", flush=True)
+            _LINE.open = True
+        _LINE.end()
 
     async def stop(self, request: _Reply) -> None:
         """Stop `request`'s reply (Ctrl-C); what had arrived is recorded as incomplete."""
@@ -266,12 +295,17 @@ def _loop(portal: BlockingPortal, chat: Chat) -> None:
 def _chat(args: argparse.Namespace) -> int:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401 - line editing and history at the prompt, where available
-    with start_blocking_portal() as portal:
-        chat = portal.call(_open, args)
-        try:
-            _loop(portal, chat)
-        finally:
-            portal.call(chat.aclose)
+    logger = logging.getLogger("lionflow")
+    logger.addHandler(_LINE)
+    try:
+        with start_blocking_portal() as portal:
+            chat = portal.call(_open, args)
+            try:
+                _loop(portal, chat)
+            finally:
+                portal.call(chat.aclose)
+    finally:
+        logger.removeHandler(_LINE)
     return 0
 
 

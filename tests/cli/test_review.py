@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+import pexpect
 
 # An escape that would turn the terminal red, one that would set its title, and rich markup.
 HOSTILE = "x\x1b[31mRED\x1b]0;pwned\x07 [/x] [bold]b\x9b"
@@ -205,3 +208,27 @@ def test_sessions_export_delete_import_round_trips(tmp_path: Path) -> None:
         tmp_path, "sessions", "import", str(tmp_path / "n.json"), "--db", str(tmp_path / "new.db")
     )
     assert fresh.returncode == 0, fresh.stderr
+
+
+def test_chat_a_turn_that_cannot_be_stored_says_so_on_a_line_of_its_own(tmp_path: Path) -> None:
+    db = tmp_path / "locked.db"
+    _store_session(tmp_path, db, "s", "first")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program holds the file: the turn's write times out
+    env = {**_env(tmp_path), "TERM": "dumb"}
+    child = pexpect.spawn(
+        CHAT[0], [*CHAT[1:], "--db", str(db), "--session", "s"], env=env, encoding="utf-8", timeout=120
+    )
+    try:
+        child.expect_exact("> ")
+        child.sendline("hello")
+        child.expect_exact("lionflow: ")
+        before_error = child.before or ""
+        child.expect_exact("> ")
+        holder.rollback()
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        holder.close()
+    assert before_error.endswith("\n"), f"the error is glued to the reply: {before_error[-60:]!r}"
