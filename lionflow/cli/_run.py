@@ -127,17 +127,26 @@ def _event_json(op_name: str, operation_id: str, item: Chunk | FlowEvent) -> dic
     return {"event": "chunk", "operation": op_name, "id": operation_id, "type": item.type, "data": item.data}
 
 
+def _failures(failed: list[tuple[str, BaseException]]) -> int:
+    """The operations that failed, one line each on stderr (the flow went on: `--on-error
+    continue`; a stopped flow raises its one `FlowError` instead); the exit status."""
+    for name, error in failed:
+        print(f"lionflow: operation {name} failed: {_described(error)}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
 async def _run_json(builder: Builder, on_error: OnError) -> int:
-    failed = False
+    failed: list[tuple[str, BaseException]] = []
     names = {op.id: op.name for op in builder.operations}
     async with flow_stream(builder, on_error=on_error) as stream:
         async for operation_id, item in stream:
             if isinstance(item, FlowEvent):  # a for_each child is named by its first event
                 names[operation_id] = item.operation.name
-                failed = failed or item.kind == "failed"
+                if item.kind == "failed":  # documented to carry its error
+                    failed.append((item.operation.name, item.error or RuntimeError("no error given")))
             name = names.get(operation_id, operation_id)
             print(json.dumps(_event_json(name, operation_id, item), default=str), flush=True)
-    return 1 if failed else 0
+    return _failures(failed)
 
 
 async def _run_live(builder: Builder, on_error: OnError) -> int:
@@ -164,7 +173,7 @@ async def _run_live(builder: Builder, on_error: OnError) -> int:
 
     console = Console()
     results: dict[str, Any] = {}
-    failed = False
+    failed: list[tuple[str, BaseException]] = []
     with Live(table(), console=console, refresh_per_second=12, transient=False) as live:
         async with flow_stream(builder, on_error=on_error) as stream:
             async for operation_id, item in stream:
@@ -180,9 +189,10 @@ async def _run_live(builder: Builder, on_error: OnError) -> int:
                         row.state, row.ended = item.kind, time.monotonic()
                         if item.kind == "completed":
                             results[operation_id] = item.result
-                        failed = failed or item.kind == "failed"
                         if item.error is not None:
-                            row.text = [f"{type(item.error).__name__}: {item.error}"]
+                            row.text = [_described(item.error)]
+                        if item.kind == "failed":
+                            failed.append((row.name, item.error or RuntimeError("no error given")))
                 elif item.type == "text":
                     row.chunks += 1
                     row.chars += len(item.data)
@@ -192,7 +202,7 @@ async def _run_live(builder: Builder, on_error: OnError) -> int:
         line = Text(names[operation_id], style="bold")
         line.append(f": {printable(_result_text(result))}")
         console.print(line)
-    return 1 if failed else 0
+    return _failures(failed)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -232,3 +232,36 @@ def test_chat_a_turn_that_cannot_be_stored_says_so_on_a_line_of_its_own(tmp_path
         child.close(force=True)
         holder.close()
     assert before_error.endswith("\n"), f"the error is glued to the reply: {before_error[-60:]!r}"
+
+
+FAILING_FLOW = """
+from lionflow.operations import Builder
+from lionflow.testing import ScriptedModel
+
+
+def explode(messages):
+    raise ValueError("the model exploded\\x1b[31m\\nover two lines")
+
+
+def build(session):
+    session.services.register(ScriptedModel(name="ok", responses=lambda messages: "fine", delay=0.05))
+    session.services.register(ScriptedModel(name="bad", responses=explode))
+    builder = Builder(session=session)
+    builder.communicate("go", imodel="ok", name="good")
+    builder.communicate("go", imodel="bad", name="broken")
+    return builder
+"""
+
+
+def test_run_a_failed_operation_is_one_line_on_stderr_and_exit_1(tmp_path: Path) -> None:
+    path = tmp_path / "failing.py"
+    path.write_text(FAILING_FLOW)
+    for args in (("--on-error", "continue"), ("--on-error", "continue", "--json"), ("--json",), ()):
+        result = lionflow(tmp_path, "run", str(path), *args)
+        _one_line_error(result, "broken", "ValueError", "the model exploded")
+        assert "\x1b" not in result.stderr
+        if "--json" in args:  # every line of stdout is JSON, the failure among them
+            events = [json.loads(line) for line in result.stdout.splitlines()]
+            assert [e["operation"] for e in events if e["event"] == "failed"] == ["broken"]
+        if "continue" in args:
+            assert "fine" in result.stdout
