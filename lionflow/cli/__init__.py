@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from lionflow.cli import _chat, _compare, _demo, _run, _serve, _sessions
+from lionflow.cli._text import one_line
 from lionflow.errors import LionflowError
 
 __all__ = ["main"]
@@ -23,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except LionflowError as error:
-        print(f"lionflow: {error}", file=sys.stderr)
+        print(f"lionflow: {one_line(str(error))}", file=sys.stderr)  # it may quote a server's text
         return 1
     except KeyboardInterrupt:
         return 130

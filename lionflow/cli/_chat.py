@@ -289,7 +289,7 @@ def _loop(portal: BlockingPortal, chat: Chat) -> None:
             else:
                 _reply(portal, chat, _Reply(line))
         except LionflowError as error:  # a failed turn or command: say so, and keep chatting
-            print(f"lionflow: {error}", flush=True)
+            print(f"lionflow: {_one_line(str(error))}", flush=True)  # it may quote a server's text
 
 
 def _chat(args: argparse.Namespace) -> int:

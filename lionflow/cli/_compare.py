@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lionflow.cli._paths import default_db_path
-from lionflow.cli._text import printable
+from lionflow.cli._text import one_line, printable
 from lionflow.errors import ConfigurationError, LionflowError
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response
@@ -285,7 +285,8 @@ async def _compare(args: argparse.Namespace, specs: list[ModelSpec]) -> int:
             )
     for pane in panes:
         if pane.error is not None:
-            print(f"lionflow: {pane.spec.name}: {pane.error}", file=sys.stderr)
+            # one line, printable: the error may quote a server's text
+            print(f"lionflow: {pane.spec.name}: {one_line(pane.error)}", file=sys.stderr)
     if stopped:
         return 130
     return 1 if any(pane.error is not None for pane in panes) else 0

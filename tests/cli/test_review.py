@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pexpect
 
+from tests.loopback import LoopbackServer, Reply
+
 # An escape that would turn the terminal red, one that would set its title, and rich markup.
 HOSTILE = "x\x1b[31mRED\x1b]0;pwned\x07 [/x] [bold]b\x9b"
 
@@ -265,3 +267,32 @@ def test_run_a_failed_operation_is_one_line_on_stderr_and_exit_1(tmp_path: Path)
             assert [e["operation"] for e in events if e["event"] == "failed"] == ["broken"]
         if "continue" in args:
             assert "fine" in result.stdout
+
+
+PROVIDER_ERROR = {"error": {"message": "quota gone\x1b[31m\nsecond line\x07"}}
+
+
+def test_a_provider_error_with_escapes_is_one_printable_line(tmp_path: Path) -> None:
+    # The server's text in an error: never raw on the terminal, never over two lines.
+    with LoopbackServer(default=lambda received: Reply.json(400, PROVIDER_ERROR)) as server:
+        model = ["-o", f"base_url={server.url}/v1", "-o", "api_key=test"]
+        options = [f"a.{option}" if option != "-o" else option for option in model]
+        compared = lionflow(
+            tmp_path, "compare", "hi", "-m", "a=openai:gpt-x", "-m", "b=scripted:echo", *options, "--json"
+        )
+        _one_line_error(compared, "quota gone", "second line")
+        chatted = subprocess.run(
+            [*CHAT[:-1], "openai:gpt-x", *model, "--db", str(tmp_path / "c.db")],
+            input="hi\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=_env(tmp_path),
+        )
+    assert chatted.returncode == 0, chatted.stderr
+    for output in (compared.stderr, chatted.stdout + chatted.stderr):
+        assert "\x1b" not in output
+        assert "\x07" not in output
+    (line,) = [line for line in chatted.stdout.splitlines() if "quota gone" in line]
+    assert "second line" in line
