@@ -199,9 +199,7 @@ async def _run_live(builder: Builder, on_error: OnError) -> int:
                     row.text.append(item.data)
                 live.update(table())
     for operation_id, result in results.items():
-        line = Text(names[operation_id], style="bold")
-        line.append(f": {printable(_result_text(result))}")
-        console.print(line)
+        console.print(Text.assemble((names[operation_id], "bold"), f": {printable(_result_text(result))}"))
     return _failures(failed)
 
 

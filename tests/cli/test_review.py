@@ -296,3 +296,16 @@ def test_a_provider_error_with_escapes_is_one_printable_line(tmp_path: Path) -> 
         assert "\x07" not in output
     (line,) = [line for line in chatted.stdout.splitlines() if "quota gone" in line]
     assert "second line" in line
+
+
+def test_run_results_show_the_name_in_bold_and_the_text_plain(tmp_path: Path) -> None:
+    path = _flow(tmp_path, name="facts")
+    env = {**_env(tmp_path), "TERM": "xterm", "COLUMNS": "120"}
+    child = pexpect.spawn(sys.executable, ["-m", "lionflow", "run", str(path)], env=env, encoding="utf-8")
+    try:
+        child.expect(pexpect.EOF, timeout=120)
+        final = child.before or ""
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert "\x1b[1mfacts\x1b[0m: tea tea" in final  # bold ends with the name
