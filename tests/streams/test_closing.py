@@ -130,7 +130,6 @@ async def test_aclose_from_another_task_while_a_read_waits_says_to_cancel_that_t
     seen: list[str] = []
     with anyio.fail_after(5):
         async with anyio.create_task_group() as group:
-
             first = anyio.Event()
 
             async def read() -> None:
