@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["one_line", "printable"]
-
 
 def printable(text: str) -> str:
     """`text` with every control character but newline and tab shown as a middle dot: a model's
