@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from lionflow.errors import ConfigurationError, MissingDependency
 from lionflow.serve._sse import Receive, Scope, Send
 
-OPEN_PATHS = frozenset({"/healthz", "/"})
+# The health check and the playground (a page and its two files; it asks for a key when the API needs one).
+OPEN_PATHS = frozenset({"/healthz", "/", "/playground/playground.css", "/playground/playground.js"})
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
