@@ -4,7 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lionflow-installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean system
+
+# The programs the tests drive, from Debian's packages, installed where missing (as root, with
+# apt-get): Chromium for the playground. Elsewhere, say what to install; the tests that need it
+# skip naming it (and fail under CI, which sets CI=true).
+SYSTEM_PACKAGES := chromium
+system:
+	@missing=""; for program in $(SYSTEM_PACKAGES); do command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian packages:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq $$missing >/dev/null || { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; }; \
+	else \
+		echo "make: missing$$missing; install with: sudo apt-get install$$missing"; \
+	fi
 
 # torch==2.13.0 goes in first: it is the CPU build this machine keeps on disk. Installed later by the
 # `transformers` extra, pip would pick a multi-GB CUDA build instead.
@@ -20,7 +35,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m lionflow demo
 
-test: $(STAMP)
+test: $(STAMP) system
 	$(PY) -m pytest
 
 lint: $(STAMP)

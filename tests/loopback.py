@@ -38,7 +38,7 @@ class Reply:
     (the default) uses chunked encoding; ``chunked=False`` sends the joined body with a length.
     ``abort=True`` drops the connection after the last piece, leaving the body unfinished.
     `head_delay` is seconds before the status line: a server that took the request and has not
-    answered yet.
+    answered yet. `holds` pauses the body before given pieces until the test releases them.
     """
 
     pieces: Sequence[bytes] = ()
@@ -48,6 +48,9 @@ class Reply:
     chunked: bool = True
     abort: bool = False  # drop the connection after the pieces instead of ending the body
     head_delay: float = 0.0
+    # (piece index, event): piece `index` waits until the test sets `event`, so that a test sees
+    # the client in a known intermediate state (everything before it sent, nothing after).
+    holds: Sequence[tuple[int, threading.Event]] = ()
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -203,7 +206,11 @@ class LoopbackServer:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
         delays = reply.delay if isinstance(reply.delay, Sequence) else [reply.delay] * len(reply.pieces)
-        for piece, delay in zip(reply.pieces, delays, strict=True):
+        holds = dict(reply.holds)
+        for index, (piece, delay) in enumerate(zip(reply.pieces, delays, strict=True)):
+            hold = holds.get(index)
+            while hold is not None and not hold.is_set() and not received.disconnected.is_set():  # noqa: ASYNC110 - a threading.Event, set from the test's thread
+                await asyncio.sleep(0.01)
             if delay:
                 await asyncio.sleep(delay)
             if received.disconnected.is_set():
