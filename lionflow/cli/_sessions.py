@@ -13,13 +13,7 @@ import anyio
 from lionflow.cli._paths import default_db_path
 from lionflow.cli._text import printable
 from lionflow.errors import ConfigurationError, StoreError
-from lionflow.session.messages import (
-    ActionRequestContent,
-    AssistantResponseContent,
-    InstructionContent,
-    Message,
-    SystemContent,
-)
+from lionflow.session._transcript import branch_messages, label_and_text
 from lionflow.session.stores import SessionInfo, SQLiteStore
 from lionflow.session.stores.base import import_snapshot
 
@@ -109,41 +103,13 @@ async def _list(args: argparse.Namespace, store: SQLiteStore) -> int:
     return 0
 
 
-def _text(message: Message) -> tuple[str, str]:
-    """A message as (a label, its text)."""
-    content = message.content
-    if isinstance(content, SystemContent):
-        return "system", content.system
-    if isinstance(content, InstructionContent):
-        return "user", content.chat_msg()["content"]
-    if isinstance(content, AssistantResponseContent):
-        notes = [f"{content.provider}:{content.model}" if content.provider else content.model or ""]
-        if content.incomplete:
-            notes.append("INCOMPLETE")
-        label = "assistant" + (f" ({', '.join(note for note in notes if note)})" if any(notes) else "")
-        return label, content.assistant_response
-    if isinstance(content, ActionRequestContent):
-        return "tool call", f"{content.function}({json.dumps(content.arguments, ensure_ascii=False)})"
-    # what is left is a tool's result
-    shown = (
-        f"Error: {content.error}" if content.error is not None else json.dumps(content.output, default=str)
-    )
-    return f"tool result ({content.function or content.call_id})", shown
-
-
-def _branches(data: dict[str, Any]) -> list[tuple[str, list[Message]]]:
-    snapshot = import_snapshot(data)
-    messages = {message.id: message for message in snapshot.messages}
-    return [(record.name, [messages[item] for item in order]) for record, order in snapshot.branches]
-
-
 def _show(data: dict[str, Any], name: str) -> str:
     session = data["session"]
     lines = [f"session {session['id']}" + (f" ({name})" if name else ""), f"created {session['created_at']}"]
-    for branch, messages in _branches(data):
+    for branch, messages in branch_messages(import_snapshot(data)):
         lines += ["", f"── branch {branch} ({len(messages)} messages)"]
         for message in messages:
-            label, text = _text(message)
+            label, text = label_and_text(message)
             lines.append(f"[{label}] {text}")
     return printable("\n".join(lines)) + "\n"  # for a terminal: stored text may hold escapes
 
@@ -159,10 +125,10 @@ def _markdown(data: dict[str, Any], name: str) -> str:
     for key, value in session["metadata"].items():
         if key != "name":
             lines.append(f"- {key}: {json.dumps(value, ensure_ascii=False)}")
-    for branch, messages in _branches(data):
+    for branch, messages in branch_messages(import_snapshot(data)):
         lines += ["", f"## Branch `{branch}`"]
         for message in messages:
-            label, text = _text(message)
+            label, text = label_and_text(message)
             lines += ["", f"**{label}**", "", text]
     return "\n".join(lines) + "\n"
 
