@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lionflow.serve import _anthropic_messages, _chat_completions, _flows, _playground, _responses
+from lionflow.serve import _anthropic_messages, _browse, _chat_completions, _flows, _playground, _responses
 from lionflow.serve._auth import Gate, RateLimit
 from lionflow.serve._context import ServeContext
 from lionflow.serve._errors import APIError
@@ -98,5 +98,6 @@ def build(
     _responses.register(app, context)
     _anthropic_messages.register(app, context)
     _flows.register(app, context)
+    _browse.register(app, context)
     _playground.register(app, context)
     return app

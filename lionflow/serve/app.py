@@ -71,12 +71,15 @@ def create_app(
     conversation (forking its branch when it continues an earlier one), ``background: true``
     responses run on without a client, and streams' events are written there in batches, so they
     resume after a restart, and dropped `resume_ttl` seconds after their last event. The app does
-    not close the store.
+    not close the store. ``GET /v1/sessions`` lists the stored sessions (most recently updated
+    first, ``?limit=``) and ``GET /v1/sessions/{id}`` shows one's branches and turns, each message
+    labelled as ``lionflow sessions show`` prints it; without a store both are a 404 (``no_store``).
 
     `flows` maps a name to ``build(session) -> Builder``: ``POST /v1/flows/{name}/runs`` runs it on a
     new session (on `store`), with the served models registered and the request's ``inputs`` in
     ``session.metadata["inputs"]``, streamed as SSE events tagged by operation;
-    ``GET /v1/flows/runs/{run_id}`` resumes it.
+    ``GET /v1/flows/runs/{run_id}`` resumes it; ``GET /v1/flows`` lists them in the order given.
+    (``lionflow serve --flow NAME=FILE.py`` serves the ``build`` of a file.)
 
     `rate_limit` (such as ``"60/minute"``, or ``"10/second;1000/day"``) limits the requests of each
     key (of each client address, without keys): one more is a 429 with ``retry-after``.
