@@ -47,9 +47,10 @@ OnError = Literal["fail_fast", "continue"]
 _TAIL = 48  # characters of streaming text shown per row
 
 
-def load_builder(path: Path, session: Session) -> Builder:
-    """Import `path` and call its ``build(session)``; a clear `ConfigurationError` for a missing
-    file, a file without ``build``, or a ``build`` that does not return a Builder."""
+def load_build(path: Path) -> Callable[[Session], Any]:
+    """Import `path` and return its ``build`` function; a clear `ConfigurationError` for a missing
+    file, one that fails to import, or one without ``build``. (`lionflow serve --flow` calls it
+    once per run, `load_builder` once.)"""
     if not path.is_file():
         raise ConfigurationError(f"{path}: no such file; give a Python file that defines build(session)")
     spec = importlib.util.spec_from_file_location(f"lionflow_run_{path.stem}", path)
@@ -70,6 +71,13 @@ def load_builder(path: Path, session: Session) -> Builder:
     build: Callable[[Session], Any] | None = getattr(module, "build", None)
     if not callable(build):
         raise ConfigurationError(f"{path}: defines no build(session) function returning a Builder")
+    return build
+
+
+def load_builder(path: Path, session: Session) -> Builder:
+    """Import `path` and call its ``build(session)``; a clear `ConfigurationError` for a missing
+    file, a file without ``build``, or a ``build`` that does not return a Builder."""
+    build = load_build(path)
     try:
         builder = build(session)
     except Exception as exc:

@@ -6,16 +6,45 @@ import argparse
 import functools
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from lionflow.cli._demo import DEFAULT_LOCAL_MODEL, _local_model
+from lionflow.cli._run import load_build
 from lionflow.errors import ConfigurationError, MissingDependency
 from lionflow.services.imodel import iModel
 from lionflow.testing import ScriptedModel
 
+if TYPE_CHECKING:
+    from lionflow.serve.app import FlowBuild
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _flow_files(specs: Sequence[str], configured: Mapping[str, Path]) -> dict[str, Path]:
+    """The configuration's flows with the ``NAME=FILE.py`` specs of ``--flow`` over them (a flag
+    wins over the file for a name both give)."""
+    given: dict[str, Path] = {}
+    for spec in specs:
+        name, equals, file = spec.partition("=")
+        name, file = name.strip(), file.strip()
+        if not (equals and name and file) or "/" in name:
+            raise ConfigurationError(
+                f"--flow {spec!r}: expected NAME=FILE.py (a name without '/'), e.g. research=research.py"
+            )
+        if name in given:
+            raise ConfigurationError(f"--flow {spec!r}: a flow named {name!r} is already given")
+        given[name] = Path(file)
+    return dict(configured) | given
+
+
+def _served_flows(files: Mapping[str, Path]) -> dict[str, FlowBuild]:
+    """Each file's ``build(session)``, imported now (as `lionflow run` does), so that a file that
+    is missing or fails to import stops the server before it starts."""
+    return {name: load_build(path) for name, path in files.items()}
 
 
 def _served_models(specs: Sequence[str], max_tokens: int) -> list[iModel]:
@@ -31,7 +60,9 @@ def _served_models(specs: Sequence[str], max_tokens: int) -> list[iModel]:
             )
         models.append(iModel(provider=provider, model=model, name=name))
     if not models:
-        local, note, _ = anyio.run(_local_model, DEFAULT_LOCAL_MODEL, max_tokens)
+        local, note, _ = anyio.run(
+            functools.partial(_local_model, DEFAULT_LOCAL_MODEL, max_tokens, folder=None)
+        )
         local.name = "local"
         print(f"[serving the demo default: 'echo' (scripted) and 'local' ({note})]", flush=True)
         models = [ScriptedModel(name="echo"), local]
@@ -67,6 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise MissingDependency("server", "uvicorn", "server", what="lionflow serve") from exc
     from lionflow.serve import create_app
 
+    flows = _served_flows(_flow_files(args.flow, config.flows))
     models = config.build_models()
     if args.model or not models:  # the file's models, and the flags'; neither: the demo default
         models += _served_models(args.model, args.max_tokens)
@@ -77,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
     if store is not None:
         anyio.run(functools.partial(store.check, writable=True))  # a bad path fails now, not per answer
     rate_limit = args.rate_limit or settings.get("rate_limit")
-    app = create_app(models, api_keys=api_keys, store=store, rate_limit=rate_limit, **options)
+    app = create_app(models, flows=flows, api_keys=api_keys, store=store, rate_limit=rate_limit, **options)
     # A stream a client follows keeps uvicorn from stopping until it ends; two seconds, then the
     # lifespan cancels what still runs.
     server = uvicorn.Server(
@@ -91,10 +123,10 @@ def _serve(args: argparse.Namespace) -> int:
     sock.bind((host, port))
     sock.listen(2048)  # listening before the address is printed: an early client waits, not refused
     host, port = sock.getsockname()[:2]
-    print(
-        f"lionflow serving on http://{host}:{port}/v1 (models: {', '.join(app.state.model_names)})",
-        flush=True,
-    )
+    served = f"models: {', '.join(app.state.model_names)}"
+    if flows:
+        served += f"; flows: {', '.join(flows)}"
+    print(f"lionflow serving on http://{host}:{port}/v1 ({served})", flush=True)
     try:
         server.run(sockets=[sock])
     finally:
@@ -111,6 +143,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         metavar="NAME=PROVIDER:MODEL",
         help="a model to serve (repeatable); none serves a scripted echo model and the local demo model",
+    )
+    serve.add_argument(
+        "--flow",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.py",
+        help="a flow to serve at POST /v1/flows/NAME/runs (repeatable): a file defining "
+        "build(session) -> Builder, as for `lionflow run`",
     )
     serve.add_argument("--config", metavar="FILE", help="a TOML file of models and server settings")
     serve.add_argument(

@@ -18,6 +18,9 @@
     api_key_env = "OPENAI_API_KEY"      # optional: where this model's key is (never the key itself)
     temperature = 0.2                   # any other iModel keyword
 
+    [flows]                             # served at POST /v1/flows/NAME/runs (lionflow serve --flow)
+    research = "research.py"            # a file defining build(session) -> Builder, relative to this file
+
 Keys stay out of the file: a model's ``api_key`` is refused, ``api_key_env`` names the variable.
 """
 
@@ -51,6 +54,7 @@ class ServeConfig:
 
     server: dict[str, Any] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
+    flows: dict[str, Path] = field(default_factory=dict)
 
     def build_models(self) -> list[iModel]:
         """The models, built (an `api_key_env` read from the environment now)."""
@@ -75,10 +79,10 @@ def load_config(path: str | Path) -> ServeConfig:
         raise ConfigurationError(f"cannot read the configuration {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
-    unknown = set(data) - {"server", "models"}
+    unknown = set(data) - {"server", "models", "flows"}
     if unknown:
         raise ConfigurationError(
-            f"{path}: unknown tables {sorted(unknown)}; expected [server] and [[models]]"
+            f"{path}: unknown tables {sorted(unknown)}; expected [server], [[models]] and [flows]"
         )
     server = data.get("server", {})
     if not isinstance(server, dict):
@@ -103,4 +107,22 @@ def load_config(path: str | Path) -> ServeConfig:
                 f"{path}: models[{position}] has an api_key; keep keys out of files: "
                 "api_key_env names the variable that holds it"
             )
-    return ServeConfig(server=dict(server), models=[dict(entry) for entry in models])
+    return ServeConfig(
+        server=dict(server), models=[dict(entry) for entry in models], flows=_flows(path, data)
+    )
+
+
+def _flows(path: str | Path, data: dict[str, Any]) -> dict[str, Path]:
+    # Relative to the configuration, not to wherever the server is started from.
+    flows = data.get("flows", {})
+    if not isinstance(flows, dict):
+        raise ConfigurationError(f'{path}: [flows] must be a table of name = "file.py"')
+    folder = Path(path).parent
+    files: dict[str, Path] = {}
+    for name, file in flows.items():
+        if not isinstance(file, str) or not file or not name or "/" in name:
+            raise ConfigurationError(
+                f"{path}: [flows] {name} = {file!r}: expected a name without '/' = \"file.py\""
+            )
+        files[name] = folder / file
+    return files
