@@ -60,9 +60,7 @@ def _served_models(specs: Sequence[str], max_tokens: int) -> list[iModel]:
             )
         models.append(iModel(provider=provider, model=model, name=name))
     if not models:
-        local, note, _ = anyio.run(
-            functools.partial(_local_model, DEFAULT_LOCAL_MODEL, max_tokens, folder=None)
-        )
+        local, note, _ = anyio.run(_local_model, DEFAULT_LOCAL_MODEL, max_tokens)
         local.name = "local"
         print(f"[serving the demo default: 'echo' (scripted) and 'local' ({note})]", flush=True)
         models = [ScriptedModel(name="echo"), local]
