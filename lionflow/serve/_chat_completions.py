@@ -241,6 +241,18 @@ def register(app: FastAPI, context: ServeContext) -> None:
         except APIError as exc:
             return error_response(exc)
 
+    @app.post("/v1/chat/completions/{completion_id}/cancel", response_model=None)
+    async def cancel(completion_id: str) -> Any:
+        # lionflow's own (the Chat Completions API has none): stop a streamed answer now, even
+        # while the server would let it run on awaiting a reconnect (resume_grace). The turn is
+        # stored as incomplete; the followers get its end.
+        stopped = await context.hub.stop(completion_id)
+        if stopped is None:
+            return error_response(
+                APIError(404, f"no streamed completion {completion_id!r} here", code="not_found")
+            )
+        return {"id": completion_id, "object": "chat.completion.cancel", "cancelled": stopped}
+
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Any:
         try:

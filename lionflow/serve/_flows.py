@@ -215,6 +215,14 @@ def register(app: FastAPI, context: ServeContext) -> None:
         except APIError as exc:
             return error_response(exc)
 
+    @app.post("/v1/flows/runs/{run_id}/cancel", response_model=None)
+    async def cancel(run_id: str) -> Any:
+        # Stop a run now, even while the server would let it run on awaiting a reconnect.
+        stopped = await context.hub.stop(run_id)
+        if stopped is None:
+            return error_response(APIError(404, f"no flow run {run_id!r} here", code="not_found"))
+        return {"id": run_id, "object": "flow.run.cancel", "cancelled": stopped}
+
     @app.post("/v1/flows/{name}/runs", response_model=None)
     async def run(name: str, request: Request) -> Any:
         try:

@@ -247,6 +247,21 @@ class Hub:
         if log.followers == 0 and log.leaves == leave:
             log.scope.cancel()
 
+    async def stop(self, stream_id: str, *, wait: float = 10.0) -> bool | None:
+        """Cancel the running stream `stream_id` (its model call and provider stream) now, whatever
+        the grace, and wait up to `wait` seconds for its end to be recorded: True when it was
+        running, False when it had already ended, None when this process holds no such stream."""
+        log = self.logs.get(stream_id)
+        if log is None:
+            return None
+        if log.done:
+            return False
+        log.scope.cancel()
+        with anyio.move_on_after(wait):  # the turn is recorded before the log ends
+            while not log.done:
+                await log.changed()
+        return True
+
     def follow(self, log: StreamLog, *, after: int = 0, joined: bool = True) -> Follow:
         """The response that sends `log`'s events after number `after`, then the live ones.
         `joined` says the follower was already counted (the request that started it)."""

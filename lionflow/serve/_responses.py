@@ -335,10 +335,7 @@ def register(app: FastAPI, context: ServeContext) -> None:
                 if not body.get("background"):
                     raise APIError(400, "only a background response can be cancelled", param="response_id")
                 return body
-            log.scope.cancel()
-            with anyio.move_on_after(10):  # the turn is recorded before its log ends
-                while not log.done:
-                    await log.changed()
+            await context.hub.stop(response_id)  # (the turn is recorded before its log ends)
             return await context.recorder.load(response_id, "response")
         except APIError as exc:
             return error_response(exc)

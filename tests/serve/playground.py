@@ -119,7 +119,11 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:  # the server has stopped: the browser's connection is refused with it
+                client.close()
+                continue
             with self._lock:
                 self._sockets += [client, upstream]
                 self.connections += 1

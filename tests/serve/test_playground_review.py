@@ -587,3 +587,189 @@ def test_only_the_two_files_are_served_under_playground(page: Page, path: str) -
         response = page.request.get(url + path)
         assert response.status == 404, (path, response.status, response.text()[:200])
         assert "import" not in response.text()
+
+
+# -- the review's defects, each fixed at its root (these failed before the fix) -------------------
+
+
+def test_a_resumed_pane_says_streaming_again_once_text_flows(page: Page) -> None:
+    first, second = threading.Event(), threading.Event()
+    with LoopbackServer() as upstream:
+        upstream.add(chat_reply(TEXT, holds=[(4, first), (8, second)]))
+        app = create_app([gpt(upstream)], resume_grace=10)
+        try:
+            with served(app, "asyncio") as url:
+                proxy = Proxy(int(url.rsplit(":", 1)[1]))
+                try:
+                    page.goto(proxy.url + "/")
+                    send(page, "hello")
+                    expect(reply_of(page, "gpt")).to_have_text("".join(words(TEXT)[:3]))
+                    proxy.cut()
+                    expect(pane(page, "gpt")).to_have_attribute("data-resumes", "1")
+                    first.set()
+                    expect(reply_of(page, "gpt")).to_have_text("".join(words(TEXT)[:7]))
+                    expect(pane(page, "gpt").locator(".status")).to_have_text("streaming")
+                finally:
+                    second.set()
+                    page.goto("about:blank")
+                    proxy.close()
+        finally:
+            first.set()
+            second.set()
+
+
+def test_the_run_button_stays_disabled_while_a_flow_runs_across_tab_switches(page: Page) -> None:
+    hold = threading.Event()
+    with LoopbackServer() as upstream:
+        upstream.add(chat_reply(TEXT, holds=[(4, hold)]))
+
+        def pipeline(session: Session) -> Builder:
+            builder = Builder(session=session)
+            builder.communicate("Ideas", imodel="gpt", name="ideas")
+            return builder
+
+        app = create_app([gpt(upstream)], flows={"pipeline": pipeline})
+        try:
+            with served(app, "asyncio") as url:
+                page.goto(url + "/")
+                page.click("#tab-flows")
+                page.click("#run-flow")
+                expect(page.locator("#run-status")).to_have_text("running…")
+                page.click("#tab-compare")
+                page.click("#tab-flows")
+                expect(page.locator("#run-status")).to_have_text("running…")
+                expect(page.locator("#run-flow")).to_be_disabled()
+                hold.set()
+                expect(page.locator("#run-status")).to_have_text("completed")
+                expect(page.locator("#run-flow")).to_be_enabled()
+        finally:
+            hold.set()
+
+
+def test_a_session_whose_id_holds_a_slash_can_be_shown(page: Page, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "serve.db")
+    app = create_app([ScriptedModel(name="echo", responses=["hi"])], store=store)
+    try:
+        with served(app, "asyncio") as url:
+            page.goto(url + "/")
+            # An OpenAI client naming its end user "team/alice": the session is user-team/alice.
+            page.evaluate(
+                """async () => {
+                    const messages = [{role: "user", content: "x"}];
+                    const body = {model: "echo", user: "team/alice", messages};
+                    await fetch("/v1/chat/completions", {method: "POST", body: JSON.stringify(body),
+                        headers: {"Content-Type": "application/json"}});
+                }"""
+            )
+            page.click("#tab-sessions")
+            expect(page.locator("#session-list button")).to_have_count(1)
+            page.locator("#session-list button").first.click()
+            expect(page.locator("#session-detail h2")).to_have_text("Session user-team/alice")
+            expect(page.locator("#session-detail .turn .text")).to_have_text(["x", "hi"])
+    finally:
+        close(store)
+
+
+def test_normal_use_logs_no_console_error(page: Page, console: Console) -> None:
+    app = create_app([ScriptedModel(name="echo")])
+    with served(app, "asyncio") as url:
+        page.goto(url + "/")
+        send(page, "hello")
+        expect(pane(page, "echo")).to_have_attribute("data-state", "done")
+        assert console.favicon == []
+        assert console.errors == []
+
+
+def test_a_prompt_left_unanswered_is_not_sent_again_as_history(page: Page) -> None:
+    with LoopbackServer() as upstream:
+        upstream.add(Reply.json(400, {"error": {"message": "nope"}}), chat_reply("ok.", holds=[]))
+        app = create_app([gpt(upstream, max_retries=0)])
+        with served(app, "asyncio") as url:
+            page.goto(url + "/")
+            send(page, "first")
+            expect(pane(page, "gpt")).to_have_attribute("data-state", "error")
+            send(page, "second")
+            expect(pane(page, "gpt")).to_have_attribute("data-state", "done")
+            assert upstream.requests[1].json["messages"] == [{"role": "user", "content": "second"}]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_stop_cancels_the_upstream_call_at_once_even_with_a_resume_grace(
+    backend: str, page: Page, tmp_path: Path
+) -> None:
+    hold = threading.Event()
+    store = SQLiteStore(tmp_path / "s.db")
+    with LoopbackServer() as upstream:
+        upstream.add(chat_reply(TEXT, holds=[(4, hold)]))
+        # The server would wait 60 s for a client that left to come back; Stop is not leaving.
+        app = create_app([gpt(upstream)], store=store, resume_grace=60)
+        try:
+            with served(app, backend) as url:
+                page.goto(url + "/")
+                send(page, "first")
+                expect(reply_of(page, "gpt")).to_have_text("".join(words(TEXT)[:3]))
+                pane(page, "gpt").locator(".stop").click()
+                expect(pane(page, "gpt")).to_have_attribute("data-state", "stopped")
+                assert upstream.requests[0].disconnected.wait(10)
+                page.click("#tab-sessions")
+                page.locator("#session-list button").first.click()
+                # What the person saw stop is what is stored: incomplete, cut where it stopped.
+                last = page.locator("#session-detail .turn").last
+                expect(last).to_have_class("turn assistant incomplete")
+                expect(last.locator(".text")).to_have_text("".join(words(TEXT)[:3]))
+        finally:
+            hold.set()
+            close(store)
+
+
+def test_stopping_a_flow_cancels_it_at_once_even_with_a_resume_grace(page: Page) -> None:
+    hold = threading.Event()
+    with LoopbackServer() as upstream:
+        upstream.add(chat_reply(TEXT, holds=[(4, hold)]))
+
+        def pipeline(session: Session) -> Builder:
+            builder = Builder(session=session)
+            builder.communicate("Ideas", imodel="gpt", name="ideas")
+            return builder
+
+        app = create_app([gpt(upstream)], flows={"pipeline": pipeline}, resume_grace=60)
+        try:
+            with served(app, "asyncio") as url:
+                page.goto(url + "/")
+                page.click("#tab-flows")
+                page.click("#run-flow")
+                expect(page.locator("#operations tr .state")).to_have_text(["streaming"])
+                page.click("#stop-flow")
+                expect(page.locator("#run-status")).to_have_text("stopped")
+                assert upstream.requests[0].disconnected.wait(10)
+        finally:
+            hold.set()
+
+
+def test_a_model_reporting_no_usage_keeps_the_estimated_rate(page: Page) -> None:
+    model = ScriptedModel(
+        name="echo", responses=["one two three four five six seven"], chunk_size=3, usage=False
+    )
+    app = create_app([model])
+    with served(app, "asyncio") as url:
+        page.goto(url + "/")
+        send(page, "x")
+        expect(pane(page, "echo")).to_have_attribute("data-state", "done")
+        expect(pane(page, "echo").locator(".chunks")).to_have_text("11")
+        # No usage came from the model: the server's zeros are not its token count.
+        expect(pane(page, "echo").locator(".tokens")).to_have_text("–")
+        expect(pane(page, "echo").locator(".tps")).to_have_text(re.compile(r"^≈\d+\.\d$"))
+
+
+def test_escape_on_the_key_prompt_leaves_a_way_to_give_one(page: Page) -> None:
+    app = create_app([ScriptedModel(name="echo")], api_keys=["the-key"])
+    with served(app, "asyncio") as url:
+        page.goto(url + "/")
+        expect(page.locator("#key-dialog")).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(page.locator("#key-dialog")).to_be_hidden()
+        page.click("#give-key")
+        expect(page.locator("#key-dialog")).to_be_visible()
+        page.fill("#key-input", "the-key")
+        page.click("#key-save")
+        expect(page.locator("#models input")).to_have_count(1)

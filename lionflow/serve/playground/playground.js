@@ -31,7 +31,8 @@ function askForKey(message) {
     dialog.addEventListener(
       "close",
       () => {
-        const key = $("#key-input").value.trim();
+        // Only the button gives a key: Escape closes the dialog with nothing.
+        const key = dialog.returnValue === "save" ? $("#key-input").value.trim() : "";
         keyPrompt = null;
         if (key) sessionStorage.setItem(KEY_ITEM, key);
         showKeyStatus();
@@ -40,6 +41,7 @@ function askForKey(message) {
       { once: true },
     );
   });
+  dialog.returnValue = "";
   dialog.showModal();
   return keyPrompt;
 }
@@ -158,6 +160,12 @@ async function followStream({ open, resumePath, onEvent, signal, onResume }) {
   }
 }
 
+// Ask the server to stop a stream now. The stream is already closed here; a server that cannot
+// (an older one, or the stream already ended) changes nothing for the page.
+function cancel(path) {
+  api(path, { method: "POST" }).catch(() => {});
+}
+
 // ---- Compare: one pane per model, streaming side by side ----
 
 const panes = new Map(); // model name -> Pane
@@ -199,6 +207,7 @@ class Pane {
     const reply = this.turn("assistant", "");
     const controller = new AbortController();
     this.controller = controller;
+    this.streamId = null;
     const started = performance.now();
     let first = null;
     let text = "";
@@ -233,8 +242,8 @@ class Pane {
           if (first === null) {
             first = performance.now();
             this.set("ttft", `${Math.round(first - started)} ms`);
-            this.state("streaming");
           }
+          if (this.element.dataset.state !== "streaming") this.state("streaming"); // (also after a resume)
           text += delta.content;
           chunks += 1;
           reply.textContent = text;
@@ -243,11 +252,13 @@ class Pane {
         }
         if (choice.finish_reason) finish = choice.finish_reason;
       }
-      if (data.usage) {
+      // A model that reports no usage comes as zeros: the chunks' estimate stays.
+      if (data.usage && (data.usage.completion_tokens > 0 || chunks === 0)) {
         outputTokens = data.usage.completion_tokens;
         this.set("tokens", String(outputTokens));
         rate();
       }
+      this.streamId = data.id;
       return data.id;
     };
     onEvent.finished = () => false;
@@ -271,7 +282,8 @@ class Pane {
         },
       });
       if (controller.signal.aborted) {
-        reply.classList.add("incomplete");
+        if (text) reply.classList.add("incomplete");
+        else reply.remove();
         this.state("stopped");
       } else {
         this.state("done", finish ? `done (${finish})` : "done");
@@ -283,18 +295,24 @@ class Pane {
         this.turn("error", error.message);
         this.state("error");
       }
-      reply.classList.add("incomplete");
+      if (text) reply.classList.add("incomplete");
+      else reply.remove(); // nothing came: the error (or the stop) says it all
     } finally {
       clearInterval(ticker);
       this.controller = null;
       if (text) this.messages.push({ role: "assistant", content: text });
+      else this.messages.pop(); // unanswered: the next prompt is not sent after it
       rate();
+      syncPanes(); // a model unchecked while it streamed leaves now
     }
   }
 
   stop() {
-    // Closing the stream is the cancel: the server stops the model's call when its client leaves.
-    if (this.controller) this.controller.abort();
+    // Closing the stream ends it here; the cancel request stops the model's call at the server at
+    // once, even where the server would wait for a reconnect (resume_grace).
+    if (!this.controller) return;
+    this.controller.abort();
+    if (this.streamId) cancel(`/v1/chat/completions/${encodeURIComponent(this.streamId)}/cancel`);
   }
 }
 
@@ -339,7 +357,19 @@ async function loadModels() {
     });
     syncPanes();
   } catch (error) {
-    $("#models-empty").textContent = `Could not list the models: ${error.message}`;
+    const empty = $("#models-empty");
+    empty.textContent = `Could not list the models: ${error.message} `;
+    if (error.status === 401) {
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.id = "give-key";
+      retry.textContent = "Enter an API key";
+      retry.addEventListener("click", () => {
+        empty.textContent = "Loading the served models…";
+        loadModels();
+      });
+      empty.append(retry);
+    }
   }
 }
 
@@ -434,12 +464,16 @@ async function showSession(id) {
 
 // ---- Flows: a served flow, run and watched per operation ----
 
-let flowRun = null;
+let flowRun = null; // the running flow's AbortController
+let flowRunId = null;
 
 async function loadFlows() {
   const select = $("#flow-name");
+  if (flowRun) return; // the list stays as the running flow's
+  const chosen = select.value;
   try {
     const { data } = await (await api("/v1/flows")).json();
+    if (flowRun) return;
     select.replaceChildren(
       ...data.map((flow) => {
         const option = document.createElement("option");
@@ -447,6 +481,7 @@ async function loadFlows() {
         return option;
       }),
     );
+    if (data.some((flow) => flow.id === chosen)) select.value = chosen;
     $("#run-flow").disabled = data.length === 0;
     if (!data.length) $("#run-status").textContent = "This server serves no flows (lionflow serve --flow NAME=FILE.py).";
   } catch (error) {
@@ -489,6 +524,7 @@ async function runFlow(event) {
   $("#operations tbody").replaceChildren();
   const controller = new AbortController();
   flowRun = controller;
+  flowRunId = null;
   $("#run-flow").disabled = true;
   $("#stop-flow").disabled = false;
   const status = $("#run-status");
@@ -522,6 +558,7 @@ async function runFlow(event) {
       status.textContent = event.name.slice(4) + (data.error ? `: ${data.error.message}` : "");
       event.final = true;
     }
+    if (data.run_id) flowRunId = data.run_id;
     return data.run_id;
   };
   onEvent.finished = () => ended;
@@ -589,7 +626,11 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("#refresh-sessions").addEventListener("click", loadSessions);
   $("#flow-form").addEventListener("submit", runFlow);
-  $("#stop-flow").addEventListener("click", () => flowRun && flowRun.abort());
+  $("#stop-flow").addEventListener("click", () => {
+    if (!flowRun) return;
+    flowRun.abort();
+    if (flowRunId) cancel(`/v1/flows/runs/${encodeURIComponent(flowRunId)}/cancel`);
+  });
   $("#forget-key").addEventListener("click", () => {
     sessionStorage.removeItem(KEY_ITEM);
     showKeyStatus();
