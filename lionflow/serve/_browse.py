@@ -126,7 +126,7 @@ def register(app: FastAPI, context: ServeContext) -> None:
         except APIError as exc:
             return error_response(exc)
 
-    @app.get("/v1/sessions/{session_id}", response_model=None)
+    @app.get("/v1/sessions/{session_id:path}", response_model=None)
     async def session(session_id: str) -> Any:
         try:
             return await show_session(context, session_id)
