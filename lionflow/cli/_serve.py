@@ -124,7 +124,9 @@ def _serve(args: argparse.Namespace) -> int:
     served = f"models: {', '.join(app.state.model_names)}"
     if flows:
         served += f"; flows: {', '.join(flows)}"
-    print(f"lionflow serving on http://{host}:{port}/v1 ({served})", flush=True)
+    address = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # (IPv6 in brackets)
+    print(f"lionflow serving on {address}/v1 ({served})", flush=True)
+    print(f"playground: {address}/ (open it in a browser)", flush=True)
     try:
         server.run(sockets=[sock])
     finally:

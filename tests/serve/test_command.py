@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -152,3 +153,19 @@ def test_the_clients_example_runs() -> None:
         "stored turns: 2",
         "resumed after event 3: 10 events in all, the last 'data: [DONE]'",
     ]
+
+
+def test_serve_prints_the_playground_address_and_it_serves_the_page(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    with serve_process("--model", "echo=scripted:echo", env=env) as (process, base_url):
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("playground: ")
+        page_url = line.split()[1]
+        assert page_url == base_url.removesuffix("/v1") + "/"
+        page = httpx.get(page_url)
+        assert page.status_code == 200
+        assert "<title>lionflow playground</title>" in page.text
+        assert httpx.get(page_url + "playground/playground.js").headers["content-type"].startswith(
+            "text/javascript"
+        )
