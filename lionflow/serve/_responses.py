@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 
 from lionflow.serve._context import ServeContext, error_response
