@@ -166,6 +166,8 @@ def test_serve_prints_the_playground_address_and_it_serves_the_page(tmp_path: Pa
         page = httpx.get(page_url)
         assert page.status_code == 200
         assert "<title>lionflow playground</title>" in page.text
-        assert httpx.get(page_url + "playground/playground.js").headers["content-type"].startswith(
-            "text/javascript"
+        assert (
+            httpx.get(page_url + "playground/playground.js")
+            .headers["content-type"]
+            .startswith("text/javascript")
         )
