@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+
+from tests.serve.test_command import serve_command
 
 pytestmark = pytest.mark.anyio
 
@@ -39,32 +39,6 @@ def _flow_file(folder: Path) -> Path:
     return path
 
 
-@contextmanager
-def serving(*args: str, cwd: Path) -> Iterator[str]:
-    """`lionflow serve --port 0 ARGS` in its own process (started in `cwd`); yields the line that
-    says where it serves."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "lionflow", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if line.startswith("lionflow serving on "):
-                    yield line
-                    break
-            else:
-                assert process.stderr is not None
-                pytest.fail(f"lionflow serve did not start: {process.stderr.read()}")
-        finally:
-            if process.poll() is None:
-                process.terminate()
-            process.wait(20)
-
-
 async def _run(
     http: httpx.AsyncClient, name: str, inputs: dict[str, Any]
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -87,7 +61,7 @@ async def test_a_flow_file_is_served_and_its_run_streams_to_the_end_and_is_store
     flow = _flow_file(tmp_path / "flows")
     db = tmp_path / "serve.db"
     args = ("--model", "echo=scripted:echo", "--flow", f"research={flow}", "--db", str(db))
-    with serving(*args, cwd=tmp_path) as line:
+    with serve_command(*args, cwd=tmp_path) as (_, line):
         assert line.rstrip().endswith("(models: echo; flows: research)")
         base_url = line.split()[3].removesuffix("/v1")
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
@@ -130,7 +104,7 @@ async def test_the_flows_table_of_the_configuration_is_relative_to_its_file(tmp_
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    with serving("--config", str(config), cwd=elsewhere) as line:
+    with serve_command("--config", str(config), cwd=elsewhere) as (_, line):
         base_url = line.split()[3].removesuffix("/v1")
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
             events = await _run(http, "research", {})

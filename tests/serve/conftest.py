@@ -10,9 +10,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from playwright.sync_api import Browser, Page
 
 from lionflow.session import SQLiteStore
 from lionflow.testing import ScriptedModel
@@ -54,3 +56,34 @@ def echo_model(**options: Any) -> ScriptedModel:
 def store(tmp_path: Path) -> SQLiteStore:
     """An SQLite store in the test's folder (the test closes it)."""
     return SQLiteStore(tmp_path / "serve.db")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium for the playground tests, one per test module."""
+    from tests.serve.playground import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page (its own browsing context: nothing kept from another test)."""
+    from tests.serve.playground import fresh_page
+
+    with fresh_page(browser) as opened:
+        yield opened
+
+
+async def hang_up_mid_stream(
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], *, events: int = 5
+) -> str:
+    """POST `body` (a streamed chat completion) and hang up after `events` events: the completion's id."""
+    async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as reply:
+        seen = b""
+        async for piece in reply.aiter_raw():
+            seen += piece
+            if seen.count(b"data: ") >= events:
+                break
+    return seen.split(b'"id":"', 1)[1].split(b'"', 1)[0].decode()

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.loopback import Reply, sse
 from tests.providers.test_anthropic_messages import body as anthropic_body
@@ -44,11 +45,37 @@ CHROMIUM_ARGS = [
 ]
 
 
+WAIT_MS = 15_000  # how long an expectation on the page waits before it fails
+
+
 def needs_chromium() -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         CHROMIUM is None,
         reason="no Chromium: install Debian's chromium (apt-get install chromium), or set LIONFLOW_CHROMIUM",
     )
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright's sync API."""
+    assert CHROMIUM is not None, "no Chromium (the tests that need it skip, see needs_chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def fresh_page(browser: Browser) -> Iterator[Page]:
+    """A page in a browsing context of its own (its own session storage), 1280x860."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(WAIT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def screenshots() -> Path:

@@ -19,7 +19,7 @@ from lionflow.serve import create_app
 from lionflow.session import Session, SQLiteStore
 from lionflow.session.messages import AssistantResponseContent, InstructionContent, Message
 from lionflow.testing import ScriptedModel
-from tests.serve.conftest import echo_model
+from tests.serve.conftest import echo_model, hang_up_mid_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -110,13 +110,7 @@ async def test_a_stream_its_client_hung_up_on_shows_as_an_incomplete_turn(
     url = serve(create_app([model], store=store))
     body = {"model": "slow", "messages": [{"role": "user", "content": "go"}], "stream": True}
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-        async with http.stream("POST", "/v1/chat/completions", json=body) as reply:
-            seen = b""
-            async for piece in reply.aiter_raw():
-                seen += piece
-                if seen.count(b"data: ") >= 5:
-                    break
-        completion_id = seen.split(b'"id":"', 1)[1].split(b'"', 1)[0].decode()
+        completion_id = await hang_up_mid_stream(http, url, body)
         with anyio.fail_after(10):
             while True:  # the answer is recorded once the server has closed the call
                 shown = await http.get(f"/v1/sessions/{completion_id}")

@@ -20,20 +20,24 @@ pytestmark = pytest.mark.anyio
 
 
 @contextmanager
-def serve_process(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`lionflow serve ARGS` in its own process: the process, and the base URL it prints."""
+def serve_command(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`lionflow serve --port 0 ARGS` in its own process (in `cwd`): the process, and the line it
+    printed to say where it serves."""
     with subprocess.Popen(
         [sys.executable, "-m", "lionflow", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ | env,
+        env=os.environ | (env or {}),
+        cwd=cwd,
     ) as process:
         try:
             assert process.stdout is not None
             for line in process.stdout:
                 if line.startswith("lionflow serving on "):
-                    yield process, line.split()[3]
+                    yield process, line
                     break
             else:
                 assert process.stderr is not None
@@ -42,6 +46,15 @@ def serve_process(*args: str, env: dict[str, str]) -> Iterator[tuple[subprocess.
             if process.poll() is None:
                 process.terminate()
             process.wait(20)
+
+
+@contextmanager
+def serve_process(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`lionflow serve ARGS` in its own process: the process, and the base URL it prints."""
+    with serve_command(*args, env=env) as (process, line):
+        yield process, line.split()[3]
 
 
 @contextmanager

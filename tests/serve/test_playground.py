@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from lionflow import Session, iModel
 from lionflow.operations import Builder
@@ -26,8 +25,6 @@ from lionflow.session import SQLiteStore
 from lionflow.testing import ScriptedModel
 from tests.loopback import LoopbackServer, Received, Reply
 from tests.serve.playground import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Proxy,
     chat_reply,
     messages_reply,
@@ -42,23 +39,6 @@ pytestmark = [needs_chromium(), pytest.mark.parametrize("backend", ["asyncio", "
 
 GPT_TEXT = "Green tea is steamed, black tea is fully oxidised, and oolong sits between the two of them."
 CLAUDE_TEXT = "Tea comes from one plant, Camellia sinensis, grown on hills across Asia and Africa."
-WAIT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(WAIT_MS)
-    yield context.new_page()
-    context.close()
 
 
 def shot(page: Page, name: str, backend: str) -> None:

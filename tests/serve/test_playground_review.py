@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, expect
 
 from lionflow import Session, iModel
 from lionflow.operations import Builder
@@ -22,23 +21,14 @@ from lionflow.serve import create_app
 from lionflow.session import SQLiteStore
 from lionflow.testing import ScriptedModel
 from tests.loopback import LoopbackServer, Reply
-from tests.serve.playground import CHROMIUM, CHROMIUM_ARGS, Proxy, chat_reply, needs_chromium, served, words
+from tests.serve.playground import Proxy, chat_reply, needs_chromium, served, words
 
 pytestmark = [needs_chromium()]
 
-WAIT_MS = 15_000
 TEXT = "Green tea is steamed, black tea is fully oxidised, and oolong sits between the two of them."
 HOSTILE = (
     '</script><script>window.__xss="script"</script><img src=x onerror="window.__xss=\'img\'"><b>bold</b>'
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 class Console:
@@ -58,14 +48,6 @@ class Console:
                 self.favicon.append(message.text)
                 return
             self.errors.append(f"{message.type}: {message.text} at {message.location.get('url')}")
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(WAIT_MS)
-    yield context.new_page()
-    context.close()
 
 
 @pytest.fixture
@@ -95,6 +77,13 @@ def gpt(upstream: LoopbackServer, **options: Any) -> iModel:
         api_key="up",
         **options,
     )
+
+
+def one_step(session: Session) -> Builder:
+    """A flow of one operation: ideas from the served model ``gpt``."""
+    builder = Builder(session=session)
+    builder.communicate("Ideas", imodel="gpt", name="ideas")
+    return builder
 
 
 def in_thread(function: Any, *args: Any) -> Any:
@@ -491,12 +480,7 @@ def test_stopping_a_flow_cancels_its_upstream_call(backend: str, page: Page, con
     with LoopbackServer() as upstream:
         upstream.add(chat_reply(TEXT, holds=[(4, hold)]))
 
-        def pipeline(session: Session) -> Builder:
-            builder = Builder(session=session)
-            builder.communicate("Ideas", imodel="gpt", name="ideas")
-            return builder
-
-        app = create_app([gpt(upstream)], flows={"pipeline": pipeline})
+        app = create_app([gpt(upstream)], flows={"pipeline": one_step})
         try:
             with served(app, backend) as url:
                 page.goto(url + "/")
@@ -623,12 +607,7 @@ def test_the_run_button_stays_disabled_while_a_flow_runs_across_tab_switches(pag
     with LoopbackServer() as upstream:
         upstream.add(chat_reply(TEXT, holds=[(4, hold)]))
 
-        def pipeline(session: Session) -> Builder:
-            builder = Builder(session=session)
-            builder.communicate("Ideas", imodel="gpt", name="ideas")
-            return builder
-
-        app = create_app([gpt(upstream)], flows={"pipeline": pipeline})
+        app = create_app([gpt(upstream)], flows={"pipeline": one_step})
         try:
             with served(app, "asyncio") as url:
                 page.goto(url + "/")
@@ -727,12 +706,7 @@ def test_stopping_a_flow_cancels_it_at_once_even_with_a_resume_grace(page: Page)
     with LoopbackServer() as upstream:
         upstream.add(chat_reply(TEXT, holds=[(4, hold)]))
 
-        def pipeline(session: Session) -> Builder:
-            builder = Builder(session=session)
-            builder.communicate("Ideas", imodel="gpt", name="ideas")
-            return builder
-
-        app = create_app([gpt(upstream)], flows={"pipeline": pipeline}, resume_grace=60)
+        app = create_app([gpt(upstream)], flows={"pipeline": one_step}, resume_grace=60)
         try:
             with served(app, "asyncio") as url:
                 page.goto(url + "/")

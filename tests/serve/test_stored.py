@@ -20,7 +20,7 @@ from lionflow.serve import create_app
 from lionflow.session import Session, SQLiteStore
 from lionflow.session.messages.content import AssistantResponseContent
 from lionflow.testing import ScriptedModel
-from tests.serve.conftest import echo_model, serving
+from tests.serve.conftest import echo_model, hang_up_mid_stream, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -89,13 +89,7 @@ async def test_a_client_that_hangs_up_leaves_its_partial_turn_stored_as_incomple
     url = serve(create_app([model], store=store))
     body = {"model": "slow", "messages": [{"role": "user", "content": "go"}], "stream": True}
     async with httpx.AsyncClient(timeout=10) as http:
-        async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as reply:
-            seen = b""
-            async for piece in reply.aiter_raw():
-                seen += piece
-                if seen.count(b"data: ") >= 5:
-                    break
-        completion_id = seen.split(b'"id":"', 1)[1].split(b'"', 1)[0].decode()
+        completion_id = await hang_up_mid_stream(http, url, body)
         with anyio.fail_after(10):
             while True:  # recorded once the server has closed the call
                 stored = await http.get(f"{url}/v1/chat/completions/{completion_id}")
