@@ -7,11 +7,13 @@ STAMP := $(VENV)/.lionflow-installed
 .PHONY: demo test lint install clean system
 
 # The programs the tests drive, from Debian's packages, installed where missing (as root, with
-# apt-get): Chromium for the playground. Elsewhere, say what to install; the tests that need it
-# skip naming it (and fail under CI, which sets CI=true).
-SYSTEM_PACKAGES := chromium
+# apt-get): Chromium for the playground, PostgreSQL's server for the shared store (its programs live
+# in /usr/lib/postgresql/VERSION/bin, off the PATH). Elsewhere, say what to install; the tests that
+# need them skip naming them (and fail under CI, which sets CI=true).
 system:
-	@missing=""; for program in $(SYSTEM_PACKAGES); do command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; done; \
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing Debian packages:$$missing"; \
