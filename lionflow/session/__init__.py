@@ -13,7 +13,7 @@ from lionflow.session.messages import (
 )
 from lionflow.session.registry import ServiceRegistry
 from lionflow.session.session import Session
-from lionflow.session.stores import SessionStore, SQLiteStore
+from lionflow.session.stores import PostgresStore, SessionStore, SQLiteStore
 
 __all__ = [
     "ActionRequestContent",
@@ -25,6 +25,7 @@ __all__ = [
     "Message",
     "MessageContent",
     "MessageStore",
+    "PostgresStore",
     "SQLiteStore",
     "ServiceRegistry",
     "Session",

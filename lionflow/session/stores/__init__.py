@@ -1,4 +1,4 @@
-"""Session persistence: the store interface and the embedded SQLite default."""
+"""Session persistence: the store interface, the embedded SQLite default and PostgreSQL."""
 
 from lionflow.errors import StoreClosed
 from lionflow.session.stores._sqlite_sql import SCHEMA_VERSION
@@ -12,12 +12,14 @@ from lionflow.session.stores.base import (
     StoredEvents,
     StoreWrite,
 )
+from lionflow.session.stores.postgres import PostgresStore
 from lionflow.session.stores.sqlite import SQLiteStore
 
 __all__ = [
     "SCHEMA_VERSION",
     "BranchWrite",
     "EventBatch",
+    "PostgresStore",
     "SQLiteStore",
     "ServedRecord",
     "SessionInfo",

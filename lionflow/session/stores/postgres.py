@@ -1,0 +1,392 @@
+"""`PostgresStore`: sessions in a PostgreSQL database, shared by many processes and servers.
+
+Same contract as `SQLiteStore`: `submit()` queues a write and never blocks; one thread per store
+runs the writes in submission order, each in one transaction, and resolves its future once
+PostgreSQL has committed it. Reads run in anyio's worker threads on connections of the same pool,
+after the writes submitted before them (a load sees the turns this store was given).
+
+Why psycopg's *sync* API: lionflow runs on asyncio and trio, and psycopg's async connections (and
+`AsyncConnectionPool`) run only on asyncio. A `psycopg_pool.ConnectionPool` used from threads works
+under both, and keeps the event loop off the database's latency as SQLite's thread does.
+
+Many writers on one session (several `Session` objects, processes, servers) never overwrite each
+other: a write first upserts the session's row, which locks it until the write commits, so writers
+of one session take turns, and positions in a branch are computed inside that transaction from
+what is stored. Sessions are otherwise independent: writes to different sessions run in parallel.
+
+The schema (by default PostgreSQL schema ``lionflow``) is created or upgraded on first use, under a
+transaction-scoped advisory lock, so several processes starting at once migrate it once; its version
+is in the ``schema_version`` table. ``await store.setup()`` does it up front, for deployments that
+prefer that. Every failure (the server unreachable, a lock not granted within `lock_timeout`, ...)
+is a `StoreError` naming the session and turn, whose ``__cause__`` is psycopg's error; a turn whose
+write failed stays in memory, and the next write goes to a fresh connection.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import math
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from queue import SimpleQueue
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import anyio.to_thread
+
+from lionflow.errors import ConfigurationError, LionflowError, MissingDependency, StoreClosed, StoreError
+from lionflow.session.stores import _postgres_sql as pg
+from lionflow.session.stores.base import (
+    EventBatch,
+    ServedRecord,
+    SessionInfo,
+    SessionSnapshot,
+    SessionStore,
+    StoredEvents,
+    StoreWrite,
+    wait_for,
+)
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg_pool import ConnectionPool
+
+T = TypeVar("T")
+Work = Callable[["Connection[Any]"], T]
+
+
+def _failure(
+    where: str, action: str, exc: BaseException, session_id: str | None, turn: str | None
+) -> BaseException:
+    """`exc` as a `StoreError` naming the database, the session and the turn (lionflow's own
+    errors and cancellations pass as they are)."""
+    if isinstance(exc, LionflowError) or not isinstance(exc, Exception):
+        return exc
+    error = StoreError(f"{where}: could not {action}: {exc}", session_id=session_id, turn=turn)
+    error.__cause__ = exc
+    return error
+
+
+def _raise(error: BaseException, original: Exception) -> NoReturn:
+    if error is original:
+        raise original
+    raise error from original
+
+
+def _where(dsn: str) -> str:
+    """The database as a message names it: host, port and name, never a password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:  # a malformed dsn: psycopg's own error says why when the store connects
+        return "PostgreSQL"
+    host = str(params.get("host") or "localhost")
+    port = params.get("port")
+    name = params.get("dbname") or params.get("user") or ""
+    return f"PostgreSQL {host}{f':{port}' if port else ''}/{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    work: Callable[[Connection[Any]], Any]
+    future: concurrent.futures.Future[Any]
+    action: str  # "store turn T of session S", ...
+    session_id: str | None = None
+    turn: str | None = None
+
+
+class _Database:
+    """The pool, the schema check and the writer thread. Kept apart from the store so that atexit
+    and the thread hold no reference to the store itself."""
+
+    def __init__(self, pool: ConnectionPool[Any], schema: str, where: str) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.where = where
+        self.jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"lionflow-postgres:{where}", daemon=True)
+        self.thread.start()
+
+    def ready(self) -> None:
+        """Create or upgrade the schema once (again after a failed attempt)."""
+        with self._ready_lock:
+            if self._ready:
+                return
+            with self.pool.connection() as connection:
+                pg.migrate(connection, self.schema)
+            self._ready = True
+
+    def run(self, work: Callable[[Connection[Any]], T]) -> T:
+        """`work` on a connection of the pool, in the calling thread."""
+        self.ready()
+        with self.pool.connection() as connection:
+            return work(connection)
+
+    def _run(self) -> None:
+        try:
+            while (job := self.jobs.get()) is not None:
+                if job.future.set_running_or_notify_cancel():
+                    try:
+                        job.future.set_result(self.run(job.work))
+                    except BaseException as exc:
+                        job.future.set_exception(
+                            _failure(self.where, job.action, exc, job.session_id, job.turn)
+                        )
+                del job  # waiting for the next job must not keep this one's future (and session) alive
+        finally:
+            self.pool.close()
+            self.stopped.set_result(None)
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+
+# The writer threads still running; one exit hook for all (see sqlite.py for why not one each).
+_LIVE: weakref.WeakSet[_Database] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    with _LIVE_LOCK:
+        databases = list(_LIVE)
+    for database in databases:
+        if database.thread.is_alive():
+            database.stop()  # writes already queued complete before the interpreter goes
+
+
+def _dropped(jobs: SimpleQueue[_Job | None]) -> None:
+    """A store dropped without `aclose()`: queued writes finish, then the thread ends."""
+    jobs.put(None)
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigurationError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+class PostgresStore(SessionStore):
+    """Sessions in a PostgreSQL database (see the module docstring). Extra ``lionflow[postgres]``.
+
+    ::
+
+        async with PostgresStore("postgresql://app@db.internal/chat", pool_size=8) as store:
+            session = Session(store=store)
+            ...
+            again = await Session.load(store, session.id)
+
+    `dsn` is a libpq connection string or URL. `pool_size` bounds the connections the store opens
+    (the writer uses one; reads share the rest). `timeout` is how long a job waits for a connection
+    (an unreachable server fails a write after it); `lock_timeout`, if given, how long a statement
+    waits for a lock held by someone else before the write fails. `schema` is the PostgreSQL schema
+    holding the tables (created if absent).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        timeout: float = 30.0,
+        lock_timeout: float | None = None,
+        schema: str = "lionflow",
+    ) -> None:
+        try:
+            import psycopg  # noqa: F401 - only to say which extra is missing
+            import psycopg_pool
+        except ImportError as exc:
+            raise MissingDependency(
+                "postgres", exc.name or "psycopg", "postgres", what="PostgresStore"
+            ) from exc
+        if not isinstance(dsn, str):
+            raise ConfigurationError(f"dsn must be a connection string, not {type(dsn).__name__}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ConfigurationError(f"pool_size must be a positive int, not {pool_size!r}")
+        if not isinstance(schema, str) or not schema or "\0" in schema:
+            raise ConfigurationError(f"schema must be a non-empty name, not {schema!r}")
+        self.timeout = _seconds(timeout, "timeout")
+        self.lock_timeout = None if lock_timeout is None else _seconds(lock_timeout, "lock_timeout")
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.schema = schema
+        self._where = _where(dsn)
+        self._pool_class = psycopg_pool.ConnectionPool
+        self._database: _Database | None = None
+        self._release: weakref.finalize[Any, Any] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._last: concurrent.futures.Future[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._where!r})"
+
+    def _connection_setup(self) -> Callable[[Connection[Any]], None]:
+        search_path = pg.configure(self.schema)
+        lock_timeout = None if self.lock_timeout is None else f"{max(1, round(self.lock_timeout * 1000))}ms"
+
+        def configure(connection: Connection[Any]) -> None:
+            search_path(connection)
+            if lock_timeout is not None:
+                connection.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
+
+        return configure
+
+    def _started(self) -> _Database:
+        with self._lock:
+            if self._closed:
+                raise StoreClosed(f"{self!r} is closed")
+            if self._database is None:
+                pool = self._pool_class(
+                    self.dsn,
+                    # connect on demand: nothing retries in the background while the server is away
+                    min_size=0,
+                    max_size=self.pool_size,
+                    open=False,
+                    timeout=self.timeout,
+                    kwargs={"autocommit": True},  # each job opens its own transaction
+                    configure=self._connection_setup(),
+                    # a connection that a server restart broke is replaced, not used
+                    check=self._pool_class.check_connection,
+                    name=self._where,
+                )
+                pool.open(wait=False)
+                database = _Database(pool, self.schema, self._where)
+                with _LIVE_LOCK:
+                    _LIVE.add(database)
+                self._release = weakref.finalize(self, _dropped, database.jobs)
+                self._database = database
+            return self._database
+
+    def _call(
+        self, work: Work[T], action: str, *, session_id: str | None = None, turn: str | None = None
+    ) -> concurrent.futures.Future[T]:
+        """Queue `work` for the writer thread, after everything queued before it."""
+        database = self._started()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            database.jobs.put(_Job(work, future, action, session_id, turn))
+            self._last = future
+        return future
+
+    async def _read(self, work: Work[T], action: str, *, session_id: str | None = None) -> T:
+        """Run `work` in a worker thread once the writes submitted before it are done."""
+        database = self._started()
+        last = self._last
+        if last is not None:
+            # Writes run in order: the last one done means all are. Its failure is its own
+            # caller's to hear of; the read goes on.
+            with contextlib.suppress(Exception):
+                await wait_for(last)
+        try:
+            return await anyio.to_thread.run_sync(database.run, work)
+        except Exception as exc:
+            _raise(_failure(self._where, action, exc, session_id, None), exc)
+
+    async def setup(self) -> None:
+        """Connect and create or upgrade the schema now (it happens on first use otherwise)."""
+        database = self._started()
+        try:
+            await anyio.to_thread.run_sync(database.ready)
+        except Exception as exc:
+            _raise(_failure(self._where, "set up the schema", exc, None, None), exc)
+
+    async def check(self, *, writable: bool = False) -> None:
+        """Raise `StoreError` if the database cannot be reached or its schema set up. Once set up,
+        no further round trip: a turn whose write then fails keeps its messages in memory."""
+        await self.setup()
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def submit(self, write: StoreWrite) -> concurrent.futures.Future[None]:
+        if write.turn is not None:
+            action = f"store turn {write.turn} of session {write.session_id}"
+        else:
+            action = f"store session {write.session_id}"
+        return self._call(
+            lambda connection: pg.store_write(connection, write),
+            action,
+            session_id=write.session_id,
+            turn=write.turn,
+        )
+
+    # -- what a server keeps (see `SessionStore.submit_events`) -----------------------------------
+
+    keeps_served = True
+
+    def submit_events(self, batches: tuple[EventBatch, ...]) -> concurrent.futures.Future[None]:
+        return self._call(
+            lambda connection: pg.append_events(connection, batches), "store a served stream's events"
+        )
+
+    async def load_events(self, stream_id: str, *, after: int = 0) -> StoredEvents | None:
+        return await self._read(
+            lambda connection: pg.load_events(connection, stream_id, after), f"load stream {stream_id}"
+        )
+
+    async def drop_events(self, *, before: datetime) -> int:
+        return await self._read(lambda connection: pg.drop_events(connection, before), "drop expired streams")
+
+    def submit_served(self, record: ServedRecord) -> concurrent.futures.Future[None]:
+        return self._call(
+            lambda connection: pg.store_served(connection, record),
+            f"store answer {record.id}",
+            session_id=record.session_id,
+        )
+
+    async def load_served(self, served_id: str) -> ServedRecord | None:
+        return await self._read(
+            lambda connection: pg.load_served(connection, served_id), f"load answer {served_id}"
+        )
+
+    # -- reads and maintenance -------------------------------------------------------------------
+
+    async def load_session(self, session_id: str) -> SessionSnapshot | None:
+        return await self._read(
+            lambda connection: pg.load_session(connection, session_id),
+            f"load session {session_id}",
+            session_id=session_id,
+        )
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        return await self._read(pg.list_sessions, "list the sessions")
+
+    async def delete_session(self, session_id: str) -> bool:
+        return await self._read(
+            lambda connection: pg.delete_session(connection, session_id),
+            f"delete session {session_id}",
+            session_id=session_id,
+        )
+
+    async def aclose(self) -> None:
+        """Finish the queued writes, then close the pool. Safe to call more than once."""
+        with self._lock:
+            self._closed = True
+            database, self._database = self._database, None
+            release, self._release = self._release, None
+            self._last = None
+        if release is not None:
+            release.detach()
+        if database is not None:
+            with _LIVE_LOCK:
+                _LIVE.discard(database)
+            database.jobs.put(None)
+            await wait_for(database.stopped)
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

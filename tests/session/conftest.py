@@ -1,0 +1,101 @@
+"""The stores the contract tests run on: SQLite, and PostgreSQL on a real server the tests start.
+
+`store_factory` is parametrized over both: a test opens stores with `store_factory.open()` (all on
+one database, as several processes would) and makes writes fail with `store_factory.blocked()`
+(another connection holding the write lock, as another process would). Each test gets a database
+of its own. The PostgreSQL tests skip only where no PostgreSQL binaries are installed (and
+tests/conftest.py fails that skip under CI).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import pytest
+
+from lionflow import PostgresStore, SQLiteStore
+from lionflow.session.stores import SessionStore
+from tests.session.postgres import PostgresServer, find_binaries
+
+
+class SQLiteStores:
+    """Stores on one SQLite file."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.spec = str(path)  # what tests/session/worker.py opens
+
+    def open(self, *, fail_fast: bool = False) -> SessionStore:
+        return SQLiteStore(self.path, busy_timeout=0.2 if fail_fast else 30.0)
+
+    @contextmanager
+    def blocked(self) -> Iterator[None]:
+        """Hold SQLite's write lock from another connection: writes of a `fail_fast` store fail."""
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            finally:
+                other.execute("ROLLBACK")
+
+
+class PostgresStores:
+    """Stores on one PostgreSQL database."""
+
+    kind = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.spec = f"pg:{dsn}"
+
+    def open(self, *, fail_fast: bool = False, timeout: float = 30.0) -> PostgresStore:
+        return PostgresStore(self.dsn, lock_timeout=0.2 if fail_fast else None, timeout=timeout)
+
+    @contextmanager
+    def blocked(self) -> Iterator[None]:
+        """Lock the sessions table against writes from another connection: every turn's write
+        waits for it, and a `fail_fast` store's gives up after its lock timeout."""
+        import psycopg
+
+        from lionflow.session.stores import _postgres_sql
+
+        with psycopg.connect(self.dsn, autocommit=True) as other:
+            _postgres_sql.migrate(other, "lionflow")  # the table must exist to be locked
+            with other.transaction():
+                other.execute("LOCK TABLE lionflow.sessions IN EXCLUSIVE MODE")  # reads still pass
+                yield
+
+
+Stores = SQLiteStores | PostgresStores
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run, started in a temporary directory."""
+    binaries = find_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl) installed: `make system` installs them")
+    server = PostgresServer(binaries)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_stores(postgres_server: PostgresServer) -> PostgresStores:
+    """Stores on a new database of the shared server."""
+    return PostgresStores(postgres_server.database())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    if request.param == "sqlite":
+        return SQLiteStores(tmp_path / "chat.db")
+    stores: PostgresStores = request.getfixturevalue("postgres_stores")
+    return stores
