@@ -33,6 +33,11 @@ class SQLiteStores:
     def open(self, *, fail_fast: bool = False) -> SessionStore:
         return SQLiteStore(self.path, busy_timeout=0.2 if fail_fast else 30.0)
 
+    def count(self, table: str) -> int:
+        """Rows in one of the store's tables, read from another connection."""
+        with closing(sqlite3.connect(self.path)) as raw:
+            return int(raw.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
     @contextmanager
     def blocked(self) -> Iterator[None]:
         """Hold SQLite's write lock from another connection: writes of a `fail_fast` store fail."""
@@ -55,6 +60,14 @@ class PostgresStores:
 
     def open(self, *, fail_fast: bool = False, timeout: float = 30.0) -> PostgresStore:
         return PostgresStore(self.dsn, lock_timeout=0.2 if fail_fast else None, timeout=timeout)
+
+    def count(self, table: str) -> int:
+        """Rows in one of the store's tables, read from another connection."""
+        import psycopg
+
+        with psycopg.connect(self.dsn) as raw:
+            row = raw.execute(f"SELECT count(*) FROM lionflow.{table}").fetchone()  # type: ignore[arg-type]
+            return int(row[0]) if row else 0
 
     @contextmanager
     def blocked(self) -> Iterator[None]:

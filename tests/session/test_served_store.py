@@ -1,5 +1,6 @@
 """What a store keeps for a server (`lionflow.serve`): its streams' events, for resuming, and its
-answers' ids. SQLiteStore runs the real SQL; databases of the first schema are upgraded."""
+answers' ids. SQLiteStore and PostgresStore run the real SQL; SQLite databases of the first
+schema are upgraded."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from lionflow.errors import ConfigurationError
 from lionflow.session import Session, SQLiteStore
 from lionflow.session.stores import EventBatch, ServedRecord, SessionStore
 from lionflow.session.stores.base import wait_for
+from tests.session.conftest import Stores
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_events_append_in_batches_and_load_after_any_number(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "s.db") as store:
+async def test_events_append_in_batches_and_load_after_any_number(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         await wait_for(store.submit_events((EventBatch("a", 1, (b"e1", b"e2")), EventBatch("b", 1, (b"x",)))))
         # A batch written again (a retry after a failure) adds nothing twice.
         await wait_for(store.submit_events((EventBatch("a", 1, (b"e1", b"e2")),)))
@@ -35,18 +37,19 @@ async def test_events_append_in_batches_and_load_after_any_number(tmp_path: Path
         assert await store.load_events("none") is None
 
 
-async def test_streams_older_than_the_cutoff_are_dropped_with_their_events(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "s.db") as store:
+async def test_streams_older_than_the_cutoff_are_dropped_with_their_events(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         await wait_for(store.submit_events((EventBatch("old", 1, (b"e",) * 50, ended=True),)))
         assert await store.drop_events(before=datetime.now(UTC) - timedelta(hours=1)) == 0
         assert await store.drop_events(before=datetime.now(UTC) + timedelta(seconds=1)) == 1
         assert await store.load_events("old") is None
-    with sqlite3.connect(tmp_path / "s.db") as raw:
-        assert raw.execute("SELECT count(*) FROM stream_events").fetchone() == (0,)
+    assert store_factory.count("stream_events") == 0
 
 
-async def test_served_records_are_replaced_by_id_and_deleted_with_their_session(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "s.db") as store:
+async def test_served_records_are_replaced_by_id_and_deleted_with_their_session(
+    store_factory: Stores,
+) -> None:
+    async with store_factory.open() as store:
         session = Session(store=store, id="conv")
         session.create_branch(name="main")
         await session.flush()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import atexit
-from pathlib import Path
 
 import anyio
 import pytest
 
-from lionflow import AssistantResponseContent, InstructionContent, Message, Session, SQLiteStore, StoreError
-from tests.helpers import write_lock
+from lionflow import AssistantResponseContent, InstructionContent, Message, Session, StoreError
+from tests.session.conftest import Stores
 
 pytestmark = pytest.mark.anyio
 
@@ -25,14 +24,13 @@ def _texts(session: Session, branch: str = "chat") -> list[str]:
     return [m.chat_msg["content"] for m in session.get_branch(branch).messages if m.role == "user"]
 
 
-async def test_a_failed_write_loses_no_later_turn_and_overwrites_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db, busy_timeout=0.2) as store:
+async def test_a_failed_write_loses_no_later_turn_and_overwrites_nothing(store_factory: Stores) -> None:
+    async with store_factory.open(fail_fast=True) as store:
         session = Session(store=store)
         branch = session.create_branch(name="chat")
         await session.add_turn(branch, *_turn("A"))
         question, answer = _turn("B")
-        with write_lock(db), pytest.raises(StoreError) as caught:
+        with store_factory.blocked(), pytest.raises(StoreError) as caught:
             await session.add_turn(branch, question, answer)
         assert caught.value.session_id == session.id
         assert caught.value.turn == question.id
@@ -51,9 +49,8 @@ async def test_a_failed_write_loses_no_later_turn_and_overwrites_nothing(tmp_pat
     assert [m.role for m in final.get_branch("chat").messages] == ["user", "assistant"] * 3
 
 
-async def test_two_sessions_loading_one_stored_session_both_keep_their_turns(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db) as first_store, SQLiteStore(db) as second_store:
+async def test_two_sessions_loading_one_stored_session_both_keep_their_turns(store_factory: Stores) -> None:
+    async with store_factory.open() as first_store, store_factory.open() as second_store:
         session = Session(store=first_store)
         await session.add_turn(session.create_branch(name="chat"), *_turn("shared"))
         first = await Session.load(first_store, session.id)
@@ -64,12 +61,11 @@ async def test_two_sessions_loading_one_stored_session_both_keep_their_turns(tmp
     assert _texts(reloaded) == ["shared", "from first", "from second"]
 
 
-async def test_a_branch_whose_creation_failed_is_healed_by_its_next_write(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db, busy_timeout=0.2) as store:
+async def test_a_branch_whose_creation_failed_is_healed_by_its_next_write(store_factory: Stores) -> None:
+    async with store_factory.open(fail_fast=True) as store:
         session = Session(store=store, metadata={"k": "v"})
         await session.flush()
-        with write_lock(db):
+        with store_factory.blocked():
             branch = session.create_branch(name="late", metadata={"topic": "x"})
             with pytest.raises(StoreError):
                 await session.flush()
@@ -80,8 +76,8 @@ async def test_a_branch_whose_creation_failed_is_healed_by_its_next_write(tmp_pa
     assert loaded.get_branch("late").metadata == {"topic": "x"}
 
 
-async def test_fork_and_import_append_the_whole_order(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+async def test_fork_and_import_append_the_whole_order(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         session = Session(store=store)
         chat = session.create_branch(name="chat", system="Be brief.")
         for text in ("one", "two", "three"):
@@ -102,8 +98,8 @@ async def test_fork_and_import_append_the_whole_order(tmp_path: Path) -> None:
         assert _texts(await Session.load(store, session.id), "what-if") == ["one", "other", "after import"]
 
 
-async def test_cancelling_add_turn_while_it_waits_leaves_the_write_alone(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+async def test_cancelling_add_turn_while_it_waits_leaves_the_write_alone(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         session = Session(store=store)
         branch = session.create_branch(name="chat")
         for index in range(2000):  # keep the store's thread busy, so the turn's write waits its turn
@@ -116,9 +112,9 @@ async def test_cancelling_add_turn_while_it_waits_leaves_the_write_alone(tmp_pat
         assert _texts(await Session.load(store, session.id)) == ["kept"]
 
 
-async def test_closed_stores_leave_no_exit_callbacks_behind(tmp_path: Path) -> None:
+async def test_closed_stores_leave_no_exit_callbacks_behind(store_factory: Stores) -> None:
     async def open_and_close(index: int) -> None:
-        async with SQLiteStore(tmp_path / f"{index}.db") as store:
+        async with store_factory.open() as store:
             await store.list_sessions()  # starts the store's thread
 
     await open_and_close(-1)  # anything registered once per process is registered by now
@@ -129,15 +125,14 @@ async def test_closed_stores_leave_no_exit_callbacks_behind(tmp_path: Path) -> N
 
 
 async def test_a_failed_write_is_logged_without_what_was_being_written(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store_factory: Stores, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db, busy_timeout=0.2) as store:
+    async with store_factory.open(fail_fast=True) as store:
         session = Session(store=store, metadata={"api_key": "sk-session-secret"})
         await session.flush()
         question = Message(content=InstructionContent(instruction="my password is hunter2"))
         answer = Message(content=AssistantResponseContent(assistant_response="noted: hunter2"))
-        with write_lock(db), pytest.raises(StoreError) as caught:
+        with store_factory.blocked(), pytest.raises(StoreError) as caught:
             await session.add_turn(session.create_branch(name="chat"), question, answer)
     logged = caplog.text
     assert session.id in logged

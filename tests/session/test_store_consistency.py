@@ -4,7 +4,6 @@ the whole branch, imports land once, metadata is not reverted, ids are not silen
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import anyio
 import pytest
@@ -15,10 +14,9 @@ from lionflow import (
     InstructionContent,
     Message,
     Session,
-    SQLiteStore,
     StoreError,
 )
-from tests.helpers import write_lock
+from tests.session.conftest import Stores
 
 pytestmark = pytest.mark.anyio
 
@@ -34,13 +32,12 @@ def _texts(session: Session, branch: str) -> list[str]:
     return [str(m.chat_msg["content"]) for m in session.get_branch(branch).messages]
 
 
-async def test_a_fork_after_a_failed_turn_reloads_with_the_history_it_has(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db, busy_timeout=0.2) as store:
+async def test_a_fork_after_a_failed_turn_reloads_with_the_history_it_has(store_factory: Stores) -> None:
+    async with store_factory.open(fail_fast=True) as store:
         session = Session(store=store)
         chat = session.create_branch("chat")
         await session.add_turn(chat, *_turn("A"))
-        with write_lock(db), pytest.raises(StoreError):
+        with store_factory.blocked(), pytest.raises(StoreError):
             await session.add_turn(chat, *_turn("B"))  # B is in memory, never stored
         await session.add_turn(chat, *_turn("C"))
         session.fork(chat, name="fork")
@@ -51,13 +48,14 @@ async def test_a_fork_after_a_failed_turn_reloads_with_the_history_it_has(tmp_pa
         assert _texts(again, "fork") == _texts(session, "fork") == ["A", "a", "B", "b", "C", "c"]
 
 
-async def test_a_branch_whose_creating_write_failed_is_stored_whole_by_its_next_turn(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db, busy_timeout=0.2) as store:
+async def test_a_branch_whose_creating_write_failed_is_stored_whole_by_its_next_turn(
+    store_factory: Stores,
+) -> None:
+    async with store_factory.open(fail_fast=True) as store:
         session = Session(store=store)
         chat = session.create_branch("chat")
         await session.add_turn(chat, *_turn("A"))
-        with write_lock(db):
+        with store_factory.blocked():
             fork = session.fork(chat, name="fork")
             pirate = session.create_branch("pirate", system="You are a pirate", metadata={"mood": "salty"})
             with pytest.raises(StoreError):
@@ -72,10 +70,10 @@ async def test_a_branch_whose_creating_write_failed_is_stored_whole_by_its_next_
         assert again.get_branch("pirate").metadata == {"mood": "salty"}
 
 
-async def test_a_turn_right_after_a_fork_is_stored_once(tmp_path: Path) -> None:
+async def test_a_turn_right_after_a_fork_is_stored_once(store_factory: Stores) -> None:
     # The fork's creating write is still pending when the turn's write is built: the turn's
     # write may create the fork too, but must not append its history a second time.
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+    async with store_factory.open() as store:
         session = Session(store=store)
         chat = session.create_branch("chat", system="Be brief.")
         await session.add_turn(chat, *_turn("A"))
@@ -86,12 +84,12 @@ async def test_a_turn_right_after_a_fork_is_stored_once(tmp_path: Path) -> None:
         assert _texts(again, "chat") == ["Be brief.", "A", "a"]
 
 
-async def test_two_concurrent_imports_store_the_session_once(tmp_path: Path) -> None:
+async def test_two_concurrent_imports_store_the_session_once(store_factory: Stores) -> None:
     source = Session()
     await source.add_turn(source.create_branch("chat"), *_turn("A"))
     data = source.export()
     outcomes: list[str] = []
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+    async with store_factory.open() as store:
 
         async def import_it() -> None:
             try:
@@ -107,9 +105,8 @@ async def test_two_concurrent_imports_store_the_session_once(tmp_path: Path) -> 
         assert _texts(await Session.load(store, source.id), "chat") == ["A", "a"]
 
 
-async def test_a_turn_from_an_older_session_object_keeps_newer_metadata(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db) as first_store, SQLiteStore(db) as second_store:
+async def test_a_turn_from_an_older_session_object_keeps_newer_metadata(store_factory: Stores) -> None:
+    async with store_factory.open() as first_store, store_factory.open() as second_store:
         session = Session(store=first_store, metadata={"user": "alice"})
         chat = session.create_branch("chat", metadata={"topic": "old"})
         await session.flush()
@@ -126,22 +123,20 @@ async def test_a_turn_from_an_older_session_object_keeps_newer_metadata(tmp_path
         assert _texts(again, "chat") == ["A", "a", "B", "b"]
 
 
-async def test_changed_metadata_is_written_again_after_a_failed_write(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db, busy_timeout=0.2) as store:
+async def test_changed_metadata_is_written_again_after_a_failed_write(store_factory: Stores) -> None:
+    async with store_factory.open(fail_fast=True) as store:
         session = Session(store=store)
         chat = session.create_branch("chat")
         await session.flush()
         session.metadata["user"] = "bob"
-        with write_lock(db), pytest.raises(StoreError):
+        with store_factory.blocked(), pytest.raises(StoreError):
             await session.add_turn(chat, *_turn("A"))
         await session.add_turn(chat, *_turn("B"))
         assert (await Session.load(store, session.id)).metadata == {"user": "bob"}
 
 
-async def test_a_different_message_under_a_stored_id_is_refused(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    async with SQLiteStore(db) as first_store, SQLiteStore(db) as second_store:
+async def test_a_different_message_under_a_stored_id_is_refused(store_factory: Stores) -> None:
+    async with store_factory.open() as first_store, store_factory.open() as second_store:
         first = Session(store=first_store)
         first.create_branch("chat")
         await first.flush()
@@ -161,8 +156,8 @@ async def test_a_different_message_under_a_stored_id_is_refused(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-async def test_metadata_that_is_not_strict_json_is_refused(tmp_path: Path, bad: float) -> None:
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+async def test_metadata_that_is_not_strict_json_is_refused(store_factory: Stores, bad: float) -> None:
+    async with store_factory.open() as store:
         with pytest.raises(ConfigurationError, match="session metadata"):
             Session(store=store, metadata={"score": bad})
         session = Session(store=store)
