@@ -56,15 +56,30 @@ class PostgresServer:
         command = [str(self.binaries / binary), *args]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, cwd=self.root)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, check=False, cwd=self.root
+        )
         if result.returncode != 0:
             log = self.root / "server.log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{binary} failed ({result.returncode}): {result.stderr or result.stdout}\n{tail}")
+            raise RuntimeError(
+                f"{binary} failed ({result.returncode}): {result.stderr or result.stdout}\n{tail}"
+            )
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root}"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w", *extra, action)
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            *extra,
+            action,
+        )
 
     def start(self) -> None:
         self._pg_ctl("start")

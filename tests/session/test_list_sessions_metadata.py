@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from lionflow.session.session import Session
-from lionflow.session.stores import SQLiteStore
+from tests.session.conftest import Stores
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_list_sessions_carries_the_metadata(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "s.db") as store:
+async def test_list_sessions_carries_the_metadata(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         named = Session(store=store, metadata={"name": "tea", "tags": ["a"]})
         plain = Session(store=store)
         await named.flush()

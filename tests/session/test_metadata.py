@@ -4,7 +4,6 @@ with ConfigurationError when it is given (or, if mutated in later, before the ne
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,8 @@ from lionflow import (
     InstructionContent,
     Message,
     Session,
-    SQLiteStore,
 )
+from tests.session.conftest import Stores
 
 pytestmark = pytest.mark.anyio
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -32,8 +31,8 @@ def _turn(text: str) -> tuple[Message, Message]:
     )
 
 
-async def test_datetimes_in_metadata_are_stored_as_iso_strings_and_turns_go_on(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+async def test_datetimes_in_metadata_are_stored_as_iso_strings_and_turns_go_on(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         session = Session(store=store, metadata={"started": WHEN})
         branch = session.create_branch(name="chat", metadata={"opened": WHEN, "tags": ("a", "b")})
         for text in ("one", "two"):
@@ -67,8 +66,8 @@ def test_values_json_cannot_hold_are_refused_when_given() -> None:
     assert [b.name for b in session.branches] == ["chat"]
 
 
-async def test_metadata_mutated_later_is_refused_before_the_next_write(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+async def test_metadata_mutated_later_is_refused_before_the_next_write(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         session = Session(store=store)
         branch = session.create_branch(name="chat")
         await session.add_turn(branch, *_turn("fine"))

@@ -1,4 +1,5 @@
-"""SQLiteStore: durable write-through, load in a fresh process, listing, deleting, export, schema."""
+"""The stores (SQLite, and PostgreSQL where `store_factory` says so): durable write-through, load in
+a fresh process, listing, deleting, export, schema."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -15,8 +17,9 @@ import pytest
 
 from lionflow import ConfigurationError, InstructionContent, Message, Session, SQLiteStore
 from lionflow.operations import communicate
-from lionflow.session.stores import SCHEMA_VERSION, StoreClosed
+from lionflow.session.stores import SCHEMA_VERSION, StoreClosed, StoreWrite
 from lionflow.testing import ScriptedModel
+from tests.session.conftest import Stores
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +38,10 @@ def _worker(*args: str) -> str:
     return result.stdout
 
 
-async def test_a_three_turn_conversation_survives_save_and_load_in_a_fresh_process(tmp_path: Path) -> None:
-    db = str(tmp_path / "chat.db")
+async def test_a_three_turn_conversation_survives_save_and_load_in_a_fresh_process(
+    store_factory: Stores,
+) -> None:
+    db = store_factory.spec
     written = json.loads(_worker("write", db))
     loaded = json.loads(_worker("load", db, written["session"]["id"]))
     assert loaded == written  # messages, order, usage, metadata: identical
@@ -79,8 +84,8 @@ async def test_communicate_is_durable_when_it_returns(tmp_path: Path) -> None:
         assert count == 2
 
 
-async def test_list_delete_export_and_import(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+async def test_list_delete_export_and_import(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         sessions = []
         for name in ("a", "b"):
             session = Session(store=store, metadata={"name": name})
@@ -106,9 +111,10 @@ async def test_list_delete_export_and_import(tmp_path: Path) -> None:
             await store.import_session({"format": "other"})
 
 
-async def test_many_sessions_and_stores_share_one_file_under_concurrent_writes(tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
-    async with SQLiteStore(db) as first, SQLiteStore(db) as second:
+async def test_many_sessions_and_stores_share_one_database_under_concurrent_writes(
+    store_factory: Stores,
+) -> None:
+    async with store_factory.open() as first, store_factory.open() as second:
         sessions = []
         for index in range(12):
             session = Session(store=(first, second)[index % 2])
@@ -128,8 +134,8 @@ async def test_many_sessions_and_stores_share_one_file_under_concurrent_writes(t
             assert len(loaded.get_branch("chat")) == 10
 
 
-async def test_the_event_loop_keeps_running_during_a_big_write(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "big.db") as store:
+async def test_the_event_loop_keeps_running_during_a_big_write(store_factory: Stores) -> None:
+    async with store_factory.open() as store:
         session = Session(store=store)
         branch = session.create_branch(name="bulk")
         ticks = 0
@@ -153,14 +159,18 @@ async def test_the_event_loop_keeps_running_during_a_big_write(tmp_path: Path) -
         assert len((await Session.load(store, session.id)).messages) == 3000
 
 
-async def test_a_closed_store_refuses_work_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "a.db")
+async def test_a_closed_store_refuses_work(store_factory: Stores) -> None:
+    store = store_factory.open()
     await store.list_sessions()
     await store.aclose()
     await store.aclose()  # twice is fine
     with pytest.raises(StoreClosed):
         await store.list_sessions()
+    with pytest.raises(StoreClosed):
+        store.submit(StoreWrite(session_id="s", session_created_at=datetime.now(UTC)))
 
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     newer = tmp_path / "newer.db"
     with closing(sqlite3.connect(newer)) as raw:
         raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")

@@ -1,10 +1,14 @@
 """A separate process for the persistence tests: ``python -m tests.session.worker MODE DB [SESSION_ID]``.
 
+DB is an SQLite file, or ``pg:`` and a PostgreSQL dsn (see `store_factory.spec` in conftest.py).
+
 - ``write``: a three-turn conversation in DB; prints the session's export as JSON.
 - ``load``: loads SESSION_ID from DB in this fresh process; prints its export as JSON.
 - ``midstream``: three complete turns, then a slow streamed fourth; prints ``STREAMING <id>``
   once the fourth is under way, and waits to be killed.
 - ``hammer``: turns back to back as fast as possible; prints ``STARTED <id>``, then waits to be killed.
+- ``append``: loads SESSION_ID, prints ``READY``, waits for a line on stdin, then adds 60 turns
+  to its branch "chat" (instructions ``<pid> <n>``) and prints ``DONE``.
 - ``readonly``: opens DB (a read-only file in a read-only folder) without saying so, lists, loads
   SESSION_ID and tries a turn; then tries a new database beside it. Prints what happened as JSON.
 """
@@ -17,7 +21,15 @@ import sys
 
 import anyio
 
-from lionflow import AssistantResponseContent, InstructionContent, Message, Session, SQLiteStore, StoreError
+from lionflow import (
+    AssistantResponseContent,
+    InstructionContent,
+    Message,
+    PostgresStore,
+    Session,
+    SQLiteStore,
+    StoreError,
+)
 from lionflow.operations import communicate
 from lionflow.testing import ScriptedModel, ScriptedReply
 
@@ -63,12 +75,28 @@ async def _read_only(path: str, session_id: str) -> dict[str, object]:
     return seen
 
 
+def _store(spec: str) -> SQLiteStore | PostgresStore:
+    if spec.startswith("pg:"):
+        return PostgresStore(spec.removeprefix("pg:"))
+    return SQLiteStore(spec)
+
+
 async def main(mode: str, path: str, session_id: str | None) -> None:
     if mode == "readonly":
         assert session_id is not None
         print(json.dumps(await _read_only(path, session_id)))
         return
-    async with SQLiteStore(path) as store:
+    async with _store(path) as store:
+        if mode == "append":
+            assert session_id is not None
+            shared = await Session.load(store, session_id)
+            shared.services.register(_model(chunk_size=40))
+            print("READY", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+            for turn in range(60):
+                await communicate(shared, "chat", instruction=f"{os.getpid()} {turn}")
+            print("DONE", flush=True)
+            return
         if mode == "load":
             assert session_id is not None
             print(json.dumps((await Session.load(store, session_id)).export()))
