@@ -18,6 +18,7 @@ from lionflow.operations._fanin import FanIn, cancelled_from_outside
 from lionflow.operations._items import ItemBoard
 from lionflow.operations.builder import Inputs, Operation, order_in_lanes
 from lionflow.operations.communicate import communicate
+from lionflow.operations.executors.base import LOCAL, Executor
 from lionflow.services.response import Response
 from lionflow.session.branch import Branch
 from lionflow.session.session import Session
@@ -49,8 +50,10 @@ class Runner:
         max_concurrent: int | None,
         on_error: OnError,
         buffer: int,
+        executor: Executor = LOCAL,
     ) -> None:
         self.session = session
+        self.executor = executor  # where the model calls and steps run; the rest runs here
         self.order = operations  # until prepare_branches: then a dependency order (see there)
         self.operations = {op.id: op for op in operations}
         self.max_concurrent = max_concurrent
@@ -344,6 +347,7 @@ class Runner:
             instruction=parameters["instruction"],
             imodel=parameters.get("_model") or parameters.get("imodel"),
             context=rendered,
+            executor=self.executor,
             **params,
         )
         channel, op_id = self.channel, op.id
@@ -368,14 +372,13 @@ class Runner:
         assert op.function is not None
         takes_argument = bool(inspect.signature(op.function).parameters)
         given = self.board.given.get(op.id)
+        args: tuple[Any, ...] = ()
         if given is not None:  # a for_each child gets its item
-            outcome = op.function(given.item) if takes_argument else op.function()
+            args = (given.item,) if takes_argument else ()
         elif takes_argument:
             names = {self.operations[d].name: d for d in op.depends_on}
-            inputs = Inputs({d: self.results[d] for d in op.depends_on}, names)
-            outcome = op.function(inputs)
-        else:
-            outcome = op.function()
+            args = (Inputs({d: self.results[d] for d in op.depends_on}, names),)
+        outcome = self.executor.run_step(op.function, args)
         if inspect.isasyncgen(outcome):
             return await self.board.collect(op, cast("AsyncGenerator[Any, None]", outcome))
         return await outcome if inspect.isawaitable(outcome) else outcome

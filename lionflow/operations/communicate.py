@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from lionflow.errors import ConfigurationError, StreamClosed, StreamConsumed
-from lionflow.services.call import ModelCall
+from lionflow.operations.executors.base import LOCAL, CallLike, Executor
 from lionflow.services.chunk import Chunk
 from lionflow.services.driver import close_when_dropped, wait_done
 from lionflow.services.imodel import iModel
@@ -75,7 +75,7 @@ class _TurnState:
 
     def __init__(self, instruction: Message) -> None:
         self.instruction = instruction
-        self.call: ModelCall | None = None
+        self.call: CallLike | None = None
         self.response: Response | None = None
         self.response_message: Message | None = None
         self.error: BaseException | None = None
@@ -96,11 +96,12 @@ async def _run_turn(
     model: iModel,
     params: dict[str, Any],
     state: _TurnState,
+    executor: Executor,
 ) -> AsyncGenerator[Chunk, None]:
     state.done = anyio.Event()
     state.close_dropped = close_when_dropped()
     instruction = state.instruction
-    call: ModelCall | None = None
+    call: CallLike | None = None
     ending: BaseException | None = None
     try:
         try:
@@ -116,7 +117,7 @@ async def _run_turn(
             if not scope.cancel_called:
                 # The request carries the branch as it is now; the turn joins the branch only when
                 # it ends, whole, so a turn running at the same time lands before or after it.
-                call = model.invoke([*branch.chat_messages(), instruction.chat_msg], **params)
+                call = executor.invoke(model, [*branch.chat_messages(), instruction.chat_msg], **params)
                 state.call = call
                 async for chunk in call:
                     yield chunk
@@ -141,7 +142,7 @@ async def _record(
     session: Session,
     branch: Branch,
     model: iModel,
-    call: ModelCall | None,
+    call: CallLike | None,
     state: _TurnState,
     *,
     ended_early: bool,
@@ -196,9 +197,17 @@ class Turn(Generic[R]):
     """
 
     def __init__(
-        self, session: Session, branch: Branch, model: iModel, instruction: Message, params: dict[str, Any]
+        self,
+        session: Session,
+        branch: Branch,
+        model: iModel,
+        instruction: Message,
+        params: dict[str, Any],
+        *,
+        executor: Executor = LOCAL,
     ) -> None:
         self.session = session
+        self.executor = executor
         self.branch = branch
         self.model = model
         self._state = _TurnState(instruction)
@@ -232,7 +241,7 @@ class Turn(Generic[R]):
         if self._status != "new":
             raise StreamConsumed("this turn was already iterated; a turn runs once (see .response)")
         self._status = "running"
-        gen = _run_turn(self.session, self.branch, self.model, self._params, self._state)
+        gen = _run_turn(self.session, self.branch, self.model, self._params, self._state, self.executor)
         assert isinstance(gen, types.AsyncGeneratorType)
         self._gen = gen
         return gen
@@ -332,6 +341,7 @@ def communicate(
     context: Any = None,
     guidance: str | None = None,
     response_format: type[M],
+    executor: Executor | None = None,
     **params: Any,
 ) -> Turn[M]: ...
 @overload
@@ -345,6 +355,7 @@ def communicate(
     context: Any = None,
     guidance: str | None = None,
     response_format: type[list[M]],
+    executor: Executor | None = None,
     **params: Any,
 ) -> Turn[list[M]]: ...
 @overload
@@ -358,6 +369,7 @@ def communicate(
     context: Any = None,
     guidance: str | None = None,
     response_format: Mapping[str, Any] | None = ...,
+    executor: Executor | None = None,
     **params: Any,
 ) -> Turn[Response]: ...
 @overload
@@ -371,6 +383,7 @@ def communicate(  # the seed form: what awaiting gives depends on the `parameter
     context: Any = None,
     guidance: str | None = None,
     response_format: object = ...,
+    executor: Executor | None = None,
     **params: Any,
 ) -> Turn[Any]: ...
 def communicate(
@@ -383,6 +396,7 @@ def communicate(
     context: Any = None,
     guidance: str | None = None,
     response_format: object = _UNSET,
+    executor: Executor | None = None,
     **params: Any,
 ) -> Turn[Any]:
     """One turn: send the branch's history plus `instruction` to a model, record both in the branch.
@@ -405,7 +419,8 @@ def communicate(
     `branch` is a Branch, a name or an id; a name that does not exist yet creates that branch, and
     None means the first branch (a new ``"main"`` when there is none). `context` and `guidance` go
     into the instruction message. Other keywords (and other `parameters` keys) are generation
-    parameters for the model call.
+    parameters for the model call. `executor` runs the model call elsewhere (a `RayExecutor`); the
+    turn is still recorded here. By default the call runs in this process.
     """
     if not isinstance(session, Session):
         raise ConfigurationError(f"communicate needs session=<a lionflow Session>, not {session!r}")
@@ -431,4 +446,11 @@ def communicate(
         instruction=text, context=given.pop("context", None), guidance=given.pop("guidance", None)
     )
     call_params = {**{k: v for k, v in given.items() if k not in _TURN_KEYS}, **params}
-    return Turn(session, _resolve_branch(session, branch), model, Message(content=content), call_params)
+    return Turn(
+        session,
+        _resolve_branch(session, branch),
+        model,
+        Message(content=content),
+        call_params,
+        executor=LOCAL if executor is None else executor,
+    )

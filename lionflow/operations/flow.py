@@ -28,6 +28,7 @@ from lionflow.operations._events import FlowResults, Item, OnError
 from lionflow.operations._fanin import start_detached
 from lionflow.operations._runner import DEFAULT_BUFFER, RUNNERS_HERE, Runner
 from lionflow.operations.builder import Builder, Operation, validate
+from lionflow.operations.executors.base import LOCAL, Executor
 from lionflow.session.session import Session
 
 
@@ -193,6 +194,7 @@ def flow_stream(
     max_concurrent: int | None = None,
     on_error: OnError = "fail_fast",
     buffer: int = DEFAULT_BUFFER,
+    executor: Executor | None = None,
 ) -> FlowStream:
     """Run a workflow, yielding ``(operation_id, item)`` as things happen.
 
@@ -209,6 +211,10 @@ def flow_stream(
     failure and raises `FlowError` at the end; ``"continue"`` lets the others finish. Dependents of a
     failed operation are skipped. `max_concurrent` bounds the operations running at once; `buffer`
     bounds the items waiting for the consumer.
+
+    `executor` says where each operation's model call or step runs: in this process (the default)
+    or as a task on a Ray cluster (`RayExecutor`). The session, the turns and the events stay here,
+    in the same order either way.
     """
     session, operations = _operations_of(source)
     if on_error not in ("fail_fast", "continue"):
@@ -219,7 +225,9 @@ def flow_stream(
         raise FlowValidationError(f"buffer must be >= 1, not {buffer}")
     session = session if session is not None else Session()
     validate(operations, session)
-    runner = Runner(session, operations, max_concurrent, on_error, buffer)
+    runner = Runner(
+        session, operations, max_concurrent, on_error, buffer, LOCAL if executor is None else executor
+    )
     runner.prepare_branches()
     return FlowStream(runner)
 
@@ -229,11 +237,15 @@ async def flow(
     *,
     max_concurrent: int | None = None,
     on_error: OnError = "fail_fast",
+    executor: Executor | None = None,
 ) -> FlowResults:
     """Run a workflow to the end: ``{operation_id: result}`` (a communicate step's result is its
     `Response`). With ``"continue"``, `failed`, `skipped` and `cancelled` tell what did not complete;
-    with ``"fail_fast"``, the first failure cancels the rest and raises `FlowError`."""
-    async with flow_stream(source, max_concurrent=max_concurrent, on_error=on_error) as stream:
+    with ``"fail_fast"``, the first failure cancels the rest and raises `FlowError`. `executor`: see
+    `flow_stream`."""
+    async with flow_stream(
+        source, max_concurrent=max_concurrent, on_error=on_error, executor=executor
+    ) as stream:
         async for _ in stream:
             pass
     return stream.results

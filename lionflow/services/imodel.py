@@ -276,6 +276,31 @@ class iModel:
     def __repr__(self) -> str:
         return f"iModel(provider={self.provider!r}, model={self.model!r}, name={self.name!r})"
 
+    def settings(self) -> dict[str, Any]:
+        """The keywords that build this model again, elsewhere: ``iModel(**model.settings())``
+        (how a model travels to another process, such as a Ray worker). The API key is left out:
+        pass it there as ``api_key=``, or let the provider read its environment variable. A model
+        whose `adapter` was replaced is rebuilt with the adapter its settings name."""
+        adapter = self.adapter.settings
+        retry = self.retry
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "name": self.name,
+            "stream": self.provider_stream,
+            "base_url": adapter.base_url,
+            "endpoint": adapter.endpoint,
+            "max_retries": retry.max_retries,
+            "retry_initial_delay": retry.initial_delay,
+            "retry_max_delay": retry.max_delay,
+            "timeout": self.timeout,
+            "max_concurrent": self.max_concurrent,
+            "requests_per_minute": self.requests_per_minute,
+            "guards": self._context.guards,
+            **adapter.options,
+            **self.params,
+        }
+
     def request(self, messages: str | Iterable[ChatMessageLike], **params: Any) -> ModelRequest:
         """The `ModelRequest` that `invoke()` would send; useful to inspect what a provider receives."""
         merged = self.params | params
