@@ -1,4 +1,5 @@
-"""Crash safety: a process killed with SIGKILL leaves a sound database with only whole turns."""
+"""Crash safety: a process killed with SIGKILL leaves a sound database with only whole turns
+(SQLite and PostgreSQL, see `store_factory`)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from lionflow import AssistantResponseContent, InstructionContent, Session, SQLiteStore
+from lionflow import AssistantResponseContent, InstructionContent, Session
+from tests.session.conftest import SQLiteStores, Stores
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(mode: str, db: Path) -> tuple[subprocess.Popen[str], str]:
+def _start(mode: str, db: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.session.worker", mode, str(db)],
+        [sys.executable, "-m", "tests.session.worker", mode, db],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -45,8 +47,10 @@ def _kill(process: subprocess.Popen[str]) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-def _integrity(db: Path) -> str:
-    with closing(sqlite3.connect(db)) as raw:
+def _integrity(stores: Stores) -> str:
+    if not isinstance(stores, SQLiteStores):
+        return "ok"  # PostgreSQL checks its own: a commit is whole or absent
+    with closing(sqlite3.connect(stores.path)) as raw:
         return str(raw.execute("PRAGMA integrity_check").fetchone()[0])
 
 
@@ -64,26 +68,24 @@ def _assert_whole_turns(session: Session) -> int:
     return len(pairs) // 2
 
 
-async def test_sigkill_in_the_middle_of_a_streamed_turn(tmp_path: Path) -> None:
-    db = tmp_path / "chat.db"
-    process, session_id = _start("midstream", db)
+async def test_sigkill_in_the_middle_of_a_streamed_turn(store_factory: Stores) -> None:
+    process, session_id = _start("midstream", store_factory.spec)
     _kill(process)
-    assert _integrity(db) == "ok"
-    async with SQLiteStore(db) as store:
+    assert _integrity(store_factory) == "ok"
+    async with store_factory.open() as store:
         session = await Session.load(store, session_id)
     assert _assert_whole_turns(session) == 3  # the completed turns, intact; the killed one absent
     assert "question 3" not in {m.chat_msg["content"] for m in session.messages.values()}
 
 
-async def test_sigkill_at_random_moments_of_back_to_back_turns(tmp_path: Path) -> None:
+async def test_sigkill_at_random_moments_of_back_to_back_turns(store_factory: Stores) -> None:
     rng = random.Random(7)
-    for attempt in range(4):
-        db = tmp_path / f"hammer-{attempt}.db"
-        process, session_id = _start("hammer", db)
+    for _attempt in range(4):
+        process, session_id = _start("hammer", store_factory.spec)
         await anyio.sleep(rng.uniform(0.2, 0.8))
         _kill(process)
-        assert _integrity(db) == "ok"
-        async with SQLiteStore(db) as store:
+        assert _integrity(store_factory) == "ok"
+        async with store_factory.open() as store:
             session = await Session.load(store, session_id)
         assert _assert_whole_turns(session) >= 1
         await anyio.lowlevel.checkpoint()

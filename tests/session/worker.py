@@ -90,7 +90,10 @@ async def main(mode: str, path: str, session_id: str | None) -> None:
         if mode == "append":
             assert session_id is not None
             shared = await Session.load(store, session_id)
-            shared.services.register(_model(chunk_size=40))
+            # the answer quotes its instruction: the test sees that each turn is whole
+            shared.services.register(
+                ScriptedModel(name="echo", responses=lambda messages: f"re: {messages[-1]['content']}")
+            )
             print("READY", flush=True)
             await anyio.to_thread.run_sync(sys.stdin.readline)
             for turn in range(60):
