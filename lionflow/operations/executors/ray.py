@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import anyio
@@ -127,19 +127,37 @@ class RayExecutor:
                 num_cpus=self.task_cpus,
             )
 
-    def submit(self, job: ModelJob | StepJob, api_key: str | None = None) -> Any:
-        """Start `job` as a Ray task; its `ObjectRefGenerator`. The key goes by reference."""
+    def task_arguments(
+        self, model: iModel, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        """The arguments the Ray task of this model call is given: the model's settings and the
+        request, and the API key only as an object reference (so never in a task's arguments)."""
+        job = self._model_job(model, messages, params)
+        return self._arguments(job, model.adapter.settings.api_key)
+
+    def _arguments(self, job: ModelJob | StepJob, api_key: str | None) -> tuple[Any, ...]:
         self.start()
         ray = _import_ray()
         secrets = (ray.put(Secret(api_key)),) if api_key else ()
-        return self._task.remote(job, secrets, self.batch_ms / 1000)
+        return (job, secrets, self.batch_ms / 1000)
 
-    def invoke(self, model: iModel, messages: list[dict[str, Any]], **params: Any) -> RayCall:
+    def submit(self, job: ModelJob | StepJob, api_key: str | None = None) -> Any:
+        """Start `job` as a Ray task; its `ObjectRefGenerator`."""
+        return self._task_of().remote(*self._arguments(job, api_key))
+
+    def _task_of(self) -> Any:
+        self.start()
+        return self._task
+
+    @staticmethod
+    def _model_job(model: iModel, messages: list[dict[str, Any]], params: dict[str, Any]) -> ModelJob:
         local = sorted(_LOCAL_ONLY.intersection(params))
         if local:
             raise ConfigurationError(f"{', '.join(local)} cannot travel to a Ray task; leave it out")
-        settings = model.settings()
-        job = ModelJob(settings=settings, messages=list(messages), params=params)
+        return ModelJob(settings=model.settings(), messages=list(messages), params=dict(params))
+
+    def invoke(self, model: iModel, messages: list[dict[str, Any]], **params: Any) -> RayCall:
+        job = self._model_job(model, messages, params)
         return RayCall(self, job, model.adapter.settings.api_key, model=model.model, provider=model.provider)
 
     def run_step(self, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -152,25 +170,26 @@ class RayExecutor:
     async def _result(self, job: StepJob) -> Any:
         remote = Remote(self, job)
         try:
-            async for kind, value in remote.entries():
-                if kind == "error":
-                    raise value[0]
-                if kind == "result":
-                    return value
+            while True:  # (`batch` raises if the task ends without its result)
+                for kind, value in await remote.batch():
+                    if kind == "error":
+                        raise value[0]
+                    if kind == "result":
+                        return value
         finally:
             remote.cancel()
-        raise LionflowError("the step's Ray task ended without a result")
 
     async def _items(self, job: StepJob) -> AsyncGenerator[Any, None]:
         remote = Remote(self, job)
         try:
-            async for kind, value in remote.entries():
-                if kind == "item":
-                    yield value
-                elif kind == "error":
-                    raise value[0]
-                else:
-                    return
+            while True:
+                for kind, value in await remote.batch():
+                    if kind == "item":
+                        yield value
+                    elif kind == "error":
+                        raise value[0]
+                    else:
+                        return
         finally:
             remote.cancel()
 
@@ -218,11 +237,6 @@ class Remote:
         if batch[-1][0] in ("result", "error"):
             self._finished = True
         return batch
-
-    async def entries(self) -> AsyncIterator[Entry]:
-        while not self._finished:
-            for entry in await self.batch():
-                yield entry
 
     def cancel(self) -> None:
         """Cancel the task if it may still run (idempotent, never blocks on the task)."""
