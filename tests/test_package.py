@@ -11,7 +11,7 @@ from pathlib import Path
 import lionflow
 
 ROOT = Path(__file__).resolve().parent.parent
-SDKS = ["openai", "anthropic", "groq", "google.genai", "transformers", "torch", "tokenizers", "xgrammar"]
+SDKS = ["openai", "anthropic", "groq", "google.genai", "transformers", "torch", "tokenizers", "xgrammar", "ray"]
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

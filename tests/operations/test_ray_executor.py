@@ -14,6 +14,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,11 @@ async def test_steps_and_model_calls_run_in_ray_workers() -> None:
     turn = builder.communicate("Where?", imodel="m")
     step = builder.add(pid)
     items = builder.add(pids)
-    children = builder.add(lambda _: os.getpid(), for_each=items)
+
+    async def child_pid(_: int) -> int:
+        return os.getpid()
+
+    children = builder.add(child_pid, for_each=items)
     with anyio.fail_after(60):
         results = await flow(builder, executor=RayExecutor())
     remote_pids = {int(results[turn.id].text.split()[1]), results[step.id], *results[items.id]}
@@ -194,7 +199,9 @@ async def test_leaving_the_loop_cancels_the_task_and_the_upstream_sees_the_hang_
     assert stream.results.cancelled == [builder.operations[0].id]
 
 
-async def test_a_killed_worker_fails_its_operation_and_continue_lets_the_rest_complete(tmp_path: Path) -> None:
+async def test_a_killed_worker_fails_its_operation_and_continue_lets_the_rest_complete(
+    tmp_path: Path,
+) -> None:
     driver = os.getpid()
     ran = tmp_path / "ran"
 
@@ -244,7 +251,8 @@ async def test_a_key_travels_by_reference_never_in_the_task_arguments(server: Lo
     arguments = executor.task_arguments(model, [{"role": "user", "content": "hi"}], {})
     from ray import cloudpickle  # (what Ray serializes task arguments with)
 
-    assert key.encode() not in cloudpickle.dumps(arguments)
+    dumps: Callable[[Any], bytes] = cloudpickle.dumps
+    assert key.encode() not in dumps(arguments)
     assert key not in repr(arguments)
     assert key.encode() not in pickle.dumps(model.settings())
 
