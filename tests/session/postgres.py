@@ -49,6 +49,7 @@ class PostgresServer:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._names = itertools.count()
+        self.running = False
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
         self.start()
 
@@ -83,9 +84,11 @@ class PostgresServer:
 
     def start(self) -> None:
         self._pg_ctl("start")
+        self.running = True
 
     def stop(self) -> None:
         self._pg_ctl("stop", "-m", "fast")
+        self.running = False
 
     def dsn(self, database: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={database} connect_timeout=5"
@@ -101,6 +104,7 @@ class PostgresServer:
 
     def close(self) -> None:
         try:
-            self.stop()
+            if self.running:
+                self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
+import itertools
 import math
 import threading
 import weakref
@@ -37,6 +38,7 @@ from queue import SimpleQueue
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import anyio.lowlevel
 import anyio.to_thread
 
 from lionflow.errors import ConfigurationError, LionflowError, MissingDependency, StoreClosed, StoreError
@@ -72,6 +74,10 @@ def _failure(
     return error
 
 
+def _nothing(connection: Connection[Any]) -> None:
+    """The work of `setup()`: the schema check that precedes every job."""
+
+
 def _raise(error: BaseException, original: Exception) -> NoReturn:
     if error is original:
         raise original
@@ -102,47 +108,94 @@ class _Job:
 
 
 class _Database:
-    """The pool, the schema check and the writer thread. Kept apart from the store so that atexit
-    and the thread hold no reference to the store itself."""
+    """The writer thread with its connection, the readers' pool and the schema check. Kept apart
+    from the store so that atexit and the thread hold no reference to the store itself."""
 
-    def __init__(self, pool: ConnectionPool[Any], schema: str, where: str) -> None:
+    def __init__(
+        self, pool: ConnectionPool[Any], connect: Callable[[], Connection[Any]], schema: str, where: str
+    ) -> None:
         self.pool = pool
+        self.connect = connect
         self.schema = schema
         self.where = where
         self.jobs: SimpleQueue[_Job | None] = SimpleQueue()
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._connection: Connection[Any] | None = None
         self.thread = threading.Thread(target=self._run, name=f"lionflow-postgres:{where}", daemon=True)
         self.thread.start()
 
-    def ready(self) -> None:
+    @property
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def ready(self, connection: Connection[Any]) -> None:
         """Create or upgrade the schema once (again after a failed attempt)."""
         with self._ready_lock:
-            if self._ready:
-                return
-            with self.pool.connection() as connection:
+            if not self._ready:
                 pg.migrate(connection, self.schema)
-            self._ready = True
+                self._ready = True
 
     def run(self, work: Callable[[Connection[Any]], T]) -> T:
-        """`work` on a connection of the pool, in the calling thread."""
-        self.ready()
-        with self.pool.connection() as connection:
+        """`work` on a connection of the readers' pool, in the calling thread. Reads change
+        nothing, so one that a connection broken under it failed (a server restarted since the
+        connection was last used) runs again on another, until the pool has none left that the
+        restart broke."""
+        import psycopg
+
+        for attempt in itertools.count(1):
+            used: Connection[Any] | None = None
+            try:
+                with self.pool.connection() as connection:
+                    used = connection
+                    self.ready(connection)
+                    return work(connection)
+            except psycopg.OperationalError:
+                if used is None or not used.broken or attempt > (self.pool.max_size or 1):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _writer(self) -> Connection[Any]:
+        """The writer's connection, checked (one empty query) and made again if it broke: a
+        server restart between two writes costs neither of them. Not a pooled one, because a
+        pool that failed to connect while the server was away retries only after a growing
+        delay, and the first write after the server is back must not wait for that."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                type(self.pool).check_connection(connection)
+                return connection
+            except Exception:
+                connection.close()
+                self._connection = None
+        self._connection = connection = self.connect()
+        return connection
+
+    def _write(self, work: Callable[[Connection[Any]], T]) -> T:
+        connection = self._writer()
+        try:
+            self.ready(connection)
             return work(connection)
+        finally:
+            if connection.broken or connection.closed:
+                connection.close()
+                self._connection = None
 
     def _run(self) -> None:
         try:
             while (job := self.jobs.get()) is not None:
                 if job.future.set_running_or_notify_cancel():
                     try:
-                        job.future.set_result(self.run(job.work))
+                        job.future.set_result(self._write(job.work))
                     except BaseException as exc:
                         job.future.set_exception(
                             _failure(self.where, job.action, exc, job.session_id, job.turn)
                         )
                 del job  # waiting for the next job must not keep this one's future (and session) alive
         finally:
+            if self._connection is not None:
+                self._connection.close()
             self.pool.close()
             self.stopped.set_result(None)
 
@@ -242,6 +295,22 @@ class PostgresStore(SessionStore):
 
         return configure
 
+    def _connect(self) -> Connection[Any]:
+        """A new connection for the writer, set up as the pool's are."""
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        extra: dict[str, Any] = {}
+        if "connect_timeout" not in conninfo_to_dict(self.dsn):
+            extra["connect_timeout"] = max(2, math.ceil(self.timeout))  # (libpq's least is 2)
+        connection = psycopg.connect(self.dsn, autocommit=True, **extra)
+        try:
+            self._connection_setup()(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
     def _started(self) -> _Database:
         with self._lock:
             if self._closed:
@@ -256,12 +325,10 @@ class PostgresStore(SessionStore):
                     timeout=self.timeout,
                     kwargs={"autocommit": True},  # each job opens its own transaction
                     configure=self._connection_setup(),
-                    # a connection that a server restart broke is replaced, not used
-                    check=self._pool_class.check_connection,
                     name=self._where,
                 )
                 pool.open(wait=False)
-                database = _Database(pool, self.schema, self._where)
+                database = _Database(pool, self._connect, self.schema, self._where)
                 with _LIVE_LOCK:
                     _LIVE.add(database)
                 self._release = weakref.finalize(self, _dropped, database.jobs)
@@ -296,8 +363,11 @@ class PostgresStore(SessionStore):
     async def setup(self) -> None:
         """Connect and create or upgrade the schema now (it happens on first use otherwise)."""
         database = self._started()
+        if database.is_ready:
+            await anyio.lowlevel.checkpoint()
+            return
         try:
-            await anyio.to_thread.run_sync(database.ready)
+            await anyio.to_thread.run_sync(database.run, _nothing)
         except Exception as exc:
             _raise(_failure(self._where, "set up the schema", exc, None, None), exc)
 
