@@ -22,7 +22,15 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from lionflow import Chunk, LionflowError, Session, iModel
+from lionflow import (
+    AssistantResponseContent,
+    Chunk,
+    LionflowError,
+    ProviderTimeout,
+    Session,
+    StreamInterrupted,
+    iModel,
+)
 from lionflow.operations import Builder, FlowEvent, RayExecutor, flow, flow_stream
 from lionflow.operations.executors.base import LocalExecutor
 from lionflow.testing import ScriptedModel
@@ -94,6 +102,12 @@ async def _run(builder: Builder, executor: Any) -> tuple[dict[str, list[Any]], d
             per_operation.setdefault(name, []).append(_seen(item))
     results = {key: _plain(value) for key, value in stream.results.items()}
     return per_operation, results, builder.session
+
+
+def _last_answer(session: Session, branch: str) -> AssistantResponseContent:
+    content = session.get_branch(branch).messages[-1].content
+    assert isinstance(content, AssistantResponseContent)
+    return content
 
 
 def _transcripts(session: Session) -> dict[str, list[tuple[str, str]]]:
@@ -194,8 +208,9 @@ async def test_leaving_the_loop_cancels_the_task_and_the_upstream_sees_the_hang_
     assert received.headers["authorization"] == f"Bearer {key}"  # the key reached the worker's client
     assert received.pieces_sent < 400
     # The turn was recorded by the driver, partial: what had arrived, marked incomplete.
-    answer = session.get_branch("story").chat_messages()[-1]
-    assert str(answer["content"]).startswith("".join(texts))
+    answer = _last_answer(session, "story")
+    assert answer.incomplete
+    assert answer.assistant_response.startswith("".join(texts))
     assert stream.results.cancelled == [builder.operations[0].id]
 
 
@@ -232,15 +247,31 @@ async def test_a_killed_worker_fails_its_operation_and_continue_lets_the_rest_co
     assert ran.read_text() == "x"  # Ray did not retry the step: it ran once
 
 
-async def test_a_step_error_reaches_the_driver_as_itself() -> None:
+async def test_errors_in_tasks_reach_the_driver_as_themselves() -> None:
     async def broken() -> None:
         raise KeyError("no such thing")
 
-    builder = Builder(session=Session())
-    op = builder.add(broken)
+    async def slow() -> None:
+        raise ProviderTimeout("idle", 5, provider="scripted")  # (its constructor is not its args)
+
+    session = Session()
+    session.services.register(
+        ScriptedModel(responses=["abcdefghijkl"], fail_after=2, max_retries=0, name="m")
+    )
+    builder = Builder(session=session)
+    key_error, timeout = builder.add(broken), builder.add(slow)
+    cut = builder.communicate("Go", imodel="m", branch="cut")
     with anyio.fail_after(60):
         results = await flow(builder, executor=RayExecutor(), on_error="continue")
-    assert isinstance(results.failed[op.id], KeyError)
+    assert isinstance(results.failed[key_error.id], KeyError)
+    error = results.failed[timeout.id]
+    assert isinstance(error, ProviderTimeout)
+    assert (error.phase, error.seconds) == ("idle", 5)
+    interrupted = results.failed[cut.id]
+    assert isinstance(interrupted, StreamInterrupted)
+    # The driver recorded the partial turn: the two chunks that arrived, marked incomplete.
+    answer = _last_answer(session, "cut")
+    assert (answer.assistant_response, answer.incomplete) == ("abcdefgh", True)
 
 
 async def test_a_key_travels_by_reference_never_in_the_task_arguments(server: LoopbackServer) -> None:

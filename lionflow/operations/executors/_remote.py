@@ -66,16 +66,38 @@ class StepJob:
     items: bool
 
 
-def portable(error: BaseException) -> BaseException:
-    """`error` if it survives pickling (to reach the driver as itself), else a `LionflowError`
-    that names it."""
-    try:
-        restored = pickle.loads(pickle.dumps(error))
-    except Exception:
-        restored = None
-    if isinstance(restored, BaseException):
+@dataclass(frozen=True)
+class Carried:
+    """An exception whose class cannot be pickled whole (its constructor takes other arguments
+    than its `args`, like `ProviderTimeout`): its class, args and attributes, to rebuild it."""
+
+    cls: type[BaseException]
+    args: tuple[Any, ...]
+    state: dict[str, Any]
+
+    def revive(self) -> BaseException:
+        error = self.cls.__new__(self.cls)
+        error.args = self.args
+        error.__dict__.update(self.state)
         return error
+
+
+def portable(error: BaseException) -> BaseException | Carried:
+    """What carries `error` to the driver as itself (`revive` there), else a `LionflowError`
+    that names it."""
+    for carrier in (error, Carried(type(error), error.args, dict(vars(error)))):
+        try:
+            restored = pickle.loads(pickle.dumps(carrier))
+        except Exception:
+            continue
+        if isinstance(restored, BaseException | Carried):
+            return carrier
     return LionflowError(f"{type(error).__name__}: {error}")
+
+
+def revive(carried: BaseException | Carried) -> BaseException:
+    """On the driver: the exception `portable` sent."""
+    return carried.revive() if isinstance(carried, Carried) else carried
 
 
 def _bare(chunk: Chunk) -> Chunk:

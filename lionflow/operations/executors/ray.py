@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from lionflow.errors import ConfigurationError, LionflowError, MissingDependency
-from lionflow.operations.executors._remote import Entry, ModelJob, Secret, StepJob, operation_task
+from lionflow.operations.executors._remote import Entry, ModelJob, Secret, StepJob, operation_task, revive
 from lionflow.services.chunk import Chunk
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response, ResponseAssembler
@@ -173,7 +173,7 @@ class RayExecutor:
             while True:  # (`batch` raises if the task ends without its result)
                 for kind, value in await remote.batch():
                     if kind == "error":
-                        raise value[0]
+                        raise revive(value[0])
                     if kind == "result":
                         return value
         finally:
@@ -187,7 +187,7 @@ class RayExecutor:
                     if kind == "item":
                         yield value
                     elif kind == "error":
-                        raise value[0]
+                        raise revive(value[0])
                     else:
                         return
         finally:
@@ -302,7 +302,8 @@ class RayCall:
                 self._response = value
                 self._ended = True
             else:
-                error, response = value
+                error = revive(value[0])
+                response = value[1]
                 self._error = error
                 self._response = response
                 self._end(incomplete=True, error=error)
