@@ -31,7 +31,7 @@ from lionflow import (
     StreamInterrupted,
     iModel,
 )
-from lionflow.operations import Builder, FlowEvent, RayExecutor, flow, flow_stream
+from lionflow.operations import Builder, FlowEvent, RayExecutor, communicate, flow, flow_stream
 from lionflow.operations.executors.base import LocalExecutor
 from lionflow.testing import ScriptedModel
 from tests.loopback import LoopbackServer, Reply, sse
@@ -212,6 +212,31 @@ async def test_leaving_the_loop_cancels_the_task_and_the_upstream_sees_the_hang_
     assert answer.incomplete
     assert answer.assistant_response.startswith("".join(texts))
     assert stream.results.cancelled == [builder.operations[0].id]
+
+
+async def test_a_turn_stopped_from_another_task_cancels_its_task(server: LoopbackServer) -> None:
+    server.add(Reply(pieces=_stream_body(400), delay=0.05))
+    session = Session()
+    model = iModel(provider="openai", model="gpt-4o-mini", api_key="sk-t", base_url=server.url + "/v1")
+    turn = communicate(session, "chat", instruction="Go on", imodel=model, executor=RayExecutor(batch_ms=0))
+    seen: list[str] = []
+    enough = anyio.Event()
+
+    async def consume() -> None:
+        async for chunk in turn:
+            seen.append(chunk.data)
+            if len("".join(seen)) > 6:
+                enough.set()
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            group.start_soon(consume)
+            await enough.wait()
+            await turn.aclose()  # the stop button, while the other task waits for a batch
+        assert await anyio.to_thread.run_sync(server.requests[0].disconnected.wait, 20)
+    answer = _last_answer(session, "chat")
+    assert answer.incomplete
+    assert answer.assistant_response == "".join(seen)
 
 
 async def test_a_killed_worker_fails_its_operation_and_continue_lets_the_rest_complete(

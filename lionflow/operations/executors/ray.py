@@ -40,29 +40,38 @@ def _import_ray() -> Any:
     return ray
 
 
+def _truthy(value: str | None, default: bool) -> bool:
+    return default if value is None else value.lower() in ("true", "1")
+
+
 def start_local_runtime(*, num_cpus: int | None = None, **options: Any) -> None:
     """Start a Ray runtime in this process, bound to 127.0.0.1 only (node, GCS, object manager),
     without the dashboard and usage statistics. Call it from the main thread (Ray ties its
     processes to the thread that starts them). `options` go to `ray.init`."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray turns "127.0.0.1" into the address of the default route unless single-node mode is on;
-    # it reads this when imported, and its processes read it from their environment.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # Ray turns "127.0.0.1" into the address of the default route unless its single-node mode is
+    # on: it reads this variable when imported, and the processes it starts (which keep it) read it
+    # from their environment. Only for this start: joining a cluster later must not see it.
+    variable = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    previous = os.environ.get(variable)
+    os.environ[variable] = "0"
     imported = "ray" in sys.modules
-    ray = _import_ray()
-    constants = ray._private.ray_constants
-    before = constants.ENABLE_RAY_CLUSTER
-    if imported:
-        constants.ENABLE_RAY_CLUSTER = False  # (imported earlier: the variable came too late)
     try:
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            **options,
-        )
+        ray = _import_ray()
+        constants = ray._private.ray_constants
+        # What it is without our variable (imported just now, Ray read ours), restored after.
+        unset = not constants.IS_WINDOWS_OR_OSX
+        before = constants.ENABLE_RAY_CLUSTER if imported else _truthy(previous, unset)
+        constants.ENABLE_RAY_CLUSTER = False  # (when imported earlier, the variable came too late)
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **options)
+        finally:
+            constants.ENABLE_RAY_CLUSTER = before
     finally:
-        constants.ENABLE_RAY_CLUSTER = before
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
 
 
 class RayExecutor:
