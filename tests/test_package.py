@@ -12,6 +12,7 @@ import lionflow
 
 ROOT = Path(__file__).resolve().parent.parent
 SDKS = ["openai", "anthropic", "groq", "google.genai", "transformers", "torch", "tokenizers", "xgrammar", "ray"]
+SDKS += ["psycopg", "psycopg_pool"]  # what PostgresStore needs
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -52,6 +53,12 @@ for provider, extra in [("openai", "openai"), ("anthropic", "anthropic"), ("groq
         assert f'pip install "lionflow[{{extra}}]"' in str(error), error
     else:
         raise AssertionError(f"{{provider}} did not report its missing SDK")
+try:
+    lionflow.PostgresStore("host=127.0.0.1")
+except lionflow.MissingDependency as error:
+    assert 'pip install "lionflow[postgres]"' in str(error), error
+else:
+    raise AssertionError("PostgresStore did not report its missing psycopg")
 print("ok", lionflow.__version__)
 """
     result = _run("-c", script)
