@@ -11,8 +11,9 @@ from pathlib import Path
 import lionflow
 
 ROOT = Path(__file__).resolve().parent.parent
-SDKS = ["openai", "anthropic", "groq", "google.genai", "transformers", "torch", "tokenizers", "xgrammar", "ray"]
+SDKS = ["openai", "anthropic", "groq", "google.genai", "transformers", "torch", "tokenizers", "xgrammar"]
 SDKS += ["psycopg", "psycopg_pool"]  # what PostgresStore needs
+SDKS += ["ray"]  # what RayExecutor needs
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -313,6 +313,14 @@ async def test_a_key_travels_by_reference_never_in_the_task_arguments(server: Lo
     assert key.encode() not in pickle.dumps(model.settings())
 
 
+def test_the_local_runtime_listens_on_loopback_only() -> None:
+    import ray
+
+    (node,) = ray.nodes()  # type: ignore[no-untyped-call]
+    assert node["NodeManagerAddress"] == "127.0.0.1"
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+
+
 def test_without_ray_installed_the_executor_names_the_extra() -> None:
     script = """
 import sys
