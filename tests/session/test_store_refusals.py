@@ -25,6 +25,7 @@ from lionflow import (
     SQLiteStore,
     StoreError,
 )
+from tests.session.conftest import Stores
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,13 +172,13 @@ def _drop(key: str) -> Callable[[dict[str, Any]], None]:
     ],
 )
 async def test_malformed_export_data_is_a_configuration_error(
-    tmp_path: Path, spoil: Callable[[dict[str, Any]], None]
+    store_factory: Stores, spoil: Callable[[dict[str, Any]], None]
 ) -> None:
     source = Session()
     await source.add_turn(source.create_branch("chat", system="Be brief."), *_turn("A"))
     data = copy.deepcopy(source.export())
     spoil(data)
-    async with SQLiteStore(tmp_path / "chat.db") as store:
+    async with store_factory.open() as store:
         with pytest.raises(ConfigurationError):
             await Session.from_export(data, store=store)
         assert await store.list_sessions() == []
