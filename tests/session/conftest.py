@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from lionflow import PostgresStore, SQLiteStore
-from lionflow.session.stores import SessionStore
 from tests.session.postgres import PostgresServer, find_binaries
 
 
@@ -30,7 +29,7 @@ class SQLiteStores:
         self.path = path
         self.spec = str(path)  # what tests/session/worker.py opens
 
-    def open(self, *, fail_fast: bool = False) -> SessionStore:
+    def open(self, *, fail_fast: bool = False) -> SQLiteStore:
         return SQLiteStore(self.path, busy_timeout=0.2 if fail_fast else 30.0)
 
     def count(self, table: str) -> int:
@@ -66,7 +65,7 @@ class PostgresStores:
         import psycopg
 
         with psycopg.connect(self.dsn) as raw:
-            row = raw.execute(f"SELECT count(*) FROM lionflow.{table}").fetchone()  # type: ignore[arg-type]
+            row = raw.execute(f"SELECT count(*) FROM lionflow.{table}").fetchone()
             return int(row[0]) if row else 0
 
     @contextmanager

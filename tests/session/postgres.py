@@ -99,7 +99,7 @@ class PostgresServer:
 
         name = f"test_{os.getpid()}_{next(self._names)}"
         with psycopg.connect(self.dsn(), autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]  # a name made here
+            connection.execute(f'CREATE DATABASE "{name}"')  # a name made here
         return self.dsn(name)
 
     def close(self) -> None:

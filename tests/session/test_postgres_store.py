@@ -93,7 +93,12 @@ async def test_an_unreachable_database_is_a_store_error_before_any_model_is_call
     dsn = own_server.database()
     own_server.stop()
     requests: list[object] = []
-    model = ScriptedModel(name="m", responses=lambda messages: requests.append(messages) or "answer")
+
+    def answer(messages: list[dict[str, object]]) -> str:
+        requests.append(messages)
+        return "answer"
+
+    model = ScriptedModel(name="m", responses=answer)
     async with PostgresStore(f"{dsn} password=hunter2", timeout=0.5) as store:
         session = Session(store=store)
         session.services.register(model)
