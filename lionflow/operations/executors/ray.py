@@ -28,6 +28,10 @@ from lionflow.services.chunk import Chunk
 from lionflow.services.imodel import iModel
 from lionflow.services.response import Response, ResponseAssembler
 
+# Batches a task may send ahead of the driver's reading: a slow consumer slows the task (and so the
+# provider stream), as it slows an operation in-process, instead of filling the object store.
+AHEAD = 32
+
 # Settings that cannot travel: they act on this process (a handler's callbacks run here).
 _LOCAL_ONLY = frozenset({"streaming_handler"})
 
@@ -131,6 +135,7 @@ class RayExecutor:
         if self._task is None:
             self._task = ray.remote(operation_task).options(
                 num_returns="streaming",
+                _generator_backpressure_num_objects=AHEAD,
                 max_retries=0,
                 retry_exceptions=False,
                 num_cpus=self.task_cpus,
