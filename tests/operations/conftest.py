@@ -9,15 +9,16 @@ import pytest
 
 @pytest.fixture(scope="module")
 def ray_runtime() -> Iterator[None]:
-    """A local Ray cluster for this module's tests: 2 CPUs, a small object store, bound to
-    127.0.0.1 only (`start_local_runtime`), shut down when the module's tests are done. Started
-    from the main thread: Ray ties its processes to the thread that starts them."""
+    """A local Ray cluster for this module's tests, started as `RayExecutor` starts one (bound to
+    127.0.0.1 only): 2 CPUs, a small object store; shut down when the module's tests are done.
+    Started from the main thread: Ray ties its processes to the thread that starts them."""
     ray = pytest.importorskip("ray")
-    from lionflow.operations.executors.ray import start_local_runtime
+    from lionflow.operations import RayExecutor
 
     if ray.is_initialized():  # (another module left one: ours must have our settings)
         ray.shutdown()
-    start_local_runtime(num_cpus=2, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
+    options = {"object_store_memory": 80 * 1024 * 1024, "log_to_driver": False}
+    RayExecutor(num_cpus=2, init_options=options).start()
     try:
         yield
     finally:
