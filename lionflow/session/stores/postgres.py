@@ -1,18 +1,20 @@
 """`PostgresStore`: sessions in a PostgreSQL database, shared by many processes and servers.
 
-Same contract as `SQLiteStore`: `submit()` queues a write and never blocks; one thread per store
-runs the writes in submission order, each in one transaction, and resolves its future once
-PostgreSQL has committed it. Reads run in anyio's worker threads on connections of the same pool,
-after the writes submitted before them (a load sees the turns this store was given).
+Same contract as `SQLiteStore`: `submit()` queues a write and never blocks; one thread per store,
+with a connection of its own, runs the writes in submission order, each in one transaction, and
+resolves its future once PostgreSQL has committed it. Reads run in anyio's worker threads on the
+connections of a `psycopg_pool.ConnectionPool`, after the writes submitted before them (a load sees
+the turns this store was given).
 
 Why psycopg's *sync* API: lionflow runs on asyncio and trio, and psycopg's async connections (and
-`AsyncConnectionPool`) run only on asyncio. A `psycopg_pool.ConnectionPool` used from threads works
-under both, and keeps the event loop off the database's latency as SQLite's thread does.
+`AsyncConnectionPool`) run only on asyncio. Sync connections used from threads work under both,
+and keep the event loop off the database's latency as SQLite's thread does.
 
 Many writers on one session (several `Session` objects, processes, servers) never overwrite each
 other: a write first upserts the session's row, which locks it until the write commits, so writers
 of one session take turns, and positions in a branch are computed inside that transaction from
-what is stored. Sessions are otherwise independent: writes to different sessions run in parallel.
+what is stored. Writers of different sessions (other stores, other processes) do not wait for
+each other.
 
 The schema (by default PostgreSQL schema ``lionflow``) is created or upgraded on first use, under a
 transaction-scoped advisory lock, so several processes starting at once migrate it once; its version
