@@ -241,9 +241,9 @@ class PostgresStore(SessionStore):
             ...
             again = await Session.load(store, session.id)
 
-    `dsn` is a libpq connection string or URL. `pool_size` bounds the connections the store opens
-    (the writer uses one; reads share the rest). `timeout` is how long a job waits for a connection
-    (an unreachable server fails a write after it); `lock_timeout`, if given, how long a statement
+    `dsn` is a libpq connection string or URL. `pool_size` bounds the connections reads share (the
+    writer has one more of its own). `timeout` is how long a job waits for a connection (an
+    unreachable server fails a write after it); `lock_timeout`, if given, how long a statement
     waits for a lock held by someone else before the write fails. `schema` is the PostgreSQL schema
     holding the tables (created if absent).
     """
