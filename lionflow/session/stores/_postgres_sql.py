@@ -109,12 +109,19 @@ def configure(schema: str) -> Any:
 def migrate(connection: Connection[Any], schema: str) -> int:
     """Create or upgrade the schema; returns the version found. Safe when several processes do it
     at once: a transaction-scoped advisory lock (keyed on the schema's name) serializes them, and
-    each reads the version again under it, so only the first applies a migration."""
+    each reads the version again under it, so only the first applies a migration. A schema that is
+    up to date is only read: a role that may use the tables but not create anything (migrations
+    run by an owner, with `setup()`) uses the store."""
     from psycopg import sql
 
+    found = _version(connection, schema)
+    if found == SCHEMA_VERSION:
+        return found
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(hashtext('lionflow schema ' || %s))", (schema,))
         connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        # the tables go into the schema whatever the connection's own search_path
+        connection.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
         connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
         row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
         found = int(row[0]) if row is not None and row[0] is not None else 0
@@ -129,6 +136,29 @@ def migrate(connection: Connection[Any], schema: str) -> int:
         if found < SCHEMA_VERSION:
             connection.execute("DELETE FROM schema_version")
             connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+    return found
+
+
+def _version(connection: Connection[Any], schema: str) -> int | None:
+    """The schema's version without taking a lock or creating anything; None where it has none.
+    `ConfigurationError` for a version newer than this lionflow's."""
+    from psycopg import sql
+
+    with connection.transaction():
+        row = connection.execute(
+            "SELECT to_regclass(format('%%I.schema_version', %s::text)) IS NOT NULL", (schema,)
+        ).fetchone()
+        if row is None or not row[0]:
+            return None
+        row = connection.execute(
+            sql.SQL("SELECT max(version) FROM {}.schema_version").format(sql.Identifier(schema))
+        ).fetchone()
+    found = int(row[0]) if row is not None and row[0] is not None else 0
+    if found > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"schema {schema!r} has version {found}, newer than this lionflow's {SCHEMA_VERSION}: "
+            f"upgrade lionflow to use it"
+        )
     return found
 
 

@@ -86,14 +86,23 @@ def _raise(error: BaseException, original: Exception) -> NoReturn:
     raise error from original
 
 
-def _where(dsn: str) -> str:
-    """The database as a message names it: host, port and name, never a password."""
+def _parse(dsn: str) -> dict[str, Any]:
+    """The dsn's parameters, or `ConfigurationError` for one libpq cannot parse. Not libpq's own
+    message: it quotes the text it stumbled on, which may be (part of) the password."""
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        params = conninfo_to_dict(dsn)
-    except Exception:  # a malformed dsn: psycopg's own error says why when the store connects
-        return "PostgreSQL"
+        return conninfo_to_dict(dsn)
+    except Exception:
+        raise ConfigurationError(
+            "dsn is not a connection string libpq can parse (key=value pairs, values with spaces "
+            "in single quotes, or a postgresql:// URL with %-encoded special characters)"
+        ) from None
+
+
+def _where(dsn: str) -> str:
+    """The database as a message names it: host, port and name, never a password."""
+    params = _parse(dsn)
     host = str(params.get("host") or "localhost")
     port = params.get("port")
     name = params.get("dbname") or params.get("user") or ""
@@ -266,6 +275,7 @@ class PostgresStore(SessionStore):
             ) from exc
         if not isinstance(dsn, str):
             raise ConfigurationError(f"dsn must be a connection string, not {type(dsn).__name__}")
+        _parse(dsn)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
             raise ConfigurationError(f"pool_size must be a positive int, not {pool_size!r}")
         if not isinstance(schema, str) or not schema or "\0" in schema:
@@ -300,10 +310,9 @@ class PostgresStore(SessionStore):
     def _connect(self) -> Connection[Any]:
         """A new connection for the writer, set up as the pool's are."""
         import psycopg
-        from psycopg.conninfo import conninfo_to_dict
 
         extra: dict[str, Any] = {}
-        if "connect_timeout" not in conninfo_to_dict(self.dsn):
+        if "connect_timeout" not in _parse(self.dsn):
             extra["connect_timeout"] = max(2, math.ceil(self.timeout))  # (libpq's least is 2)
         connection = psycopg.connect(self.dsn, autocommit=True, **extra)
         try:
@@ -358,7 +367,12 @@ class PostgresStore(SessionStore):
             with contextlib.suppress(Exception):
                 await wait_for(last)
         try:
-            return await anyio.to_thread.run_sync(database.run, work)
+            # A cancelled caller returns at once, as with SQLite's queued jobs: the work goes on in
+            # its thread (it waits at most `timeout` for a connection, or `lock_timeout` for a
+            # lock) and its outcome is dropped. Otherwise a cancel scope around a delete waiting
+            # on another writer's lock, or a read waiting for a server that is away, would not
+            # fire until the database answered.
+            return await anyio.to_thread.run_sync(database.run, work, abandon_on_cancel=True)
         except Exception as exc:
             _raise(_failure(self._where, action, exc, session_id, None), exc)
 
@@ -369,7 +383,7 @@ class PostgresStore(SessionStore):
             await anyio.lowlevel.checkpoint()
             return
         try:
-            await anyio.to_thread.run_sync(database.run, _nothing)
+            await anyio.to_thread.run_sync(database.run, _nothing, abandon_on_cancel=True)
         except Exception as exc:
             _raise(_failure(self._where, "set up the schema", exc, None, None), exc)
 
