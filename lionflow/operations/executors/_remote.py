@@ -7,9 +7,11 @@ that as one batch: a list of ``(kind, value)`` entries, kinds ``"chunk"`` (a mod
 ``"item"`` (an item of an async-generator step), then one final ``"result"`` (the `Response`, or
 the step's value) or ``"error"`` (the exception and the partial `Response`, if any).
 
-When the driver cancels the task (`ray.cancel`), Ray raises `KeyboardInterrupt` where the generator
-waits; leaving the portal then cancels the operation, which closes its provider stream: the upstream
-sees the client hang up.
+When the driver cancels the task (`ray.cancel`), Ray raises `KeyboardInterrupt` in the task's main
+thread, but only while Python code runs there (it sets a flag; it sends no signal): so the main thread
+never blocks for long (it waits for the next batch in slices of `_SLICE` seconds), and a synchronous
+step runs in it, not on the portal's loop. Leaving the portal then cancels the operation, which closes
+its provider stream: the upstream sees the client hang up.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import inspect
 import pickle
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,10 @@ from lionflow.services.imodel import iModel
 
 Entry = tuple[str, Any]
 _FINAL = frozenset({"result", "error"})
+
+# Seconds the task's main thread waits at a time: Ray's cancellation reaches it between two waits.
+_SLICE = 0.05
+_UNCALLED: Any = object()
 
 
 class Secret:
@@ -122,9 +129,10 @@ async def _model(job: ModelJob, api_key: str | None, send: MemoryObjectSendStrea
             await model.aclose()
 
 
-async def _step(job: StepJob, send: MemoryObjectSendStream[Entry]) -> None:
+async def _step(job: StepJob, send: MemoryObjectSendStream[Entry], outcome: Any = _UNCALLED) -> None:
     try:
-        outcome = job.function(*job.args)
+        if outcome is _UNCALLED:
+            outcome = job.function(*job.args)
         if inspect.isasyncgen(outcome):
             items = []
             try:
@@ -145,12 +153,30 @@ async def _step(job: StepJob, send: MemoryObjectSendStream[Entry]) -> None:
         await send.send(("result", result))
 
 
-async def _produce(job: ModelJob | StepJob, api_key: str | None, send: MemoryObjectSendStream[Entry]) -> None:
+async def _produce(
+    job: ModelJob | StepJob, api_key: str | None, send: MemoryObjectSendStream[Entry], outcome: Any
+) -> None:
     async with send:
         if isinstance(job, ModelJob):
             await _model(job, api_key, send)
         else:
-            await _step(job, send)
+            await _step(job, send, outcome)
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    call = getattr(function, "__call__", None)  # noqa: B004 (an object whose __call__ is async)
+    return any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (function, call))
+
+
+def _wait(future: Future[list[Entry]]) -> list[Entry]:
+    """The future's result, waited for in slices, so that Ray's cancellation (a KeyboardInterrupt
+    raised between two bytecodes of this thread) is not held back by one long blocking wait."""
+    while True:
+        try:
+            return future.result(timeout=_SLICE)
+        except TimeoutError:
+            if future.done():
+                raise
 
 
 async def _next_batch(receive: MemoryObjectReceiveStream[Entry], seconds: float) -> list[Entry]:
@@ -181,11 +207,23 @@ def operation_task(
         import ray  # (only in a Ray worker)
 
         api_key = ray.get(secrets[0]).reveal()
+    outcome = _UNCALLED
+    if isinstance(job, StepJob) and not _is_async(job.function):
+        # A synchronous step runs here, in the main thread, where a cancellation interrupts it (on
+        # the portal's loop nothing could); what it returns may still be awaitable or items.
+        try:
+            outcome = job.function(*job.args)
+        except Exception as exc:
+            yield [("error", (portable(exc), None))]
+            return
+        if not (inspect.isawaitable(outcome) or inspect.isasyncgen(outcome)):
+            yield [("result", outcome)]
+            return
     send, receive = anyio.create_memory_object_stream[Entry](max_buffer_size=1024)
     with anyio.from_thread.start_blocking_portal(backend="asyncio") as portal:
-        portal.start_task_soon(_produce, job, api_key, send)
+        portal.start_task_soon(_produce, job, api_key, send, outcome)
         while True:
-            batch = portal.call(_next_batch, receive, batch_seconds)
+            batch = _wait(portal.start_task_soon(_next_batch, receive, batch_seconds))
             yield batch
             if batch[-1][0] in _FINAL:
                 return

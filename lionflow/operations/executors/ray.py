@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
@@ -94,7 +95,9 @@ class RayExecutor:
     is absent from the task's arguments; a model without one reads the provider's environment
     variable on the worker. Chunks come back in batches: what the task produced within `batch_ms`
     milliseconds of a batch's first chunk (0: each chunk its own return). Each task asks Ray for
-    `task_cpus` CPUs. Ray's own retries are off (a step may have side effects); the model's retry
+    `task_cpus` CPUs. A cancelled task that is still running `cancel_grace` seconds later (code that
+    never yields to its event loop, which Ray's interrupt cannot reach) is force-killed, its worker
+    with it. Ray's own retries are off (a step may have side effects); the model's retry
     rules apply inside the task.
     """
 
@@ -105,19 +108,28 @@ class RayExecutor:
         batch_ms: float = 10,
         num_cpus: int | None = None,
         task_cpus: float = 1,
+        cancel_grace: float = 5,
         init_options: dict[str, Any] | None = None,
     ) -> None:
         if address is not None and not isinstance(address, str):
             raise ConfigurationError(f"address must be None, 'auto' or 'ray://host:port', not {address!r}")
-        if not isinstance(batch_ms, int | float) or isinstance(batch_ms, bool) or batch_ms < 0:
+        # (`not >= 0`: NaN too, which no comparison admits)
+        if not isinstance(batch_ms, int | float) or isinstance(batch_ms, bool) or not batch_ms >= 0:
             raise ConfigurationError(f"batch_ms must be a number >= 0, not {batch_ms!r}")
-        if not isinstance(task_cpus, int | float) or isinstance(task_cpus, bool) or task_cpus < 0:
+        if not isinstance(task_cpus, int | float) or isinstance(task_cpus, bool) or not task_cpus >= 0:
             raise ConfigurationError(f"task_cpus must be a number >= 0, not {task_cpus!r}")
+        if (
+            not isinstance(cancel_grace, int | float)
+            or isinstance(cancel_grace, bool)
+            or not cancel_grace >= 0
+        ):
+            raise ConfigurationError(f"cancel_grace must be a number of seconds >= 0, not {cancel_grace!r}")
         _import_ray()  # a missing extra is reported here, not in the middle of a flow
         self.address = address
         self.batch_ms = batch_ms
         self.num_cpus = num_cpus
         self.task_cpus = task_cpus
+        self.cancel_grace = cancel_grace
         self._init_options = dict(init_options or {})
         self._task: Any = None
 
@@ -156,8 +168,17 @@ class RayExecutor:
         return (job, secrets, self.batch_ms / 1000)
 
     def submit(self, job: ModelJob | StepJob, api_key: str | None = None) -> Any:
-        """Start `job` as a Ray task; its `ObjectRefGenerator`."""
-        return self._task_of().remote(*self._arguments(job, api_key))
+        """Start `job` as a Ray task; its `ObjectRefGenerator`. A job that cannot be pickled raises
+        `ConfigurationError` naming the part that cannot travel."""
+        task, arguments = self._task_of(), self._arguments(job, api_key)
+        try:
+            return task.remote(*arguments)
+        except Exception as exc:
+            reason = _cannot_travel(job)
+            if reason is None:
+                raise
+            # (Ray's own report, a page long and coloured, stays the cause)
+            raise ConfigurationError(f"{reason}; it cannot be sent to a Ray task") from exc
 
     def _task_of(self) -> Any:
         self.start()
@@ -206,6 +227,39 @@ class RayExecutor:
                         return
         finally:
             remote.cancel()
+
+
+def _cannot_travel(job: ModelJob | StepJob) -> str | None:
+    """Which part of `job` cannot be pickled, and why; None if every part can."""
+    from ray import cloudpickle
+
+    dumps: Callable[[Any], bytes] = cloudpickle.dumps
+    if isinstance(job, ModelJob):
+        name = job.settings.get("name")
+        parts = [(f"the {key} of model {name!r}", value) for key, value in job.settings.items()]
+        parts += [(f"the call parameter {key!r}", value) for key, value in job.params.items()]
+        parts.append(("the messages", job.messages))
+    else:
+        step = getattr(job.function, "__qualname__", None) or repr(job.function)
+        parts = [(f"step {step}", job.function), (f"the argument of step {step}", job.args)]
+    for what, value in parts:
+        try:
+            dumps(value)
+        except Exception as exc:
+            return f"{what} cannot be pickled ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _force_after(generator: Any, grace: float) -> None:
+    """In a thread of its own: kill the cancelled task if it still runs after `grace` seconds (its
+    code blocks the interrupt `ray.cancel` raised), so that no task outlives its flow."""
+    ray = _import_ray()
+    try:
+        ready, _ = ray.wait([generator.completed()], timeout=grace)
+        if not ready:
+            ray.cancel(generator, force=True)
+    except Exception:  # (the runtime was shut down meanwhile: nothing is left to stop)
+        return
 
 
 def _read(generator: Any) -> list[Entry] | None:
@@ -257,6 +311,9 @@ class Remote:
         if self._generator is not None and not self._finished and not self._cancelled:
             self._cancelled = True
             _import_ray().cancel(self._generator)
+            threading.Thread(
+                target=_force_after, args=(self._generator, self._executor.cancel_grace), daemon=True
+            ).start()
 
 
 class RayCall:
