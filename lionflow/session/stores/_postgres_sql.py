@@ -1,4 +1,5 @@
-"""The SQL of `PostgresStore`: its schema, its migrations, and what its jobs run, one transaction each.
+"""The SQL of `PostgresStore`: its schema, its migrations, and what its jobs run, one transaction each
+(what it keeps for a server is in `_postgres_served`).
 
 Every function takes a psycopg connection in autocommit mode and opens its own transaction, so a
 job is all or nothing. The connection's ``search_path`` is the store's schema (see `configure`).
@@ -7,7 +8,6 @@ job is all or nothing. The connection's ``search_path`` is the store's schema (s
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +15,8 @@ from lionflow.errors import ConfigurationError
 from lionflow.session.messages import Message
 from lionflow.session.stores.base import (
     BranchRecord,
-    EventBatch,
-    ServedRecord,
     SessionInfo,
     SessionSnapshot,
-    StoredEvents,
     StoreWrite,
     metadata_text,
 )
@@ -348,83 +345,3 @@ def delete_session(connection: Connection[Any], session_id: str) -> bool:
         # messages, branches and their items go with the session (ON DELETE CASCADE)
         deleted = connection.execute("DELETE FROM sessions WHERE id = %s", (session_id,)).rowcount
     return bool(deleted)
-
-
-# -- what a server keeps ---------------------------------------------------------------------------
-
-
-def append_events(connection: Connection[Any], batches: tuple[EventBatch, ...]) -> None:
-    now = time.time()
-    with connection.transaction(), connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO streams (id, updated_at, ended) VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE "
-            "SET updated_at = excluded.updated_at, ended = streams.ended OR excluded.ended",
-            [(batch.stream_id, now, batch.ended) for batch in batches],
-        )
-        events = [
-            (batch.stream_id, batch.first + offset, data)
-            for batch in batches
-            for offset, data in enumerate(batch.events)
-        ]
-        if events:
-            # DO NOTHING: a batch written again after a failed attempt must not fail on what landed.
-            cursor.executemany(
-                "INSERT INTO stream_events (stream_id, number, data) VALUES (%s, %s, %s) "
-                "ON CONFLICT (stream_id, number) DO NOTHING",
-                events,
-            )
-
-
-def load_events(connection: Connection[Any], stream_id: str, after: int) -> StoredEvents | None:
-    with connection.transaction():
-        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        row = connection.execute("SELECT ended FROM streams WHERE id = %s", (stream_id,)).fetchone()
-        if row is None:
-            return None
-        events = [
-            bytes(data)
-            for (data,) in connection.execute(
-                "SELECT data FROM stream_events WHERE stream_id = %s AND number > %s ORDER BY number",
-                (stream_id, after),
-            )
-        ]
-    return StoredEvents(stream_id, events, bool(row[0]))
-
-
-def drop_events(connection: Connection[Any], before: datetime) -> int:
-    with connection.transaction():
-        # the streams' events go with them (ON DELETE CASCADE)
-        return int(
-            connection.execute("DELETE FROM streams WHERE updated_at < %s", (before.timestamp(),)).rowcount
-        )
-
-
-def store_served(connection: Connection[Any], record: ServedRecord) -> None:
-    with connection.transaction():
-        connection.execute(
-            "INSERT INTO served (id, kind, session_id, branch, message_id, body, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, "
-            "session_id = excluded.session_id, branch = excluded.branch, message_id = excluded.message_id, "
-            "body = excluded.body, created_at = excluded.created_at",
-            (
-                record.id,
-                record.kind,
-                record.session_id,
-                record.branch,
-                record.message_id,
-                json.dumps(record.body, allow_nan=False, ensure_ascii=False),
-                record.created_at.isoformat(),
-            ),
-        )
-
-
-def load_served(connection: Connection[Any], served_id: str) -> ServedRecord | None:
-    row = connection.execute(
-        "SELECT id, kind, session_id, branch, message_id, body, created_at FROM served WHERE id = %s",
-        (served_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    return ServedRecord(
-        row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), datetime.fromisoformat(row[6])
-    )

@@ -44,6 +44,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from lionflow.errors import ConfigurationError, LionflowError, MissingDependency, StoreClosed, StoreError
+from lionflow.session.stores import _postgres_served as served
 from lionflow.session.stores import _postgres_sql as pg
 from lionflow.session.stores.base import (
     EventBatch,
@@ -412,27 +413,29 @@ class PostgresStore(SessionStore):
 
     def submit_events(self, batches: tuple[EventBatch, ...]) -> concurrent.futures.Future[None]:
         return self._call(
-            lambda connection: pg.append_events(connection, batches), "store a served stream's events"
+            lambda connection: served.append_events(connection, batches), "store a served stream's events"
         )
 
     async def load_events(self, stream_id: str, *, after: int = 0) -> StoredEvents | None:
         return await self._read(
-            lambda connection: pg.load_events(connection, stream_id, after), f"load stream {stream_id}"
+            lambda connection: served.load_events(connection, stream_id, after), f"load stream {stream_id}"
         )
 
     async def drop_events(self, *, before: datetime) -> int:
-        return await self._read(lambda connection: pg.drop_events(connection, before), "drop expired streams")
+        return await self._read(
+            lambda connection: served.drop_events(connection, before), "drop expired streams"
+        )
 
     def submit_served(self, record: ServedRecord) -> concurrent.futures.Future[None]:
         return self._call(
-            lambda connection: pg.store_served(connection, record),
+            lambda connection: served.store_served(connection, record),
             f"store answer {record.id}",
             session_id=record.session_id,
         )
 
     async def load_served(self, served_id: str) -> ServedRecord | None:
         return await self._read(
-            lambda connection: pg.load_served(connection, served_id), f"load answer {served_id}"
+            lambda connection: served.load_served(connection, served_id), f"load answer {served_id}"
         )
 
     # -- reads and maintenance -------------------------------------------------------------------
