@@ -19,9 +19,12 @@ each other.
 The schema (by default PostgreSQL schema ``lionflow``) is created or upgraded on first use, under a
 transaction-scoped advisory lock, so several processes starting at once migrate it once; its version
 is in the ``schema_version`` table. ``await store.setup()`` does it up front, for deployments that
-prefer that. Every failure (the server unreachable, a lock not granted within `lock_timeout`, ...)
-is a `StoreError` naming the session and turn, whose ``__cause__`` is psycopg's error; a turn whose
-write failed stays in memory, and the next write goes to a fresh connection.
+prefer that; a schema already up to date is only read, so the role a server runs as needs no
+CREATE privilege. A task cancelled while it awaits a read returns at once (the read's thread
+finishes on its own, as a queued write does). Every failure (the server unreachable, a lock not
+granted within `lock_timeout`, ...) is a `StoreError` naming the session and turn, whose
+``__cause__`` is psycopg's error; a turn whose write failed stays in memory, and the next write
+goes to a fresh connection.
 """
 
 from __future__ import annotations
