@@ -99,3 +99,21 @@ def test_export_is_json_even_with_datetimes() -> None:
     data = session.export()
     assert json.loads(json.dumps(data)) == data
     assert data["session"]["metadata"] == {"started": "2026-01-02T03:04:05Z"}
+
+
+async def test_a_nul_character_in_a_name_or_id_is_refused_before_any_store_sees_it(
+    store_factory: Stores,
+) -> None:
+    # PostgreSQL's text cannot hold U+0000 (SQLite's can): refused up front, on every store, rather
+    # than a branch that one store keeps and another can never write.
+    with pytest.raises(ConfigurationError, match="session id"):
+        Session(id="team\x00alice")
+    async with store_factory.open() as store:
+        session = Session(store=store)
+        with pytest.raises(ConfigurationError, match="branch name"):
+            session.create_branch(name="chat\x00")
+        chat = session.create_branch(name="chat")
+        with pytest.raises(ConfigurationError, match="branch name"):
+            session.fork(chat, name="\x00")
+        await session.add_turn(chat, *_turn("fine"))
+        assert [branch.name for branch in session.branches] == ["chat"]

@@ -49,9 +49,12 @@ def metadata_text(metadata: Mapping[str, Any]) -> str:
 
 
 def check_name(name: object, *, what: str) -> str:
-    """`name` if it is a non-empty string a store can hold (UTF-8: no lone surrogates)."""
+    """`name` if it is a non-empty string every store can hold: UTF-8 (no lone surrogates) and no
+    NUL character (PostgreSQL's text has none)."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"{what} must be a non-empty string, not {name!r}")
+    if "\x00" in name:
+        raise ConfigurationError(f"{what} must not hold a NUL character (at position {name.index(chr(0))})")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
