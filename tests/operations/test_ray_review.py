@@ -4,6 +4,8 @@ dies or hangs, cancellation that must reach the worker, keys in errors, many ope
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -331,3 +333,30 @@ async def test_two_flows_share_one_executor() -> None:
             group.start_soon(run, out)
             group.start_soon(run, out)
     assert len(out) == 2
+
+
+def _python(script: str, **environment: str) -> str:
+    """Run `script` in a fresh interpreter (a process without this module's runtime); its output."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | environment
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_shutdown_stops_only_a_runtime_the_executor_started() -> None:
+    import ray
+
+    RayExecutor().shutdown()  # this module's runtime was started by another: left running
+    assert ray.is_initialized()
+    script = """
+import ray
+from lionflow.operations import RayExecutor
+
+executor = RayExecutor(num_cpus=1, init_options={"object_store_memory": 80 * 1024 * 1024})
+executor.start()
+executor.shutdown()
+print(ray.is_initialized())
+"""
+    assert _python(script) == "False"

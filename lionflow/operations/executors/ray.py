@@ -132,18 +132,24 @@ class RayExecutor:
         self.cancel_grace = cancel_grace
         self._init_options = dict(init_options or {})
         self._task: Any = None
+        self._started = False  # whether this executor initialised the runtime (`shutdown`)
 
     def __repr__(self) -> str:
         return f"RayExecutor(address={self.address!r}, batch_ms={self.batch_ms})"
 
     def start(self) -> None:
-        """Join or start the Ray runtime now (else the first operation does)."""
+        """Join or start the Ray runtime now (else the first operation does). A cluster that cannot
+        be reached at `address` raises `ConfigurationError`."""
         ray = _import_ray()
         if not ray.is_initialized():
             if self.address is None:
                 start_local_runtime(num_cpus=self.num_cpus, **self._init_options)
             else:
-                ray.init(address=self.address, **self._init_options)
+                try:
+                    ray.init(address=self.address, **self._init_options)
+                except ConnectionError as exc:  # (Ray's own message says what to set)
+                    raise ConfigurationError(f"no Ray cluster at {self.address!r}: {exc}") from exc
+            self._started = True
         if self._task is None:
             self._task = ray.remote(operation_task).options(
                 num_returns="streaming",
@@ -152,6 +158,15 @@ class RayExecutor:
                 retry_exceptions=False,
                 num_cpus=self.task_cpus,
             )
+
+    def shutdown(self) -> None:
+        """Shut down the Ray runtime if this executor initialised it (started a local one, or
+        connected to a cluster); one it joined is left to whoever started it. Without this, a
+        runtime the executor started lives as long as the process (Ray stops it at exit)."""
+        if self._started:
+            self._started = False
+            self._task = None
+            _import_ray().shutdown()
 
     def task_arguments(
         self, model: iModel, messages: list[dict[str, Any]], params: dict[str, Any]
