@@ -15,9 +15,18 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic import BaseModel
 
-from lionflow import AuthenticationError, Chunk, ConfigurationError, FlowError, Session, iModel
-from lionflow.guards import OutputGuard
+from lionflow import (
+    AssistantResponseContent,
+    AuthenticationError,
+    Chunk,
+    ConfigurationError,
+    FlowError,
+    Session,
+    iModel,
+)
+from lionflow.guards import OutputGuard, blocklist
 from lionflow.operations import Builder, RayExecutor, flow, flow_stream
 from lionflow.operations.executors.base import LocalExecutor
 from lionflow.testing import ScriptedModel
@@ -360,3 +369,58 @@ executor.shutdown()
 print(ray.is_initialized())
 """
     assert _python(script) == "False"
+
+
+class _Pick(BaseModel):
+    title: str
+
+
+def _guarded_reply(messages: list[dict[str, Any]]) -> str:
+    # (a function of the request: a list of replies would start over in every task)
+    return '{"title": "kites"}' if "Pick" in str(messages[-1]["content"]) else "fine words then SECRET stuff"
+
+
+def _guarded_session() -> tuple[Session, Builder]:
+    session = Session()
+    no_secret = OutputGuard(blocklist(["SECRET"]), name="no-secret", window=8, overlap=6)
+    session.services.register(
+        ScriptedModel(
+            responses=_guarded_reply,
+            reasoning="thinking it over",
+            tool_calls=[{"name": "lookup", "arguments": {"q": "x"}, "id": "t1"}],
+            name="m",
+            guards=[no_secret],
+            chunk_size=3,
+        )
+    )
+    builder = Builder(session=session)
+    builder.communicate("Pick", imodel="m", branch="a", response_format=_Pick)
+    builder.communicate("Talk", imodel="m", branch="a")  # stopped by the guard: content_filter
+    return session, builder
+
+
+async def test_guards_reasoning_tools_and_structured_output_match_in_process() -> None:
+    runs = []
+    for executor in (LocalExecutor(), RayExecutor(batch_ms=3)):
+        session, builder = _guarded_session()
+        seen: dict[int, list[Any]] = {}
+        position = {op.id: i for i, op in enumerate(builder.operations)}
+        with anyio.fail_after(60):
+            async with flow_stream(builder, executor=executor) as stream:
+                async for op_id, item in stream:
+                    dumped = (
+                        item.model_dump(exclude={"raw_response"}) if isinstance(item, Chunk) else item.kind
+                    )
+                    seen.setdefault(position[op_id], []).append(dumped)
+        answers = [
+            (m.content.assistant_response, m.content.incomplete, m.metadata)
+            for m in session.get_branch("a").messages
+            if isinstance(m.content, AssistantResponseContent)
+        ]
+        results = [stream.results[op.id] for op in builder.operations]
+        runs.append(
+            (seen, answers, [r.model_dump(exclude={"duration", "time_to_first_chunk"}) for r in results])
+        )
+    assert runs[1] == runs[0]
+    assert runs[0][2][1]["finish_reason"] == "content_filter"
+    assert runs[0][2][0]["text"] == '{"title": "kites"}'
