@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lionflow import PostgresStore, SQLiteStore
+from lionflow import AssistantResponseContent, InstructionContent, Message, PostgresStore, SQLiteStore
 from tests.session.postgres import PostgresServer, find_binaries
 
 
@@ -86,9 +86,19 @@ class PostgresStores:
 Stores = SQLiteStores | PostgresStores
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole run, started in a temporary directory."""
+def turn(text: str, answer: str | None = None) -> tuple[Message, Message]:
+    """A turn's two messages: `text` asked, `answer` (by default "re: `text`") answered."""
+    return (
+        Message(content=InstructionContent(instruction=text)),
+        Message(
+            content=AssistantResponseContent(assistant_response=f"re: {text}" if answer is None else answer)
+        ),
+    )
+
+
+def _started_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server started in a temporary directory, closed after; a skip where no
+    PostgreSQL binaries are installed."""
     binaries = find_binaries()
     if binaries is None:
         pytest.skip("no PostgreSQL binaries (initdb, pg_ctl) installed: `make system` installs them")
@@ -97,6 +107,18 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run."""
+    yield from _started_server()
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A server of the test's own, which it may stop and start."""
+    yield from _started_server()
 
 
 @pytest.fixture

@@ -5,45 +5,21 @@ the store's tables but not create them, and a dsn that libpq cannot parse but th
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import anyio
 import psycopg
 import pytest
 
 from lionflow import (
-    AssistantResponseContent,
     ConfigurationError,
-    InstructionContent,
-    Message,
     PostgresStore,
     Session,
     StoreError,
 )
-from tests.session.conftest import PostgresStores, Stores
-from tests.session.postgres import PostgresServer, find_binaries
+from tests.session.conftest import PostgresStores, Stores, turn
+from tests.session.postgres import PostgresServer
 
 pytestmark = pytest.mark.anyio
-
-
-def _turn(text: str) -> tuple[Message, Message]:
-    return (
-        Message(content=InstructionContent(instruction=text)),
-        Message(content=AssistantResponseContent(assistant_response=f"re: {text}")),
-    )
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A server of the test's own, which it may stop."""
-    binaries = find_binaries()
-    if binaries is None:
-        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl) installed: `make system` installs them")
-    server = PostgresServer(binaries)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class _Holder:
@@ -74,7 +50,7 @@ class _Holder:
 async def test_a_delete_waiting_for_another_writer_can_be_cancelled(store_factory: Stores) -> None:
     async with store_factory.open() as store:
         session = Session(store=store)
-        await session.add_turn(session.create_branch("chat"), *_turn("A"))
+        await session.add_turn(session.create_branch("chat"), *turn("A"))
         with _Holder(store_factory) as holder:
             with pytest.raises(TimeoutError), anyio.fail_after(0.5):
                 await store.delete_session(session.id)
@@ -112,7 +88,7 @@ async def test_a_role_that_may_only_use_the_tables_can_use_the_store(postgres_st
     try:
         async with PostgresStore(dsn) as store:
             session = Session(store=store)
-            await session.add_turn(session.create_branch("chat"), *_turn("A"))
+            await session.add_turn(session.create_branch("chat"), *turn("A"))
             loaded = await Session.load(store, session.id)
             assert len(loaded.get_branch("chat")) == 2
     finally:

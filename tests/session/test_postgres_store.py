@@ -3,8 +3,6 @@ a schema created once by many processes starting at once, and its arguments."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anyio
 import psycopg
 import pytest
@@ -12,42 +10,20 @@ import pytest
 from lionflow import (
     AssistantResponseContent,
     ConfigurationError,
-    InstructionContent,
-    Message,
     PostgresStore,
     Session,
     StoreError,
 )
 from lionflow.operations import communicate
 from lionflow.testing import ScriptedModel
-from tests.session.conftest import PostgresStores
-from tests.session.postgres import PostgresServer, find_binaries
+from tests.session.conftest import PostgresStores, turn
+from tests.session.postgres import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
 
-def _turn(text: str) -> tuple[Message, Message]:
-    return (
-        Message(content=InstructionContent(instruction=text)),
-        Message(content=AssistantResponseContent(assistant_response=f"re: {text}")),
-    )
-
-
 def _questions(session: Session) -> list[str]:
     return [str(m.chat_msg["content"]) for m in session.get_branch("chat").messages if m.role == "user"]
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A server of the test's own, which it may stop and start."""
-    binaries = find_binaries()
-    if binaries is None:
-        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl) installed: `make system` installs them")
-    server = PostgresServer(binaries)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def test_a_server_stopped_mid_stream_fails_that_turn_and_the_next_turn_is_stored(
@@ -108,7 +84,7 @@ async def test_an_unreachable_database_is_a_store_error_before_any_model_is_call
         assert "hunter2" not in str(caught.value)
         assert requests == []  # check_store failed first
         with pytest.raises(StoreError) as failed:
-            await session.add_turn(session.create_branch("other"), *_turn("kept in memory"))
+            await session.add_turn(session.create_branch("other"), *turn("kept in memory"))
         assert failed.value.session_id == session.id
         assert isinstance(failed.value.__cause__, psycopg.Error)
         with pytest.raises(StoreError):
@@ -127,7 +103,7 @@ async def test_many_stores_setting_up_one_new_database_at_once_create_the_schema
             for store in stores:
                 group.start_soon(store.setup)
         session = Session(store=stores[0])
-        await session.add_turn(session.create_branch("chat"), *_turn("A"))
+        await session.add_turn(session.create_branch("chat"), *turn("A"))
         assert _questions(await Session.load(stores[-1], session.id)) == ["A"]
     finally:
         for store in stores:
@@ -152,7 +128,7 @@ async def test_a_schema_of_ones_own_keeps_sessions_apart(postgres_stores: Postgr
         PostgresStore(postgres_stores.dsn, schema="team-b") as second,
     ):
         session = Session(store=first)
-        await session.add_turn(session.create_branch("chat"), *_turn("A"))
+        await session.add_turn(session.create_branch("chat"), *turn("A"))
         assert [info.id for info in await first.list_sessions()] == [session.id]
         assert await second.list_sessions() == []
 

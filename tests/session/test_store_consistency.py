@@ -9,23 +9,19 @@ import anyio
 import pytest
 
 from lionflow import (
-    AssistantResponseContent,
     ConfigurationError,
     InstructionContent,
     Message,
     Session,
     StoreError,
 )
-from tests.session.conftest import Stores
+from tests.session.conftest import Stores, turn
 
 pytestmark = pytest.mark.anyio
 
 
 def _turn(text: str) -> tuple[Message, Message]:
-    return (
-        Message(content=InstructionContent(instruction=text)),
-        Message(content=AssistantResponseContent(assistant_response=text.lower())),
-    )
+    return turn(text, text.lower())
 
 
 def _texts(session: Session, branch: str) -> list[str]:

@@ -4,11 +4,11 @@ connection in autocommit mode whose ``search_path`` is the store's schema."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from lionflow.session.stores._routed import event_rows, served_record, served_row
 from lionflow.session.stores.base import EventBatch, ServedRecord, StoredEvents
 
 if TYPE_CHECKING:
@@ -23,11 +23,7 @@ def append_events(connection: Connection[Any], batches: tuple[EventBatch, ...]) 
             "SET updated_at = excluded.updated_at, ended = streams.ended OR excluded.ended",
             [(batch.stream_id, now, batch.ended) for batch in batches],
         )
-        events = [
-            (batch.stream_id, batch.first + offset, data)
-            for batch in batches
-            for offset, data in enumerate(batch.events)
-        ]
+        events = event_rows(batches)
         if events:
             # DO NOTHING: a batch written again after a failed attempt must not fail on what landed.
             cursor.executemany(
@@ -68,25 +64,14 @@ def store_served(connection: Connection[Any], record: ServedRecord) -> None:
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, "
             "session_id = excluded.session_id, branch = excluded.branch, message_id = excluded.message_id, "
             "body = excluded.body, created_at = excluded.created_at",
-            (
-                record.id,
-                record.kind,
-                record.session_id,
-                record.branch,
-                record.message_id,
-                json.dumps(record.body, allow_nan=False, ensure_ascii=False),
-                record.created_at.isoformat(),
-            ),
+            served_row(record),
         )
 
 
 def load_served(connection: Connection[Any], served_id: str) -> ServedRecord | None:
-    row = connection.execute(
-        "SELECT id, kind, session_id, branch, message_id, body, created_at FROM served WHERE id = %s",
-        (served_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    return ServedRecord(
-        row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), datetime.fromisoformat(row[6])
+    return served_record(
+        connection.execute(
+            "SELECT id, kind, session_id, branch, message_id, body, created_at FROM served WHERE id = %s",
+            (served_id,),
+        ).fetchone()
     )

@@ -13,8 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from lionflow.errors import ConfigurationError
 from lionflow.session.messages import Message
+from lionflow.session.stores._routed import (
+    branch_record,
+    branch_row,
+    check_same,
+    message_row,
+    snapshot,
+)
 from lionflow.session.stores.base import (
-    BranchRecord,
     SessionInfo,
     SessionSnapshot,
     StoreWrite,
@@ -159,10 +165,6 @@ def _version(connection: Connection[Any], schema: str) -> int | None:
     return found
 
 
-class _Conflict(Exception):
-    """The write contradicts what is stored; the job turns it into a `StoreError`."""
-
-
 def store_write(connection: Connection[Any], write: StoreWrite) -> None:
     with connection.transaction():
         _write_session(connection, write)
@@ -221,24 +223,14 @@ def _write_messages(connection: Connection[Any], write: StoreWrite) -> None:
         inserted = connection.execute(
             "INSERT INTO messages (session_id, id, created_at, role, kind, data) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session_id, id) DO NOTHING",
-            (
-                write.session_id,
-                message.id,
-                message.created_at.isoformat(),
-                message.role,
-                message.content.kind,
-                data,
-            ),
+            message_row(write.session_id, message, data),
         ).rowcount
-        if inserted:
-            continue
-        # Stored already: the same message again (a fork carries its history) is fine; another
-        # one under its id (two writers choosing one id) must not vanish silently.
-        stored = connection.execute(
-            "SELECT data FROM messages WHERE session_id = %s AND id = %s", (write.session_id, message.id)
-        ).fetchone()
-        if stored is not None and stored[0] != data and Message.model_validate_json(stored[0]) != message:
-            raise _Conflict(f"another message with id {message.id!r} is already stored in this session")
+        if not inserted:
+            stored = connection.execute(
+                "SELECT data FROM messages WHERE session_id = %s AND id = %s", (write.session_id, message.id)
+            ).fetchone()
+            if stored is not None:
+                check_same(stored[0], data, message)
 
 
 def _write_branches(connection: Connection[Any], write: StoreWrite) -> None:
@@ -247,13 +239,7 @@ def _write_branches(connection: Connection[Any], write: StoreWrite) -> None:
             created = connection.execute(
                 "INSERT INTO branches (id, session_id, name, created_at, metadata) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-                (
-                    branch.id,
-                    write.session_id,
-                    branch.name,
-                    branch.created_at.isoformat(),
-                    metadata_text(branch.metadata or {}),
-                ),
+                branch_row(write.session_id, branch),
             ).rowcount
             if created:
                 if branch.order:
@@ -301,19 +287,10 @@ def load_session(connection: Connection[Any], session_id: str) -> SessionSnapsho
         ):
             orders[branch_id].append(message_id)
     branches = [
-        (
-            BranchRecord(branch_id, name, datetime.fromisoformat(created), json.loads(metadata)),
-            orders[branch_id],
-        )
+        (branch_record(branch_id, name, created, metadata), orders[branch_id])
         for branch_id, name, created, metadata in records
     ]
-    return SessionSnapshot(
-        id=session_id,
-        created_at=datetime.fromisoformat(row[0]),
-        metadata=json.loads(row[1]),
-        messages=messages,
-        branches=branches,
-    )
+    return snapshot(session_id, row, messages, branches)
 
 
 def list_sessions(connection: Connection[Any]) -> list[SessionInfo]:

@@ -3,12 +3,12 @@ ids of its answers. Run on the store's thread, one transaction per job."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import datetime
 
+from lionflow.session.stores._routed import event_rows, served_record, served_row
 from lionflow.session.stores._sqlite_sql import roll_back
 from lionflow.session.stores.base import EventBatch, ServedRecord, StoredEvents
 
@@ -29,11 +29,7 @@ def _in_transaction(
 def append_events(connection: sqlite3.Connection, batches: tuple[EventBatch, ...]) -> None:
     now = time.time()
     streams = [(batch.stream_id, now, int(batch.ended)) for batch in batches]
-    events = [
-        (batch.stream_id, batch.first + offset, data)
-        for batch in batches
-        for offset, data in enumerate(batch.events)
-    ]
+    events = event_rows(batches)
     _in_transaction(
         connection,
         [
@@ -79,25 +75,15 @@ def drop_events(connection: sqlite3.Connection, before: datetime) -> int:
 
 
 def store_served(connection: sqlite3.Connection, record: ServedRecord) -> None:
-    row = (
-        record.id,
-        record.kind,
-        record.session_id,
-        record.branch,
-        record.message_id,
-        json.dumps(record.body, allow_nan=False, ensure_ascii=False),
-        record.created_at.isoformat(),
+    _in_transaction(
+        connection, [("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?)", [served_row(record)])]
     )
-    _in_transaction(connection, [("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?)", [row])])
 
 
 def load_served(connection: sqlite3.Connection, served_id: str) -> ServedRecord | None:
-    row = connection.execute(
-        "SELECT id, kind, session_id, branch, message_id, body, created_at FROM served WHERE id = ?",
-        (served_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    return ServedRecord(
-        row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), datetime.fromisoformat(row[6])
+    return served_record(
+        connection.execute(
+            "SELECT id, kind, session_id, branch, message_id, body, created_at FROM served WHERE id = ?",
+            (served_id,),
+        ).fetchone()
     )

@@ -8,6 +8,13 @@ from datetime import UTC, datetime
 
 from lionflow.errors import ConfigurationError
 from lionflow.session.messages import Message
+from lionflow.session.stores._routed import (
+    branch_record,
+    branch_row,
+    check_same,
+    message_row,
+    snapshot,
+)
 from lionflow.session.stores.base import (
     BranchRecord,
     SessionInfo,
@@ -92,10 +99,6 @@ def roll_back(connection: sqlite3.Connection) -> None:
         connection.execute("ROLLBACK")
 
 
-class _Conflict(Exception):
-    """The write contradicts what is stored; the job turns it into a `StoreError`."""
-
-
 def store_write(connection: sqlite3.Connection, write: StoreWrite) -> None:
     connection.execute("BEGIN IMMEDIATE")
     try:
@@ -148,24 +151,13 @@ def _write_messages(connection: sqlite3.Connection, write: StoreWrite) -> None:
         inserted = connection.execute(
             "INSERT OR IGNORE INTO messages (session_id, id, created_at, role, kind, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                write.session_id,
-                message.id,
-                message.created_at.isoformat(),
-                message.role,
-                message.content.kind,
-                data,
-            ),
+            message_row(write.session_id, message, data),
         ).rowcount
-        if inserted:
-            continue
-        # Stored already: the same message again (a fork carries its history) is fine; another
-        # one under its id (two writers choosing one id) must not vanish silently.
-        (stored,) = connection.execute(
-            "SELECT data FROM messages WHERE session_id = ? AND id = ?", (write.session_id, message.id)
-        ).fetchone()
-        if stored != data and Message.model_validate_json(stored) != message:
-            raise _Conflict(f"another message with id {message.id!r} is already stored in this session")
+        if not inserted:
+            (stored,) = connection.execute(
+                "SELECT data FROM messages WHERE session_id = ? AND id = ?", (write.session_id, message.id)
+            ).fetchone()
+            check_same(stored, data, message)
 
 
 def _write_branches(connection: sqlite3.Connection, write: StoreWrite) -> None:
@@ -174,13 +166,7 @@ def _write_branches(connection: sqlite3.Connection, write: StoreWrite) -> None:
             created = connection.execute(
                 "INSERT INTO branches (id, session_id, name, created_at, metadata) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO NOTHING",
-                (
-                    branch.id,
-                    write.session_id,
-                    branch.name,
-                    branch.created_at.isoformat(),
-                    metadata_text(branch.metadata or {}),
-                ),
+                branch_row(write.session_id, branch),
             ).rowcount
             if created:
                 connection.executemany(
@@ -228,15 +214,8 @@ def _load_session(connection: sqlite3.Connection, session_id: str) -> SessionSna
                 "SELECT message_id FROM branch_items WHERE branch_id = ? ORDER BY position", (branch_id,)
             )
         ]
-        record = BranchRecord(branch_id, name, datetime.fromisoformat(created_at), json.loads(metadata))
-        branches.append((record, order))
-    return SessionSnapshot(
-        id=session_id,
-        created_at=datetime.fromisoformat(row[0]),
-        metadata=json.loads(row[1]),
-        messages=messages,
-        branches=branches,
-    )
+        branches.append((branch_record(branch_id, name, created_at, metadata), order))
+    return snapshot(session_id, row, messages, branches)
 
 
 def list_sessions(connection: sqlite3.Connection) -> list[SessionInfo]:

@@ -38,7 +38,6 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from queue import SimpleQueue
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -49,16 +48,8 @@ import anyio.to_thread
 from lionflow.errors import ConfigurationError, LionflowError, MissingDependency, StoreClosed, StoreError
 from lionflow.session.stores import _postgres_served as served
 from lionflow.session.stores import _postgres_sql as pg
-from lionflow.session.stores.base import (
-    EventBatch,
-    ServedRecord,
-    SessionInfo,
-    SessionSnapshot,
-    SessionStore,
-    StoredEvents,
-    StoreWrite,
-    wait_for,
-)
+from lionflow.session.stores._routed import RoutedStore, StoreSql
+from lionflow.session.stores.base import wait_for
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -244,7 +235,7 @@ def _seconds(value: object, what: str) -> float:
     return float(value)
 
 
-class PostgresStore(SessionStore):
+class PostgresStore(RoutedStore["Connection[Any]"]):
     """Sessions in a PostgreSQL database (see the module docstring). Extra ``lionflow[postgres]``.
 
     ::
@@ -296,6 +287,18 @@ class PostgresStore(SessionStore):
         self._lock = threading.Lock()
         self._closed = False
         self._last: concurrent.futures.Future[Any] | None = None
+
+    _sql = StoreSql(
+        pg.store_write,
+        pg.load_session,
+        pg.list_sessions,
+        pg.delete_session,
+        served.append_events,
+        served.load_events,
+        served.drop_events,
+        served.store_served,
+        served.load_served,
+    )
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where!r})"
@@ -395,70 +398,6 @@ class PostgresStore(SessionStore):
         """Raise `StoreError` if the database cannot be reached or its schema set up. Once set up,
         no further round trip: a turn whose write then fails keeps its messages in memory."""
         await self.setup()
-
-    # -- writes ----------------------------------------------------------------------------------
-
-    def submit(self, write: StoreWrite) -> concurrent.futures.Future[None]:
-        if write.turn is not None:
-            action = f"store turn {write.turn} of session {write.session_id}"
-        else:
-            action = f"store session {write.session_id}"
-        return self._call(
-            lambda connection: pg.store_write(connection, write),
-            action,
-            session_id=write.session_id,
-            turn=write.turn,
-        )
-
-    # -- what a server keeps (see `SessionStore.submit_events`) -----------------------------------
-
-    keeps_served = True
-
-    def submit_events(self, batches: tuple[EventBatch, ...]) -> concurrent.futures.Future[None]:
-        return self._call(
-            lambda connection: served.append_events(connection, batches), "store a served stream's events"
-        )
-
-    async def load_events(self, stream_id: str, *, after: int = 0) -> StoredEvents | None:
-        return await self._read(
-            lambda connection: served.load_events(connection, stream_id, after), f"load stream {stream_id}"
-        )
-
-    async def drop_events(self, *, before: datetime) -> int:
-        return await self._read(
-            lambda connection: served.drop_events(connection, before), "drop expired streams"
-        )
-
-    def submit_served(self, record: ServedRecord) -> concurrent.futures.Future[None]:
-        return self._call(
-            lambda connection: served.store_served(connection, record),
-            f"store answer {record.id}",
-            session_id=record.session_id,
-        )
-
-    async def load_served(self, served_id: str) -> ServedRecord | None:
-        return await self._read(
-            lambda connection: served.load_served(connection, served_id), f"load answer {served_id}"
-        )
-
-    # -- reads and maintenance -------------------------------------------------------------------
-
-    async def load_session(self, session_id: str) -> SessionSnapshot | None:
-        return await self._read(
-            lambda connection: pg.load_session(connection, session_id),
-            f"load session {session_id}",
-            session_id=session_id,
-        )
-
-    async def list_sessions(self) -> list[SessionInfo]:
-        return await self._read(pg.list_sessions, "list the sessions")
-
-    async def delete_session(self, session_id: str) -> bool:
-        return await self._read(
-            lambda connection: pg.delete_session(connection, session_id),
-            f"delete session {session_id}",
-            session_id=session_id,
-        )
 
     async def aclose(self) -> None:
         """Finish the queued writes, then close the pool. Safe to call more than once."""

@@ -30,32 +30,16 @@ import urllib.parse
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from queue import SimpleQueue
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from lionflow.errors import ConfigurationError, LionflowError, StoreClosed, StoreError
 from lionflow.session.stores import _sqlite_served as served
-from lionflow.session.stores._sqlite_sql import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    delete_session,
-    list_sessions,
-    load_session,
-    roll_back,
-    store_write,
-)
-from lionflow.session.stores.base import (
-    EventBatch,
-    ServedRecord,
-    SessionInfo,
-    SessionSnapshot,
-    SessionStore,
-    StoredEvents,
-    StoreWrite,
-    wait_for,
-)
+from lionflow.session.stores import _sqlite_sql
+from lionflow.session.stores._routed import RoutedStore, StoreSql
+from lionflow.session.stores._sqlite_sql import MIGRATIONS, SCHEMA_VERSION, roll_back
+from lionflow.session.stores.base import wait_for
 
 T = TypeVar("T")
 
@@ -306,7 +290,7 @@ def _dropped(jobs: SimpleQueue[_Job | None]) -> None:
     jobs.put(None)
 
 
-class SQLiteStore(SessionStore):
+class SQLiteStore(RoutedStore[sqlite3.Connection]):
     """Sessions in an SQLite file (see the module docstring).
 
     ::
@@ -350,6 +334,18 @@ class SQLiteStore(SessionStore):
         self._lock = threading.Lock()
         self._closed = False
 
+    _sql = StoreSql(
+        _sqlite_sql.store_write,
+        _sqlite_sql.load_session,
+        _sqlite_sql.list_sessions,
+        _sqlite_sql.delete_session,
+        served.append_events,
+        served.load_events,
+        served.drop_events,
+        served.store_served,
+        served.load_served,
+    )
+
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
@@ -378,7 +374,7 @@ class SQLiteStore(SessionStore):
         worker.jobs.put(_Job(work, future, action, session_id, turn))
         return future
 
-    async def _run(
+    async def _read(
         self, work: Callable[[sqlite3.Connection], T], action: str, *, session_id: str | None = None
     ) -> T:
         return await wait_for(self._call(work, action, session_id=session_id))
@@ -391,73 +387,9 @@ class SQLiteStore(SessionStore):
         if writable and worker.read_only:
             raise StoreError(f"{self.path} is open read-only: nothing can be stored in it")
 
-    # -- writes ----------------------------------------------------------------------------------
-
-    def submit(self, write: StoreWrite) -> concurrent.futures.Future[None]:
-        if write.turn is not None:
-            action = f"store turn {write.turn} of session {write.session_id}"
-        else:
-            action = f"store session {write.session_id}"
-        return self._call(
-            lambda connection: store_write(connection, write),
-            action,
-            session_id=write.session_id,
-            turn=write.turn,
-        )
-
-    # -- what a server keeps (see `SessionStore.submit_events`) -----------------------------------
-
-    keeps_served = True
-
-    def submit_events(self, batches: tuple[EventBatch, ...]) -> concurrent.futures.Future[None]:
-        return self._call(
-            lambda connection: served.append_events(connection, batches), "store a served stream's events"
-        )
-
-    async def load_events(self, stream_id: str, *, after: int = 0) -> StoredEvents | None:
-        return await self._run(
-            lambda connection: served.load_events(connection, stream_id, after), f"load stream {stream_id}"
-        )
-
-    async def drop_events(self, *, before: datetime) -> int:
-        return await self._run(
-            lambda connection: served.drop_events(connection, before), "drop expired streams"
-        )
-
-    def submit_served(self, record: ServedRecord) -> concurrent.futures.Future[None]:
-        return self._call(
-            lambda connection: served.store_served(connection, record),
-            f"store answer {record.id}",
-            session_id=record.session_id,
-        )
-
-    async def load_served(self, served_id: str) -> ServedRecord | None:
-        return await self._run(
-            lambda connection: served.load_served(connection, served_id), f"load answer {served_id}"
-        )
-
-    # -- reads and maintenance -------------------------------------------------------------------
-
-    async def load_session(self, session_id: str) -> SessionSnapshot | None:
-        return await self._run(
-            lambda connection: load_session(connection, session_id),
-            f"load session {session_id}",
-            session_id=session_id,
-        )
-
-    async def list_sessions(self) -> list[SessionInfo]:
-        return await self._run(list_sessions, "list the sessions")
-
-    async def delete_session(self, session_id: str) -> bool:
-        return await self._run(
-            lambda connection: delete_session(connection, session_id),
-            f"delete session {session_id}",
-            session_id=session_id,
-        )
-
     async def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound database."""
-        return await self._run(
+        return await self._read(
             lambda connection: str(connection.execute("PRAGMA integrity_check").fetchone()[0]),
             "check the database's integrity",
         )
