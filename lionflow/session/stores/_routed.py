@@ -1,17 +1,22 @@
 """What `SQLiteStore` and `PostgresStore` share: the `SessionStore` methods, each a thin router from
 the contract to one function of the store's SQL (`StoreSql`), through the store's write path
-(`_call`: queued, run in submission order) or read path (`_read`); and the rows and records that
-their SQL builds alike whatever the dialect."""
+(`_call`: queued, run in submission order) or read path (`_read`); the life of the thread that runs
+its writes; and the rows and records that their SQL builds alike whatever the dialect."""
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import json
+import threading
+import weakref
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from queue import SimpleQueue
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from lionflow.session.messages import Message
 from lionflow.session.stores.base import (
@@ -25,6 +30,7 @@ from lionflow.session.stores.base import (
     StoredEvents,
     StoreWrite,
     metadata_text,
+    wait_for,
 )
 
 C = TypeVar("C")  # the store's connection
@@ -131,6 +137,71 @@ class RoutedStore(SessionStore, Generic[C]):
             f"delete session {session_id}",
             session_id=session_id,
         )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+# -- the thread that runs a store's writes --------------------------------------------------------
+
+
+class JobThread(Protocol):
+    """A store's thread: it runs the `jobs` queued until it takes None, then resolves `stopped`.
+    Kept apart from the store so that atexit and the thread hold no reference to the store."""
+
+    @property
+    def thread(self) -> threading.Thread: ...
+
+    @property
+    def jobs(self) -> SimpleQueue[Any]: ...
+
+    @property
+    def stopped(self) -> concurrent.futures.Future[None]: ...
+
+
+# The store threads still running. One exit hook serves them all: CPython's atexit keeps a slot
+# for every registration, even an unregistered one, so a hook per store grows without end.
+_LIVE: weakref.WeakSet[JobThread] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    with _LIVE_LOCK:
+        threads = list(_LIVE)
+    for each in threads:
+        if each.thread.is_alive():
+            each.jobs.put(None)  # writes already queued complete before the interpreter goes
+            each.thread.join()
+
+
+def _dropped(jobs: SimpleQueue[Any]) -> None:
+    """A store dropped without `aclose()`: queued writes finish, then the thread ends."""
+    jobs.put(None)
+
+
+def track(store: object, worker: JobThread) -> weakref.finalize[Any, Any]:
+    """Stop `worker` at exit, or once `store` is dropped: the finalizer returned, which `finish`
+    detaches."""
+    with _LIVE_LOCK:
+        _LIVE.add(worker)
+    return weakref.finalize(store, _dropped, worker.jobs)
+
+
+async def finish(worker: JobThread | None, release: weakref.finalize[Any, Any] | None) -> None:
+    """Let `worker` run the jobs queued, then end its thread (`aclose()`)."""
+    if release is not None:
+        release.detach()
+    if worker is not None:
+        with _LIVE_LOCK:
+            _LIVE.discard(worker)
+        worker.jobs.put(None)
+        await wait_for(worker.stopped)
 
 
 # -- rows and records, the same in both dialects --------------------------------------------------

@@ -29,7 +29,6 @@ goes to a fresh connection.
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import contextlib
 import itertools
@@ -39,7 +38,6 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import SimpleQueue
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio.lowlevel
@@ -48,7 +46,7 @@ import anyio.to_thread
 from lionflow.errors import ConfigurationError, LionflowError, MissingDependency, StoreClosed, StoreError
 from lionflow.session.stores import _postgres_served as served
 from lionflow.session.stores import _postgres_sql as pg
-from lionflow.session.stores._routed import RoutedStore, StoreSql
+from lionflow.session.stores._routed import RoutedStore, StoreSql, finish, track
 from lionflow.session.stores.base import wait_for
 
 if TYPE_CHECKING:
@@ -205,29 +203,6 @@ class _Database:
             self.pool.close()
             self.stopped.set_result(None)
 
-    def stop(self) -> None:
-        self.jobs.put(None)
-        self.thread.join()
-
-
-# The writer threads still running; one exit hook for all (see sqlite.py for why not one each).
-_LIVE: weakref.WeakSet[_Database] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _stop_at_exit() -> None:
-    with _LIVE_LOCK:
-        databases = list(_LIVE)
-    for database in databases:
-        if database.thread.is_alive():
-            database.stop()  # writes already queued complete before the interpreter goes
-
-
-def _dropped(jobs: SimpleQueue[_Job | None]) -> None:
-    """A store dropped without `aclose()`: queued writes finish, then the thread ends."""
-    jobs.put(None)
-
 
 def _seconds(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
@@ -347,9 +322,7 @@ class PostgresStore(RoutedStore["Connection[Any]"]):
                 )
                 pool.open(wait=False)
                 database = _Database(pool, self._connect, self.schema, self._where)
-                with _LIVE_LOCK:
-                    _LIVE.add(database)
-                self._release = weakref.finalize(self, _dropped, database.jobs)
+                self._release = track(self, database)
                 self._database = database
             return self._database
 
@@ -406,18 +379,4 @@ class PostgresStore(RoutedStore["Connection[Any]"]):
             database, self._database = self._database, None
             release, self._release = self._release, None
             self._last = None
-        if release is not None:
-            release.detach()
-        if database is not None:
-            with _LIVE_LOCK:
-                _LIVE.discard(database)
-            database.jobs.put(None)
-            await wait_for(database.stopped)
-
-    async def __aenter__(self) -> PostgresStore:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+        await finish(database, release)

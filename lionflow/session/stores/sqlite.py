@@ -19,7 +19,6 @@ Every sqlite3 error becomes a `StoreError` naming the file, the session and the 
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import math
 import os
@@ -31,13 +30,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import SimpleQueue
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from lionflow.errors import ConfigurationError, LionflowError, StoreClosed, StoreError
 from lionflow.session.stores import _sqlite_served as served
 from lionflow.session.stores import _sqlite_sql
-from lionflow.session.stores._routed import RoutedStore, StoreSql
+from lionflow.session.stores._routed import RoutedStore, StoreSql, finish, track
 from lionflow.session.stores._sqlite_sql import MIGRATIONS, SCHEMA_VERSION, roll_back
 from lionflow.session.stores.base import wait_for
 
@@ -265,30 +263,6 @@ class _Worker:
         finally:
             connection.close()
 
-    def stop(self) -> None:
-        self.jobs.put(None)
-        self.thread.join()
-
-
-# The store threads still running. One exit hook serves them all: CPython's atexit keeps a slot
-# for every registration, even an unregistered one, so a hook per store grows without end.
-_LIVE: weakref.WeakSet[_Worker] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _stop_at_exit() -> None:
-    with _LIVE_LOCK:
-        workers = list(_LIVE)
-    for worker in workers:
-        if worker.thread.is_alive():
-            worker.stop()  # writes already queued complete before the interpreter goes
-
-
-def _dropped(jobs: SimpleQueue[_Job | None]) -> None:
-    """A store dropped without `aclose()`: queued writes finish, then the thread ends."""
-    jobs.put(None)
-
 
 class SQLiteStore(RoutedStore[sqlite3.Connection]):
     """Sessions in an SQLite file (see the module docstring).
@@ -355,9 +329,7 @@ class SQLiteStore(RoutedStore[sqlite3.Connection]):
                 raise StoreClosed(f"{self!r} is closed")
             if self._worker is None:
                 worker = _Worker(self.path, self.synchronous, self.busy_timeout, self.read_only)
-                with _LIVE_LOCK:
-                    _LIVE.add(worker)
-                self._release = weakref.finalize(self, _dropped, worker.jobs)
+                self._release = track(self, worker)
                 self._worker = worker
             return self._worker
 
@@ -400,18 +372,4 @@ class SQLiteStore(RoutedStore[sqlite3.Connection]):
             self._closed = True
             worker, self._worker = self._worker, None
             release, self._release = self._release, None
-        if release is not None:
-            release.detach()
-        if worker is not None:
-            with _LIVE_LOCK:
-                _LIVE.discard(worker)
-            worker.jobs.put(None)
-            await wait_for(worker.stopped)
-
-    async def __aenter__(self) -> SQLiteStore:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+        await finish(worker, release)
