@@ -128,7 +128,11 @@ def test_two_models_stream_side_by_side_one_stopped_the_other_finishing(
                 expect(page.locator("#session-list button")).to_have_count(2)
                 texts = {}
                 for index in range(2):
-                    page.locator("#session-list button").nth(index).click()
+                    button = page.locator("#session-list button").nth(index)
+                    button.click()
+                    # Read the panel once it shows this session, not the one shown before it.
+                    shown = button.get_attribute("data-session")
+                    expect(page.locator("#session-detail")).to_have_attribute("data-session", shown or "?")
                     turns = page.locator("#session-detail .turn")
                     expect(turns).to_have_count(2)
                     expect(turns.first).to_have_text("user" + "Tell me about tea")

@@ -454,6 +454,7 @@ async function showSession(id) {
       parts.push(section);
     }
     detail.replaceChildren(...parts);
+    detail.dataset.session = session.id; // which session the panel shows (once it shows it)
   } catch (error) {
     const message = document.createElement("p");
     message.className = "error";
