@@ -51,34 +51,46 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _text_field(obj: Any, name: str) -> str:
-    # The SDKs' pydantic models keep declared fields in __dict__ and undeclared ones (DeepSeek's
-    # reasoning_content) in __pydantic_extra__. Looking there directly matters on this per-delta
-    # path: getattr of an absent field goes through pydantic's __getattr__ and an AttributeError,
-    # about 2 us each, more than the rest of the mapping.
+def sdk_field(obj: Any, name: str) -> Any:
+    """Field `name` of an SDK object (None when absent): how the SDK transport reads an event.
+
+    The SDKs' pydantic models keep declared fields in __dict__ and undeclared ones (DeepSeek's
+    reasoning_content) in __pydantic_extra__. Looking there directly matters on this per-delta
+    path: getattr of an absent field goes through pydantic's __getattr__ and an AttributeError,
+    about 2 us each, more than the rest of the mapping."""
     fields = getattr(obj, "__dict__", None)
     if fields is None:
-        value = getattr(obj, name, None)
-    else:
-        value = fields.get(name)
-        if value is None:
-            extra = getattr(obj, "__pydantic_extra__", None)
-            value = extra.get(name) if extra else None
+        return getattr(obj, name, None)
+    value = fields.get(name)
+    if value is None:
+        extra = getattr(obj, "__pydantic_extra__", None)
+        value = extra.get(name) if extra else None
+    return value
+
+
+def dict_field(obj: Any, name: str) -> Any:
+    """Field `name` of a decoded JSON object (None when absent, or when `obj` is no object): how the
+    native transport reads an event."""
+    return obj.get(name) if obj.__class__ is dict else None
+
+
+Field = Callable[[Any, str], Any]
+
+
+def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def chat_usage(raw: Any) -> Usage:
+def chat_usage(raw: Any, field: Field = sdk_field) -> Usage:
     """A Chat Completions usage object (prompt/completion tokens and their details) as `Usage`."""
-    prompt_details = getattr(raw, "prompt_tokens_details", None)
-    completion_details = getattr(raw, "completion_tokens_details", None)
-    cached = getattr(prompt_details, "cached_tokens", None)
+    cached = field(field(raw, "prompt_tokens_details"), "cached_tokens")
     if cached is None:
-        cached = getattr(raw, "prompt_cache_hit_tokens", None)  # DeepSeek's own name for it
+        cached = field(raw, "prompt_cache_hit_tokens")  # DeepSeek's own name for it
     return Usage(
-        input_tokens=_count(getattr(raw, "prompt_tokens", 0)),
-        output_tokens=_count(getattr(raw, "completion_tokens", 0)),
-        total_tokens=_count(getattr(raw, "total_tokens", 0)),
-        reasoning_tokens=_count(getattr(completion_details, "reasoning_tokens", 0)),
+        input_tokens=_count(field(raw, "prompt_tokens")),
+        output_tokens=_count(field(raw, "completion_tokens")),
+        total_tokens=_count(field(raw, "total_tokens")),
+        reasoning_tokens=_count(field(field(raw, "completion_tokens_details"), "reasoning_tokens")),
         cached_tokens=_count(cached),
     )
 
@@ -90,10 +102,14 @@ class ChatChunkMapper:
     a separate chunk after the finish (``choices=[]``), DeepSeek on the finish chunk, Groq in
     ``x_groq`` on the finish chunk, and OpenRouter repeats the finish reason. Tool-call ids and
     names arrive on a call's first fragment only and are remembered by index.
+
+    `field` reads an event's fields: `sdk_field` for the SDKs' objects, `dict_field` for the native
+    transport's decoded JSON; the mapping is the same either way.
     """
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, field: Field = sdk_field) -> None:
         self.provider = provider
+        self.field = field
         self._metadata: dict[str, Any] = {"provider": provider}
         self._started = False
         self._tool_calls: dict[tuple[int, int], tuple[str, str]] = {}
@@ -110,13 +126,13 @@ class ChatChunkMapper:
 
     def event_usage(self, event: Any) -> Any:
         """The usage object an event carries, if any (Groq's adapter also reads ``x_groq``)."""
-        return getattr(event, "usage", None)
+        return self.field(event, "usage")
 
     def _start(self, event: Any) -> None:
         if self._started:
             return
         self._started = True
-        model, response_id = getattr(event, "model", None), getattr(event, "id", None)
+        model, response_id = self.field(event, "model"), self.field(event, "id")
         if model:
             self._metadata["model"] = model
         if response_id:
@@ -125,13 +141,14 @@ class ChatChunkMapper:
     def _note_usage(self, event: Any) -> None:
         raw = self.event_usage(event)
         if raw is not None:
-            self._usage, self._usage_event = chat_usage(raw), event
+            self._usage, self._usage_event = chat_usage(raw, self.field), event
 
     def _content(self, part: Any, index: int, event: Any) -> list[Chunk]:
         """Reasoning, text and refusal of a delta or a whole message, in that order."""
         # vLLM has sent both names with the same text: take one, DeepSeek's first.
-        reasoning = _text_field(part, "reasoning_content") or _text_field(part, "reasoning")
-        text, refusal = _text_field(part, "content"), _text_field(part, "refusal")
+        field = self.field
+        reasoning = _text(field(part, "reasoning_content")) or _text(field(part, "reasoning"))
+        text, refusal = _text(field(part, "content")), _text(field(part, "refusal"))
         if not (reasoning or refusal):  # nearly every delta: text alone
             if not text:
                 return []
@@ -151,11 +168,14 @@ class ChatChunkMapper:
         return chunks
 
     def _fragment(self, call: Any, position: int, choice: int, event: Any) -> Chunk | None:
-        index = call.index if isinstance(getattr(call, "index", None), int) else position
-        function = getattr(call, "function", None)
-        name = getattr(function, "name", None) or ""
-        arguments = getattr(function, "arguments", None) or ""
-        call_id = getattr(call, "id", None)
+        field = self.field
+        index = field(call, "index")
+        if not isinstance(index, int):
+            index = position
+        function = field(call, "function")
+        name = field(function, "name") or ""
+        arguments = field(function, "arguments") or ""
+        call_id = field(call, "id")
         key = (choice, index)
         known = self._tool_calls.get(key)
         # A different id at a known index is a new call (some compatible servers reuse index 0).
@@ -170,47 +190,51 @@ class ChatChunkMapper:
 
     def chunks(self, event: Any) -> list[Chunk]:
         """The content chunks of one streamed event (usage and finish are kept for `end()`)."""
+        field = self.field
         self._start(event)
         self._note_usage(event)
         chunks: list[Chunk] = []
-        for choice in getattr(event, "choices", None) or ():
-            index = choice.index or 0
-            delta = choice.delta
+        for choice in field(event, "choices") or ():
+            index = field(choice, "index") or 0
+            delta = field(choice, "delta")
             if delta is not None:
                 chunks += self._content(delta, index, event)
-                for position, call in enumerate(getattr(delta, "tool_calls", None) or ()):
+                for position, call in enumerate(field(delta, "tool_calls") or ()):
                     fragment = self._fragment(call, position, index, event)
                     if fragment is not None:
                         chunks.append(fragment)
-            if choice.finish_reason:
-                self._native_finish, self._finish_event = choice.finish_reason, event
+            finish = field(choice, "finish_reason")
+            if finish:
+                self._native_finish, self._finish_event = finish, event
         return chunks
 
     def completion_chunks(self, completion: Any) -> list[Chunk]:
         """Every chunk of a whole (non-streamed) completion: one per part, then usage and finish."""
+        field = self.field
         self._start(completion)
         self._note_usage(completion)
         chunks: list[Chunk] = []
-        for choice in completion.choices or ():
-            message = choice.message
-            chunks += self._content(message, choice.index or 0, completion)
-            for position, call in enumerate(getattr(message, "tool_calls", None) or ()):
+        for choice in field(completion, "choices") or ():
+            message = field(choice, "message")
+            chunks += self._content(message, field(choice, "index") or 0, completion)
+            for position, call in enumerate(field(message, "tool_calls") or ()):
                 # A custom (free-form) tool call has `custom.input` where a function call has arguments.
-                function = getattr(call, "function", None) or getattr(call, "custom", None)
-                arguments = getattr(function, "arguments", None) or getattr(function, "input", None) or ""
+                function = field(call, "function") or field(call, "custom")
+                arguments = field(function, "arguments") or field(function, "input") or ""
                 chunks.append(
                     Chunk(
                         type="tool_call",
                         data=arguments,
                         index=position,
-                        tool_call_id=call.id,
-                        tool_name=getattr(function, "name", None) or "",
+                        tool_call_id=field(call, "id"),
+                        tool_name=field(function, "name") or "",
                         metadata=self._metadata,
                         raw_response=completion,
                     )
                 )
-            if choice.finish_reason:
-                self._native_finish, self._finish_event = choice.finish_reason, completion
+            finish = field(choice, "finish_reason")
+            if finish:
+                self._native_finish, self._finish_event = finish, completion
         return chunks + self.end()
 
     def end(self) -> list[Chunk]:
@@ -321,6 +345,15 @@ def _body_error(body: object, message: str, provider: str) -> ProviderError:
     if code in _PERMANENT_CODES:
         result.retryable = False
     return result
+
+
+def event_error(error: Any, provider: str) -> ProviderError:
+    """The lionflow error of an error the stream sent in an event (``{"error": ...}``), as the
+    SDK's `APIError` for it maps: the native transport's twin of `sdk_error` mid-stream."""
+    message = error.get("message") if isinstance(error, Mapping) else None
+    if not isinstance(message, str) or not message:
+        message = "An error occurred during streaming"
+    return _body_error(error, message, provider)
 
 
 def _message(exc: Any) -> str:

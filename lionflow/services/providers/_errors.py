@@ -68,7 +68,7 @@ def status_error(
     return ProviderHTTPError(status, message, provider=provider)
 
 
-def malformed(error: ValueError, provider: str) -> ProviderError:
+def malformed(error: BaseException, provider: str) -> ProviderError:
     """The error for a body or stream event that is not the JSON it should be (a proxy's error
     page sent with status 200, an event cut short); the caller chains `error`."""
     return ProviderError(f"{provider} sent a malformed response: {error}", provider=provider)

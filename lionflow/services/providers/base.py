@@ -11,6 +11,7 @@ writing one; `lionflow.services.providers.scripted` is the annotated template.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import json
 import os
@@ -132,6 +133,11 @@ class Provider(ABC):
     name: ClassVar[str]
     option_names: ClassVar[frozenset[str]] = frozenset()
     default_model: ClassVar[str | None] = None
+    transport: ClassVar[str] = "sdk"
+    """How the adapter reaches its provider: ``"sdk"`` (the official SDK, or no network at all) or
+    ``"native"`` (httpx and lionflow's own decoding, `_native`)."""
+    native: ClassVar[str | None] = None
+    """Where the ``transport="native"`` twin of this adapter lives (``"module:Class"``), if it has one."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         unknown = sorted(set(settings.options) - self.option_names)
@@ -155,6 +161,20 @@ class Provider(ABC):
         the one asked for, and raises `ConfigurationError` for an endpoint it does not have.
         """
         return cls
+
+    @classmethod
+    def for_transport(cls, transport: str) -> type[Provider]:
+        """The adapter class speaking `transport` (``iModel(transport=...)``): this one for its own
+        transport, its `native` twin for ``"native"``; `ConfigurationError` for anything else."""
+        if transport == cls.transport:
+            return cls
+        if transport == "native" and cls.native is not None:
+            module_name, _, attr = cls.native.partition(":")
+            native: type[Provider] = getattr(importlib.import_module(module_name), attr)
+            return native
+        if transport not in ("sdk", "native"):
+            raise ConfigurationError(f"transport must be 'sdk' or 'native', not {transport!r}")
+        raise ConfigurationError(f"provider {cls.name!r} has no {transport!r} transport")
 
     @classmethod
     def close_option(cls, keyword: str) -> str | None:
@@ -224,7 +244,7 @@ class _ErrorMap:
             return
         provider = self._provider
         error: ProviderError
-        if isinstance(exc, json.JSONDecodeError):  # a body or event that is not the JSON it should be
+        if isinstance(exc, provider.malformed_errors):  # a body or event that is not the JSON it should be
             error = malformed(exc, provider.name)
         elif isinstance(exc, provider.sdk_errors):
             error = provider._error(exc, self._phase)
@@ -270,6 +290,9 @@ class SdkProvider(Provider):
     endpoints: ClassVar[tuple[str, ...]]
     sdk_errors: ClassVar[tuple[type[BaseException], ...]]
     """The SDK's exceptions that `_map_errors()` maps (its API error root, its HTTP client's)."""
+    malformed_errors: ClassVar[tuple[type[BaseException], ...]] = (json.JSONDecodeError,)
+    """What the JSON decoder raises for data that is not JSON: `_map_errors()` reports a malformed
+    response."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)

@@ -24,18 +24,21 @@ from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvi
 from lionflow.services.providers.groq_chat_request import request_arguments
 
 
-class _GroqChunkMapper(ChatChunkMapper):
+class GroqChunkMapper(ChatChunkMapper):
+    """Chat Completions chunks as Groq sends them (see `ChatChunkMapper`)."""
+
     def event_usage(self, event: Any) -> Any:
         # Groq reports streamed usage in x_groq on the last chunk (newer responses repeat it at the
         # top level, and a whole completion has only the top-level one).
-        usage = getattr(event, "usage", None)
+        field = self.field
+        usage = field(event, "usage")
         if usage is None:
-            usage = getattr(getattr(event, "x_groq", None), "usage", None)
+            usage = field(field(event, "x_groq"), "usage")
         return usage
 
     def chunks(self, event: Any) -> list[Chunk]:
         chunks = super().chunks(event)
-        error = getattr(getattr(event, "x_groq", None), "error", None)
+        error = self.field(self.field(event, "x_groq"), "error")
         if error:
             # Groq's way of saying that it stopped the stream early; what came so far is kept by
             # the caller's partial Response.
@@ -69,6 +72,7 @@ class GroqProvider(SdkProvider):
     api_key_variables: ClassVar[tuple[str, ...]] = ("GROQ_API_KEY",)
     base_url_variable: ClassVar[str | None] = "GROQ_BASE_URL"
     endpoints: ClassVar[tuple[str, ...]] = CHAT_ENDPOINTS
+    native: ClassVar[str | None] = "lionflow.services.providers._native_chat:NativeGroqProvider"
     # Unlike openai's, the groq SDK lets httpx errors escape while a stream is read.
     sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (groq.APIError, httpx.TransportError)
     _client: groq.AsyncGroq
@@ -81,7 +85,7 @@ class GroqProvider(SdkProvider):
         return mapped if mapped is not None else transport_error(error, phase, provider=self.name)
 
     async def open(self, request: ModelRequest) -> ChunkStream:
-        mapper = _GroqChunkMapper(self.name)
+        mapper = GroqChunkMapper(self.name)
         return await open_chat(
             self._client.chat.completions, request_arguments(request), mapper, request, self._map_errors
         )

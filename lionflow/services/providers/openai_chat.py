@@ -92,6 +92,8 @@ class OpenAIChatProvider(OpenAIClientProvider):
             "or 'responses'"
         )
 
+    native: ClassVar[str | None] = "lionflow.services.providers._native_chat:NativeOpenAIChatProvider"
+
     async def open(self, request: ModelRequest) -> ChunkStream:
         arguments = request_arguments(request, server=self.server)
         mapper = ChatChunkMapper(self.name)

@@ -1,0 +1,115 @@
+"""Server-sent events, bytes in and events out: the native transport's decoder (WHATWG HTML,
+"Server-sent events", the event stream interpretation).
+
+`SseDecoder.feed()` takes whatever bytes the socket gave (an event may be split anywhere, even
+inside a CRLF) and returns the events those bytes completed. Lines end in CR, LF or CRLF; a line
+starting with ``:`` is a comment; ``data`` lines of one event are joined with LF; ``event``, ``id``
+(without NUL) and ``retry`` (digits only) are kept; unknown fields are ignored; one space after the
+colon is dropped. An event is dispatched at a blank line, and only when it has data.
+
+This runs once per delta of every native stream, so it works on whole byte strings
+(`bytes.splitlines`) and touches each line once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class SseEvent:
+    """One dispatched event: its type (None when the stream named none, which the specification
+    calls ``message``; some SDKs tell the two apart), its data (the data lines joined with LF, as
+    bytes: the JSON decoder takes them as they are), and the stream's last event id and
+    reconnection time as they stood when it was dispatched."""
+
+    event: str | None
+    data: bytes
+    id: str | None = None
+    retry: int | None = None
+
+
+_LINE_ENDS = (b"\n", b"\r")
+
+
+class SseDecoder:
+    """An incremental event-stream parser; see the module's docstring."""
+
+    __slots__ = ("_data", "_event", "_id", "_partial", "_retry", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._partial = b""  # an unterminated line from the previous feed
+        self._skip_lf = False  # the previous feed ended in CR: an LF that starts the next is its CRLF
+        self._data: list[bytes] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last ``id`` the stream set (what a reconnecting client sends as ``Last-Event-ID``)."""
+        return self._id
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time in milliseconds the stream last asked for, if any."""
+        return self._retry
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        """The events that `chunk`, appended to what came before, completes."""
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if self._partial:
+            chunk = self._partial + chunk
+            self._partial = b""
+        if not chunk:
+            return []
+        lines = chunk.splitlines()
+        last = chunk[-1:]
+        if last not in _LINE_ENDS:
+            self._partial = lines.pop()
+        elif last == b"\r":
+            self._skip_lf = True
+        events: list[SseEvent] = []
+        data = self._data
+        for line in lines:
+            if line.startswith(b"data:"):  # nearly every line
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif not line:
+                if data:
+                    events.append(SseEvent(self._event, b"\n".join(data), self._id, self._retry))
+                    data.clear()
+                self._event = None
+            elif line[0] != 58:  # b":" starts a comment
+                self._field(line)
+        return events
+
+    def _field(self, line: bytes) -> None:
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"data":  # "data" without a colon: an empty data line
+            self._data.append(value)
+        elif name == b"id":
+            if b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
+        elif name == b"retry" and value.isdigit():
+            self._retry = int(value)
+
+    def end(self) -> list[SseEvent]:
+        """At the end of the stream: the event its last bytes began, if they never ended it with a
+        blank line. The specification drops such an event; the official SDKs (and so lionflow,
+        which must read what they read) dispatch it."""
+        if self._partial:
+            partial, self._partial = self._partial, b""
+            self.feed(partial + b"\n")
+        if not self._data:
+            return []
+        event = SseEvent(self._event, b"\n".join(self._data), self._id, self._retry)
+        self._data.clear()
+        self._event = None
+        return [event]
