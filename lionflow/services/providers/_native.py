@@ -125,28 +125,32 @@ class NativeClient:
 
 
 async def read_error(response: httpx.Response) -> tuple[Any, str]:
-    """An error response's body, decoded when it is JSON (else None), and its text; the response is
-    closed."""
+    """An error response's body, decoded when it is JSON (else None), and its text, stripped; the
+    response is closed."""
     try:
         raw = await response.aread()
     finally:
         await response.aclose()
-    text = raw.decode("utf-8", "replace")
+    text = raw.decode("utf-8", "replace").strip()
     try:
-        return decode(raw), text
+        return decode(text), text
     except msgspec.DecodeError:
         return None, text
 
 
-def error_message(body: Any, text: str, status: int) -> str:
-    """The message of an error body (``{"error": {"message": ...}}``, or ``{"message": ...}``); else
-    the SDKs' wording: ``Error code: STATUS - BODY``."""
-    error = body.get("error", body) if isinstance(body, Mapping) else None
-    message = error.get("message") if isinstance(error, Mapping) else None
-    if isinstance(message, str) and message:
-        return message
-    detail = body if body is not None else text
-    return f"Error code: {status}" + (f" - {detail}" if detail else "")
+def error_message(body: Any, text: str, status: int, *, quotes_body: bool = True) -> str:
+    """The message of an error body as the SDKs find it: the body's ``error.message`` (or
+    ``message``). Without one, the anthropic and groq SDKs (`quotes_body`) say ``Error code: STATUS
+    - BODY`` for a JSON body and the text itself for any other; the openai SDK says ``Error code:
+    STATUS``. An empty body is ``Error code: STATUS`` everywhere."""
+    if body is not None:
+        error = body.get("error", body) if isinstance(body, Mapping) else None
+        message = error.get("message") if isinstance(error, Mapping) else None
+        if isinstance(message, str) and message:
+            return message
+    if not quotes_body or not text:
+        return f"Error code: {status}"
+    return text if body is None else f"Error code: {status} - {body}"
 
 
 def status_failure(response: httpx.Response, message: str, provider: str) -> ProviderError:

@@ -49,6 +49,7 @@ class _NativeChat(SdkProvider):
     path: ClassVar[str]
     default_server: ClassVar[str]
     named_events: ClassVar[bool]  # whether named events (other than `error`) are chunks too
+    quotes_error_body: ClassVar[bool]  # see `error_message`
     _native: NativeClient
 
     def _make_client(self) -> Any:
@@ -77,7 +78,9 @@ class _NativeChat(SdkProvider):
             )
             if response.status_code >= 400:
                 error_body, text = await read_error(response)
-                message = error_message(error_body, text, response.status_code)
+                message = error_message(
+                    error_body, text, response.status_code, quotes_body=self.quotes_error_body
+                )
                 raise status_failure(response, message, self.name)
             if not request.stream:
                 try:
@@ -134,6 +137,7 @@ class NativeOpenAIChatProvider(_NativeChat, OpenAIChatProvider):
     path: ClassVar[str] = "/chat/completions"
     default_server: ClassVar[str] = "https://api.openai.com/v1"
     named_events: ClassVar[bool] = True
+    quotes_error_body: ClassVar[bool] = False
 
     def _headers(self) -> dict[str, str]:
         options = self.settings.options
@@ -155,6 +159,7 @@ class NativeGroqProvider(_NativeChat, GroqProvider):
     path: ClassVar[str] = "/openai/v1/chat/completions"
     default_server: ClassVar[str] = "https://api.groq.com"
     named_events: ClassVar[bool] = False
+    quotes_error_body: ClassVar[bool] = True
 
     def _mapper(self) -> ChatChunkMapper:
         return GroqChunkMapper(self.name, dict_field)

@@ -5,7 +5,7 @@
 inside a CRLF) and returns the events those bytes completed. Lines end in CR, LF or CRLF; a line
 starting with ``:`` is a comment; ``data`` lines of one event are joined with LF; ``event``, ``id``
 (without NUL) and ``retry`` (digits only) are kept; unknown fields are ignored; one space after the
-colon is dropped. An event is dispatched at a blank line, and only when it has data.
+colon is dropped; a byte order mark that begins the stream is dropped. An event is dispatched at a blank line, and only when it has data.
 
 This runs once per delta of every native stream, so it works on whole byte strings
 (`bytes.splitlines`) and touches each line once.
@@ -30,14 +30,16 @@ class SseEvent:
 
 
 _LINE_ENDS = (b"\n", b"\r")
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which a stream may begin with
 
 
 class SseDecoder:
     """An incremental event-stream parser; see the module's docstring."""
 
-    __slots__ = ("_data", "_event", "_id", "_partial", "_retry", "_skip_lf")
+    __slots__ = ("_data", "_event", "_id", "_partial", "_retry", "_skip_lf", "_started")
 
     def __init__(self) -> None:
+        self._started = False  # whether the stream's first bytes (and a byte order mark) went by
         self._partial = b""  # an unterminated line from the previous feed
         self._skip_lf = False  # the previous feed ended in CR: an LF that starts the next is its CRLF
         self._data: list[bytes] = []
@@ -57,6 +59,14 @@ class SseDecoder:
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """The events that `chunk`, appended to what came before, completes."""
+        if not self._started:
+            chunk = self._partial + chunk
+            self._partial = b""
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._partial = chunk  # perhaps a byte order mark, split
+                return []
+            self._started = True
+            chunk = chunk.removeprefix(_BOM)
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
