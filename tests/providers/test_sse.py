@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import given, settings
@@ -135,6 +136,6 @@ _ENDS = st.sampled_from([b"\n", b"\r", b"\r\n"])
 def test_split_anywhere_reads_as_the_whole_stream(lines: list[tuple[bytes, bytes]], cuts: list[int]) -> None:
     stream = b"".join(line + end for line, end in lines)
     points = sorted({min(cut, len(stream)) for cut in cuts} | {0, len(stream)})
-    pieces = [stream[a:b] for a, b in zip(points, points[1:], strict=False)]
+    pieces = [stream[a:b] for a, b in itertools.pairwise(points)]
     assert view(decode(*pieces)) == reference(stream)
     assert view(decode(stream)) == reference(stream)

@@ -5,7 +5,8 @@
 inside a CRLF) and returns the events those bytes completed. Lines end in CR, LF or CRLF; a line
 starting with ``:`` is a comment; ``data`` lines of one event are joined with LF; ``event``, ``id``
 (without NUL) and ``retry`` (digits only) are kept; unknown fields are ignored; one space after the
-colon is dropped; a byte order mark that begins the stream is dropped. An event is dispatched at a blank line, and only when it has data.
+colon is dropped; a byte order mark that begins the stream is dropped. An event is dispatched
+at a blank line, and only when it has data.
 
 This runs once per delta of every native stream, so it works on whole byte strings
 (`bytes.splitlines`) and touches each line once.
