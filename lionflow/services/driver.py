@@ -4,17 +4,18 @@ It holds the concurrency slot and rate limiter, retries before the first chunk, 
 assembling the Response, and closing the provider stream however the call ends.
 
 Stopping from another task (`ModelCall.aclose()` while a task waits in the driver for the
-provider) and the idle and total timeouts need a cancel scope around that wait. A scope costs
-several microseconds, so the driver enters one only when a provider read actually has to wait
-(`_rest_of`); a chunk that is ready costs no scope, with or without timeouts. The driver never
-yields to its consumer inside a scope (PEP 789).
+provider) and the idle and total timeouts must interrupt that wait. Before the first chunk a cancel
+scope does it (once per call). After it, a scope per read would cost several microseconds a chunk
+(in a real stream nearly every read waits), so the call's one `ReadWatch` does it instead: a
+deadline that moves with each read, one timer, and an interrupt aimed at the wait (`_rest_of`); a
+chunk that is ready is read directly. The driver never yields to its consumer inside a scope or
+a watched wait (PEP 789).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -36,7 +37,7 @@ from lionflow.guards.guarded import GuardedStream
 from lionflow.guards.handler import StreamingHandler
 from lionflow.guards.output import InputGuard, OutputGuard
 from lionflow.services.chunk import Chunk
-from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
+from lionflow.services.policy import Interrupted, RateLimiter, ReadWatch, RetryPolicy, Timeout, read_watch
 from lionflow.services.providers._structured import parse_list
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 from lionflow.services.response import Response, ResponseAssembler
@@ -49,10 +50,6 @@ T = TypeVar("T")
 _CLOSE_GRACE = 5.0
 # How long aclose() from another task waits for the iterating task to finish recording.
 _STOP_GRACE = 2 * _CLOSE_GRACE
-
-
-class _Stopped(Exception):
-    """Raised inside a driver that `aclose()` from another task stopped; never leaves the driver."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +76,9 @@ class CallState:
     """What the driver shares with its ModelCall. Kept apart so that the driver generator does not
     reference the ModelCall: dropping the call then finalizes the generator at once.
 
-    `scope` is the cancel scope around the driver's current wait on the provider (None while it is
-    not waiting): `stop()` cancels it, so that a task inside the driver returns at once.
+    `scope` is the cancel scope around the driver's setup (slot, connect, first chunk), and `watch`
+    watches its reads of the chunks after that: `stop()` cancels or interrupts them, so that a task
+    inside the driver returns at once.
     """
 
     __slots__ = (
@@ -92,6 +90,7 @@ class CallState:
         "response",
         "scope",
         "stop_requested",
+        "watch",
     )
 
     def __init__(self, handler: StreamingHandler[Any] | None = None) -> None:
@@ -100,6 +99,7 @@ class CallState:
         self.error: BaseException | None = None
         self.attempts = 0
         self.scope: anyio.CancelScope | None = None
+        self.watch: ReadWatch | None = None
         self.stop_requested = False
         self.done: anyio.Event | None = None  # set when the driver has ended and cleaned up
         self.close_dropped: Callable[[AsyncGenerator[Any, None]], None] | None = None
@@ -108,6 +108,8 @@ class CallState:
         self.stop_requested = True
         if self.scope is not None:
             self.scope.cancel()
+        if self.watch is not None:
+            self.watch.interrupt()
 
 
 async def wait_done(done: anyio.Event | None) -> None:
@@ -156,6 +158,10 @@ class _Deadline:
         self.total = total
         self.at = None if total is None else time.monotonic() + total
 
+    def loop_at(self) -> float | None:
+        """The total deadline in the event loop's clock (which may not be `time.monotonic`)."""
+        return None if self.at is None else anyio.current_time() + (self.at - time.monotonic())
+
     def limit(self, seconds: float | None, phase: TimeoutPhase) -> tuple[float | None, TimeoutPhase, float]:
         if self.at is None or self.total is None:
             return seconds, phase, seconds or 0.0
@@ -189,69 +195,75 @@ async def _next_chunk(
 
 @types.coroutine
 def _rest_of(
-    waiter: Generator[Any, Any, Chunk], trap: Any, state: CallState, at: float | None
+    waiter: Generator[Any, Any, Chunk], trap: Any, watch: ReadWatch
 ) -> Generator[Any, Any, Chunk | None]:
     """Finish a provider read that had to wait: `waiter` has just suspended on `trap`. Returns the
-    chunk, or None at the end of the stream. Raises `_Stopped` once `state.stop()` was called, or
-    when the event-loop time `at` (the idle or total deadline) passed first.
+    chunk, or None at the end of the stream. Raises `Interrupted` once `watch` was interrupted: by
+    `state.stop()`, or when its deadline (the idle or total limit) passed first.
 
-    This forwards what the event loop sends and throws, as ``yield from`` would, and puts a cancel
-    scope around each suspension only: the read may hold scopes of its own (a socket timeout), and
-    ours must always be the innermost. Once our scope is cancelled (a stop, the deadline), the read
-    is abandoned by throwing `_Stopped` into it. What escapes our scope (on asyncio, a cancellation
-    of the consumer, even one that came with a stop) is thrown into the read as it is; on trio a
-    cancellation reaches the read as a value, so a stop that came with one stays a stop, and the
-    consumer's cancellation is delivered again at its next checkpoint. Either way the read is
-    unwound before anything leaves here, so that its scopes close in its own task, in order; its
-    own clean-up waits then run without our scope, which would otherwise cut them short.
+    This forwards what the event loop sends and throws, as ``yield from`` would, marking each
+    suspension as a wait of the watch (its cheap stand-in for a cancel scope): this frame is the
+    innermost, so what interrupts the wait lands here first, whatever scopes the read holds of its
+    own (a socket timeout). Once interrupted, the read is abandoned by throwing `Interrupted` into
+    it. What the watch does not claim (on asyncio, a cancellation of the consumer, even one that
+    came with a stop) is thrown into the read as it is; on trio a cancellation reaches the read as
+    a value, so a stop that came with one stays a stop, and the consumer's cancellation is
+    delivered again at its next checkpoint. Either way the read is unwound before anything leaves
+    here, so that its scopes close in its own task, in order; its own clean-up waits run unwatched.
 
     A stop that lands as the read is woken with its chunk still stops: the chunk is dropped, as
     are any chunks that had not yet reached the consumer.
     """
-    ending: BaseException | None = None  # what was thrown into the read; it is unwinding
-    while True:
-        thrown: BaseException | None = None
-        if ending is not None:
+    sent: Any = None
+    # What was thrown into the read, which is then unwinding (stopped before the read began to
+    # wait: abandoned at once).
+    ending: BaseException | None = Interrupted() if watch.interrupted else None
+    thrown = ending
+    if ending is None:
+        watch.arm()
+        while True:
+            watch.trap = trap
+            watch.waiting = True
             try:
                 sent = yield trap
             except GeneratorExit:
+                watch.waiting = False
                 waiter.close()
                 raise
             except BaseException as exc:
-                thrown = exc
-        else:
+                watch.waiting = False
+                thrown = ending = watch.claim(exc)  # Interrupted if the watch woke us, else theirs
+                break
+            watch.waiting = False
+            if watch.interrupted:  # whatever woke the read (a chunk that arrived at that moment)
+                thrown = ending = Interrupted()
+                break
             try:
-                with anyio.CancelScope(deadline=math.inf if at is None else at) as scope:
-                    state.scope = scope
-                    try:
-                        sent = yield trap
-                    finally:
-                        state.scope = None
-            except GeneratorExit:
-                waiter.close()
-                raise
-            except BaseException as exc:  # not ours to take: thrown into the read as it is
-                thrown = ending = exc
-            else:
-                # Our scope was cancelled (a stop, or the deadline): whatever woke the read (on
-                # trio, the cancellation as an outcome; a chunk that arrived at that moment), the
-                # read is abandoned.
-                if scope.cancel_called or state.stop_requested:
-                    thrown = ending = _Stopped()
+                trap = waiter.send(sent)
+            except StopIteration as ready:
+                return ready.value  # type: ignore[no-any-return]
+            except StopAsyncIteration:
+                return None
+    # The read is abandoned: unwind it, unwatched.
+    while True:
         try:
             trap = waiter.send(sent) if thrown is None else waiter.throw(thrown)
-        except StopIteration as ready:
-            if isinstance(ending, _Stopped):
+        except (StopIteration, StopAsyncIteration) as end:
+            if isinstance(ending, Interrupted):
                 raise ending from None
-            return ready.value  # type: ignore[no-any-return]
-        except StopAsyncIteration:
-            if isinstance(ending, _Stopped):
-                raise ending from None
-            return None
+            return end.value if isinstance(end, StopIteration) else None
         except Exception:
-            if isinstance(ending, _Stopped):  # the read reported our stop as an error of its own
+            if isinstance(ending, Interrupted):  # the read reported our stop as an error of its own
                 raise ending from None
             raise
+        thrown = None
+        try:
+            sent = yield trap
+        except GeneratorExit:
+            waiter.close()
+            raise
+        except BaseException as exc:
+            thrown = exc
 
 
 async def _close_quietly(stream: ChunkStream | None) -> None:
@@ -317,7 +329,7 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
                         slots.release()
                         holding_slot = False
                     if setup.cancel_called:  # stopped; the SDK reported it as its own error
-                        raise _Stopped from None
+                        raise Interrupted from None
                     if not error.retryable or attempt >= context.retry.max_retries:
                         raise
                     wait = context.retry.delay(attempt, error)
@@ -327,16 +339,18 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
                     attempt += 1
         state.scope = None
         if setup.cancel_called:
-            raise _Stopped
+            raise Interrupted
         assert stream is not None
 
         if chunk is not None:
             first_chunk_at = time.perf_counter() - started
-        # A ready chunk is read directly: the cheapest path per chunk. Only a read that has to wait
-        # gets a cancel scope (`_rest_of`), which carries the idle and total deadlines and which
-        # stop() cancels, so a stop means the same with or without timeouts.
+        # A ready chunk is read directly: the cheapest path per chunk. A read that has to wait is
+        # watched (`_rest_of`) by the call's one ReadWatch, which carries the idle and total
+        # deadlines and which stop() interrupts, so a stop means the same with or without timeouts.
         read = stream.__anext__
-        timed = idle is not None or deadline.at is not None
+        watch = state.watch = read_watch(idle=idle, total_at=deadline.loop_at())
+        if state.stop_requested:
+            watch.interrupt()
         handler = state.handler
         while chunk is not None:
             assembler.add(chunk)
@@ -351,17 +365,14 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
             except StopAsyncIteration:
                 chunk = None
             else:
-                if not timed:
-                    chunk = await _rest_of(waiter, trap, state, None)
-                    continue
-                limit, culprit, configured = deadline.limit(idle, "idle")
-                assert limit is not None
                 try:
-                    chunk = await _rest_of(waiter, trap, state, anyio.current_time() + limit)
-                except _Stopped:
-                    if state.stop_requested:
+                    chunk = await _rest_of(waiter, trap, watch)
+                except Interrupted:
+                    if state.stop_requested or not watch.expired:
                         raise
-                    raise ProviderTimeout(culprit, configured, provider=provider) from None
+                    if watch.total_phase:
+                        raise ProviderTimeout("total", timeout.total or 0.0, provider=provider) from None
+                    raise ProviderTimeout("idle", idle or 0.0, provider=provider) from None
 
         if not assembler.saw_finish:
             # The adapter contract promises a finish chunk; keep the promise to the caller regardless.
@@ -382,7 +393,7 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
         if state.handler is not None:
             state.handler.finish()
     except BaseException as exc:
-        stopped = isinstance(exc, _Stopped)
+        stopped = isinstance(exc, Interrupted)
         cancelled = stopped or isinstance(exc, GeneratorExit | anyio.get_cancelled_exc_class())
         state.response = assembler.build(
             duration=time.perf_counter() - started,
@@ -404,6 +415,9 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
             raise
     finally:
         state.scope = None
+        if state.watch is not None:
+            state.watch.close()
+            state.watch = None
         await _close_quietly(stream)
         if holding_slot and slots is not None:
             slots.release()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Any, Literal, NoReturn, overload
 
 import anyio
+import sniffio
 
 from lionflow.errors import ConfigurationError, ProviderError, RateLimitError
 
@@ -175,3 +177,190 @@ class RateLimiter:
                     self._starts.append(now)
                     return
                 await anyio.sleep(self._starts[0] + self.per - now)
+
+
+class Interrupted(Exception):
+    """Raised into a provider read that a `ReadWatch` interrupted; never leaves the driver."""
+
+
+def _raise_interrupted() -> NoReturn:
+    raise Interrupted
+
+
+class ReadWatch:
+    """Interrupts a call's waits on its provider reads from outside, without a cancel scope per read.
+
+    A cancel scope costs several microseconds to enter and leave, and in a real stream nearly every
+    read waits (the socket has no data yet), so one per read would dominate what the service layer
+    costs per chunk. The driver instead marks each wait (`waiting`, and `arm()` moves the deadline:
+    the idle limit from now, capped by the total deadline), and one timer per call checks it: it
+    wakes at the deadline, or at the earliest moment a later deadline could fall, and interrupts a
+    wait that has run past it. `interrupt()` (a stop from another task) does the same at once.
+
+    Interrupting a wait is what a cancel scope does underneath, aimed at the one wait: on asyncio
+    the task is cancelled and the cancellation, taken back (``uncancel``) where the driver's
+    trampoline catches it, becomes `Interrupted`; on trio the wait is aborted as trio aborts it for a
+    cancellation, and rescheduled with `Interrupted`. The driver never yields to its consumer while
+    a wait is marked, so nothing of the consumer's runs under the watch (PEP 789).
+    """
+
+    __slots__ = (
+        "_idle",
+        "_now",
+        "_total_at",
+        "deadline",
+        "expired",
+        "fired",
+        "interrupted",
+        "total_phase",
+        "trap",
+        "waiting",
+    )
+
+    def __init__(self, now: Callable[[], float], *, idle: float | None, total_at: float | None) -> None:
+        self._now = now  # the event loop's clock
+        self._idle = idle
+        self._total_at = math.inf if total_at is None else total_at
+        self.deadline = self._total_at  # in the clock of `_now()`
+        self.total_phase = idle is None  # the deadline is the total one (else the idle one)
+        self.waiting = False  # the driver waits on a read, under this watch
+        self.interrupted = False  # stopped or expired: the current or next wait is abandoned
+        self.expired = False
+        self.fired = False  # the waiting task was woken to be interrupted
+        self.trap: object = None  # what the current wait yielded to the event loop
+
+    @property
+    def timed(self) -> bool:
+        return self._idle is not None or self._total_at != math.inf
+
+    def arm(self) -> None:
+        """Start the clock of a wait that begins now: its deadline is the idle limit from now,
+        or the total deadline when that comes first."""
+        idle = self._idle
+        if idle is not None:
+            at = self._now() + idle
+            self.total_phase = at >= self._total_at
+            self.deadline = self._total_at if self.total_phase else at
+
+    def interrupt(self) -> None:
+        """Abandon the current wait (or the next one): a stop, or the deadline."""
+        self.interrupted = True
+        if self.waiting and not self.fired:
+            self._wake()
+
+    def claim(self, error: BaseException) -> BaseException:
+        """What the driver should throw into the read for `error`, raised at its wait."""
+        return error
+
+    def close(self) -> None:
+        """Stop the timer (the call has ended)."""
+
+    def _next_check(self) -> float:
+        # Called by the timer: interrupt an expired wait, and say when to look again.
+        now = self._now()
+        if self.waiting:
+            if now >= self.deadline:
+                self.expired = True
+                self.interrupt()
+                return math.inf
+            return self.deadline
+        # No wait now: a later one cannot end before the idle limit from now (or the total deadline).
+        return self._total_at if self._idle is None else min(now + self._idle, self._total_at)
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+
+class _AsyncioWatch(ReadWatch):
+    __slots__ = ("_cancels", "_loop", "_task", "_timer")
+
+    def __init__(self, *, idle: float | None, total_at: float | None) -> None:
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        super().__init__(self._loop.time, idle=idle, total_at=total_at)
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._cancels = 0
+        self._timer: asyncio.TimerHandle | None = None
+        if self.timed:
+            self._timer = self._loop.call_at(self._next_check(), self._on_timer)
+
+    def _on_timer(self) -> None:
+        at = self._next_check()
+        self._timer = None if at == math.inf else self._loop.call_at(at, self._on_timer)
+
+    def _wake(self) -> None:
+        trap = self.trap
+        done = getattr(trap, "done", None)
+        if done is not None and done():
+            return  # the read is being woken with its result: the driver sees `interrupted` then
+        self._cancels = self._task.cancelling()
+        self.fired = True
+        self._task.cancel()
+
+    def claim(self, error: BaseException) -> BaseException:
+        if not self.fired:
+            return error
+        self.fired = False
+        task = self._task
+        task.uncancel()
+        # Another cancellation arrived with ours (the consumer's): it is not ours to take.
+        if isinstance(error, self._cancelled()) and task.cancelling() <= self._cancels:
+            return Interrupted()
+        return error
+
+    @staticmethod
+    def _cancelled() -> type[BaseException]:
+        import asyncio
+
+        return asyncio.CancelledError
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class _TrioWatch(ReadWatch):
+    __slots__ = ("_scope", "_task")
+
+    def __init__(self, *, idle: float | None, total_at: float | None) -> None:
+        import trio
+
+        super().__init__(trio.current_time, idle=idle, total_at=total_at)
+        self._task = trio.lowlevel.current_task()
+        self._scope: trio.CancelScope | None = None
+        if self.timed:
+            self._scope = trio.CancelScope()
+            trio.lowlevel.spawn_system_task(self._run_timer, self._scope, name="lionflow read timer")
+
+    async def _run_timer(self, scope: Any) -> None:
+        import trio
+
+        with scope:  # cancelled by close(), perhaps before this task began
+            at = self._next_check()
+            while at != math.inf:
+                await trio.sleep_until(at)
+                at = self._next_check()
+
+    def _wake(self) -> None:
+        # As trio delivers a cancellation: abort the wait unless a wake-up is already on its way
+        # (then the driver sees `interrupted` when it resumes).
+        task: Any = self._task
+        if task._abort_func is not None:
+            self.fired = True
+            task._attempt_abort(_raise_interrupted)
+
+    def close(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
+
+
+def read_watch(*, idle: float | None, total_at: float | None) -> ReadWatch:
+    """A `ReadWatch` for the running event loop; `total_at` is in the loop's clock."""
+    if sniffio.current_async_library() == "trio":
+        return _TrioWatch(idle=idle, total_at=total_at)
+    return _AsyncioWatch(idle=idle, total_at=total_at)
