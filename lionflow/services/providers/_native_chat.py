@@ -5,8 +5,8 @@ The request is the SDK adapter's own (`request_arguments`), sent as the SDK woul
 are mapped by the same `ChatChunkMapper`, reading decoded JSON (`dict_field`) where the SDK adapter
 reads the SDK's objects. Each SDK's stream rules are kept: an event whose data has an ``error`` ends
 the stream with that error (openai: any event; groq: an unnamed one or ``event: error``; groq
-ignores other named events), ``[DONE]`` ends it, and an event the stream never terminated with a
-blank line is dropped.
+reads other named events as ``{"data": ..., "event": ...}``, a chunk without choices), ``[DONE]``
+ends it, and an event the stream never terminated with a blank line is dropped.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ class _NativeChat(SdkProvider):
                     event = decode(data)
                 name = sse.event
                 if name is not None and name != "error" and not named_events:
-                    continue  # groq's SDK makes an empty chunk of it
-                if event.__class__ is dict and event.get("error"):
+                    event = {"data": event, "event": name}  # what groq's SDK makes of it: no choices
+                elif event.__class__ is dict and event.get("error"):
                     raise interrupted(event_error(event["error"], self.name))
                 chunks = mapper.chunks(event)
                 if chunks:
