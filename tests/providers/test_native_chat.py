@@ -39,7 +39,7 @@ def groq_model(server: LoopbackServer, **extra: Any) -> dict[str, Any]:
     }
 
 
-OPENAI_STREAMS: dict[str, list[object]] = {
+OPENAI_STREAMS: dict[str, list[Any]] = {
     "text": text_stream("Hel", "lo"),
     "length": text_stream("cut", finish="length"),
     "content_filter": text_stream("no", finish="content_filter"),
