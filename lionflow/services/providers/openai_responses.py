@@ -24,7 +24,14 @@ from lionflow.errors import (
     TimeoutPhase,
 )
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
-from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error, transport_error
+from lionflow.services.providers._chat_completions import Field, sdk_field
+from lionflow.services.providers._errors import (
+    interrupted,
+    malformed,
+    sdk_timeout,
+    status_error,
+    transport_error,
+)
 from lionflow.services.providers.base import ChunkStream, ModelRequest, listed
 from lionflow.services.providers.openai_chat import OpenAIClientProvider
 from lionflow.services.providers.openai_responses_request import request_arguments
@@ -47,22 +54,39 @@ def _failure(code: str | None, message: str | None, provider: str) -> ProviderEr
     return ProviderError(text, provider=provider, retryable=code in _TRANSIENT_CODES)
 
 
+def stream_failure(error: Any, provider: str) -> ProviderError:
+    """The error of a stream event whose data has an ``error``, which the SDK raises as a bare
+    `APIError` (code and message read from it as the SDK reads them): the native transport's twin
+    of the adapter's `_error` for that exception."""
+    message = error.get("message") if isinstance(error, Mapping) else None
+    if not isinstance(message, str) or not message:
+        message = "An error occurred during streaming"
+    code = error.get("code") if isinstance(error, dict) else None
+    return _failure(None if code is None else str(code), message, provider)
+
+
 # -- events out ------------------------------------------------------------------------------------
 
 
-def _usage(usage: Any) -> Usage | None:
+def _usage(usage: Any, field: Field) -> Usage | None:
     if usage is None:
         return None
     # Compatible servers may leave out the details objects; the SDK does not validate events.
-    cached = getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)
-    reasoning = getattr(getattr(usage, "output_tokens_details", None), "reasoning_tokens", None)
+    cached = field(field(usage, "input_tokens_details"), "cached_tokens")
+    reasoning = field(field(usage, "output_tokens_details"), "reasoning_tokens")
     return Usage(
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        total_tokens=usage.total_tokens or 0,
+        input_tokens=field(usage, "input_tokens") or 0,
+        output_tokens=field(usage, "output_tokens") or 0,
+        total_tokens=field(usage, "total_tokens") or 0,
         cached_tokens=cached or 0,
         reasoning_tokens=reasoning or 0,
     )
+
+
+def response_failure(response: Any, provider: str, field: Field = sdk_field) -> ProviderError:
+    """The error of a response whose ``status`` is ``failed`` (its ``error`` says why)."""
+    error = field(response, "error")
+    return _failure(field(error, "code"), field(error, "message"), provider)
 
 
 @dataclass
@@ -72,20 +96,30 @@ class _Call:
     streamed: bool = False  # argument fragments were emitted; the whole `arguments` must not repeat them
 
 
-class _Mapper:
-    """The state of one stream (or one whole response) while its events become Chunks."""
+class ResponsesMapper:
+    """The state of one stream (or one whole response) while its events become Chunks.
 
-    def __init__(self, provider: str, model: str) -> None:
+    `field` reads an event's fields: `sdk_field` for the SDK's objects, `dict_field` for the native
+    transport's decoded JSON; the mapping is the same either way.
+    """
+
+    def __init__(self, provider: str, model: str, field: Field = sdk_field) -> None:
         self.provider = provider
+        self.field = field
         self.meta: dict[str, Any] = {"provider": provider, "model": model}
         self.calls: dict[int, _Call] = {}  # by output_index
         self.summary_parts: set[tuple[int, int]] = set()
         self.finished = False
 
     def describe(self, response: Any) -> None:
-        self.meta = {"provider": self.provider, "model": response.model, "response_id": response.id}
+        field = self.field
+        self.meta = {
+            "provider": self.provider,
+            "model": field(response, "model"),
+            "response_id": field(response, "id"),
+        }
 
-    def chunk(self, kind: ChunkType, data: str, index: int, raw: Any) -> Chunk:
+    def chunk(self, kind: ChunkType, data: str, index: Any, raw: Any) -> Chunk:
         # The SDK does not validate events: only a str delta and an int index skip validation.
         if type(data) is str and type(index) is int:
             return delta_chunk(kind, data, index, self.meta, raw)
@@ -104,90 +138,109 @@ class _Mapper:
 
     def whole_call(self, item: Any, index: int, raw: Any) -> Iterator[Chunk]:
         """A function call whose arguments arrived only whole (no delta events), as one chunk."""
-        call = self.calls.setdefault(index, _Call(item.call_id, item.name))
+        field = self.field
+        call = self.calls.setdefault(index, _Call(field(item, "call_id"), field(item, "name")))
         if not call.streamed:
             call.streamed = True
-            yield self.tool_chunk(call, item.arguments or "", index, raw)
+            yield self.tool_chunk(call, field(item, "arguments") or "", index, raw)
 
     def handle(self, event: Any) -> Iterator[Chunk]:
-        """The chunks of one streamed event (text deltas take the shorter way in `_events`)."""
-        kind = getattr(event, "type", None)
+        """The chunks of one streamed event (text deltas take the shorter way in the adapters' loops)."""
+        field = self.field
+        kind = field(event, "type")
         if kind in ("response.created", "response.in_progress"):
-            self.describe(event.response)
-        elif kind == "response.output_text.delta" and event.delta:
-            yield self.chunk("text", event.delta, event.output_index, event)
-        elif kind == "response.refusal.delta" and event.delta:
-            yield self.chunk("refusal", event.delta, event.output_index, event)
-        elif kind == "response.reasoning_text.delta" and event.delta:
-            yield self.chunk("reasoning", event.delta, event.output_index, event)
-        elif kind == "response.reasoning_summary_text.delta" and event.delta:
-            part = (event.output_index, event.summary_index)
-            # Summary parts are separate paragraphs; without a break they would run together.
-            joiner = "\n\n" if part not in self.summary_parts and event.summary_index > 0 else ""
-            self.summary_parts.add(part)
-            yield self.chunk("reasoning", joiner + event.delta, event.output_index, event)
-        elif kind == "response.output_item.added" and event.item.type == "function_call":
-            self.calls[event.output_index] = _Call(event.item.call_id, event.item.name)
-        elif kind == "response.function_call_arguments.delta" and event.delta:
-            call = self.calls.get(event.output_index)
-            if call is not None:  # else unnamed: the whole arguments come with output_item.done
-                call.streamed = True
-                yield self.tool_chunk(call, event.delta, event.output_index, event)
-        elif kind == "response.output_item.done" and event.item.type == "function_call":
-            # Also the whole arguments of a call that streamed none (`.arguments.done` repeats them).
-            yield from self.whole_call(event.item, event.output_index, event)
+            self.describe(field(event, "response"))
+        elif kind == "response.output_text.delta":
+            delta = field(event, "delta")
+            if delta:
+                yield self.chunk("text", delta, field(event, "output_index"), event)
+        elif kind == "response.refusal.delta":
+            delta = field(event, "delta")
+            if delta:
+                yield self.chunk("refusal", delta, field(event, "output_index"), event)
+        elif kind == "response.reasoning_text.delta":
+            delta = field(event, "delta")
+            if delta:
+                yield self.chunk("reasoning", delta, field(event, "output_index"), event)
+        elif kind == "response.reasoning_summary_text.delta":
+            delta = field(event, "delta")
+            if delta:
+                output_index, summary_index = field(event, "output_index"), field(event, "summary_index")
+                part = (output_index, summary_index)
+                # Summary parts are separate paragraphs; without a break they would run together.
+                joiner = "\n\n" if part not in self.summary_parts and summary_index > 0 else ""
+                self.summary_parts.add(part)
+                yield self.chunk("reasoning", joiner + delta, output_index, event)
+        elif kind == "response.output_item.added":
+            item = field(event, "item")
+            if field(item, "type") == "function_call":
+                self.calls[field(event, "output_index")] = _Call(field(item, "call_id"), field(item, "name"))
+        elif kind == "response.function_call_arguments.delta":
+            delta = field(event, "delta")
+            if delta:
+                index = field(event, "output_index")
+                call = self.calls.get(index)
+                if call is not None:  # else unnamed: the whole arguments come with output_item.done
+                    call.streamed = True
+                    yield self.tool_chunk(call, delta, index, event)
+        elif kind == "response.output_item.done":
+            item = field(event, "item")
+            if field(item, "type") == "function_call":
+                # Also the whole arguments of a call that streamed none (`.arguments.done` repeats them).
+                yield from self.whole_call(item, field(event, "output_index"), event)
         elif kind in ("response.completed", "response.incomplete"):
-            yield from self.finish(event.response, event)
+            yield from self.finish(field(event, "response"), event)
         elif kind == "response.failed":
-            error = event.response.error
-            raise interrupted(
-                _failure(getattr(error, "code", None), getattr(error, "message", None), self.provider)
-            )
+            raise interrupted(response_failure(field(event, "response"), self.provider, field))
         elif kind == "error":
-            raise interrupted(
-                _failure(getattr(event, "code", None), getattr(event, "message", None), self.provider)
-            )
+            raise interrupted(_failure(field(event, "code"), field(event, "message"), self.provider))
 
     def finish(self, response: Any, raw: Any) -> Iterator[Chunk]:
         """The usage chunk (when reported), then the one finish chunk."""
+        field = self.field
         self.describe(response)
         self.finished = True
-        usage = _usage(response.usage)
+        usage = _usage(field(response, "usage"), field)
         if usage is not None:
             yield Chunk(type="usage", usage=usage, metadata=self.meta, raw_response=raw)
-        status = response.status
+        status = field(response, "status")
         native: dict[str, Any] = {"status": status}
         reason: FinishReason
         if status == "incomplete":
-            cause = getattr(response.incomplete_details, "reason", None)
+            cause = field(field(response, "incomplete_details"), "reason")
             native["incomplete_reason"] = cause
             # Every other cause (max_output_tokens, max_messages) is a limit cutting the answer short.
             reason = "content_filter" if cause == "content_filter" else "length"
         else:
             made_call = self.calls or any(
-                getattr(item, "type", None) == "function_call" for item in response.output
+                field(item, "type") == "function_call" for item in field(response, "output") or ()
             )
             reason = "tool_calls" if made_call else "stop"
         yield Chunk(type="finish", finish_reason=reason, metadata=self.meta | native, raw_response=raw)
 
     def whole(self, response: Any) -> list[Chunk]:
         """A non-streamed Response as the chunk sequence a stream of it would give, one chunk per part."""
+        field = self.field
         self.describe(response)
         chunks: list[Chunk] = []
-        for index, item in enumerate(response.output):
-            kind = getattr(item, "type", None)
+        for index, item in enumerate(field(response, "output") or ()):
+            kind = field(item, "type")
             if kind == "message":
-                for part in item.content:
-                    if part.type == "output_text" and part.text:
-                        chunks.append(self.chunk("text", part.text, index, response))
-                    elif part.type == "refusal" and part.refusal:
-                        chunks.append(self.chunk("refusal", part.refusal, index, response))
+                for part in field(item, "content") or ():
+                    part_type = field(part, "type")
+                    if part_type == "output_text":
+                        text = field(part, "text")
+                        if text:
+                            chunks.append(self.chunk("text", text, index, response))
+                    elif part_type == "refusal":
+                        refusal = field(part, "refusal")
+                        if refusal:
+                            chunks.append(self.chunk("refusal", refusal, index, response))
             elif kind == "reasoning":
-                texts = [part.text for part in item.summary] + [part.text for part in item.content or ()]
-                if any(texts):
-                    chunks.append(
-                        self.chunk("reasoning", "\n\n".join(t for t in texts if t), index, response)
-                    )
+                parts = [*(field(item, "summary") or ()), *(field(item, "content") or ())]
+                texts = [text for text in (field(part, "text") for part in parts) if text]
+                if texts:
+                    chunks.append(self.chunk("reasoning", "\n\n".join(texts), index, response))
             elif kind == "function_call":
                 chunks.extend(self.whole_call(item, index, response))
         return chunks + list(self.finish(response, response))
@@ -215,6 +268,9 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
     """
 
     endpoints: ClassVar[tuple[str, ...]] = ("responses",)
+    native: ClassVar[str | None] = (
+        "lionflow.services.providers._native_responses:NativeOpenAIResponsesProvider"
+    )
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         """The SDK's own timeout is a `ProviderTimeout` of `phase`."""
@@ -240,15 +296,17 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
         create: Any = self._client.responses.create
         with self._map_errors():
             result = await create(stream=request.stream, **request_arguments(request))
-        mapper = _Mapper(self.name, request.model)
+        mapper = ResponsesMapper(self.name, request.model)
         if not request.stream:
+            if isinstance(result, str):
+                # The SDK hands back a body that is neither JSON nor labelled JSON as its text.
+                raise malformed(ValueError(f"a body that is not JSON: {result[:200]!r}"), self.name)
             if result.status == "failed":
-                failed = result.error
-                raise _failure(getattr(failed, "code", None), getattr(failed, "message", None), self.name)
+                raise response_failure(result, self.name)
             return ChunkStream(listed(mapper.whole(result)))
         return ChunkStream(self._events(result, mapper), close=result.close)
 
-    async def _events(self, stream: Any, mapper: _Mapper) -> AsyncIterator[Chunk]:
+    async def _events(self, stream: Any, mapper: ResponsesMapper) -> AsyncIterator[Chunk]:
         phase: TimeoutPhase = "first_chunk"  # until a chunk went out; then "idle"
         while not mapper.finished:
             with self._map_errors(phase):
