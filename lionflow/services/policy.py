@@ -205,6 +205,7 @@ class ReadWatch:
     """
 
     __slots__ = (
+        "_current_task",
         "_idle",
         "_now",
         "_total_at",
@@ -212,13 +213,23 @@ class ReadWatch:
         "expired",
         "fired",
         "interrupted",
+        "task",
         "total_phase",
         "trap",
         "waiting",
     )
 
-    def __init__(self, now: Callable[[], float], *, idle: float | None, total_at: float | None) -> None:
+    def __init__(
+        self,
+        now: Callable[[], float],
+        current_task: Callable[[], Any],
+        *,
+        idle: float | None,
+        total_at: float | None,
+    ) -> None:
         self._now = now  # the event loop's clock
+        self._current_task = current_task
+        self.task = current_task()  # the task of the current wait: the one to interrupt
         self._idle = idle
         self._total_at = math.inf if total_at is None else total_at
         self.deadline = self._total_at  # in the clock of `_now()`
@@ -234,8 +245,10 @@ class ReadWatch:
         return self._idle is not None or self._total_at != math.inf
 
     def arm(self) -> None:
-        """Start the clock of a wait that begins now: its deadline is the idle limit from now,
-        or the total deadline when that comes first."""
+        """Start the clock of a wait that begins now, in the current task (a call may be read by
+        one task, then another): its deadline is the idle limit from now, or the total deadline
+        when that comes first."""
+        self.task = self._current_task()
         idle = self._idle
         if idle is not None:
             at = self._now() + idle
@@ -272,16 +285,13 @@ class ReadWatch:
 
 
 class _AsyncioWatch(ReadWatch):
-    __slots__ = ("_cancels", "_loop", "_task", "_timer")
+    __slots__ = ("_cancels", "_loop", "_timer")
 
     def __init__(self, *, idle: float | None, total_at: float | None) -> None:
         import asyncio
 
         self._loop = asyncio.get_running_loop()
-        super().__init__(self._loop.time, idle=idle, total_at=total_at)
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
+        super().__init__(self._loop.time, asyncio.current_task, idle=idle, total_at=total_at)
         self._cancels = 0
         self._timer: asyncio.TimerHandle | None = None
         if self.timed:
@@ -296,15 +306,15 @@ class _AsyncioWatch(ReadWatch):
         done = getattr(trap, "done", None)
         if done is not None and done():
             return  # the read is being woken with its result: the driver sees `interrupted` then
-        self._cancels = self._task.cancelling()
+        self._cancels = self.task.cancelling()
         self.fired = True
-        self._task.cancel()
+        self.task.cancel()
 
     def claim(self, error: BaseException) -> BaseException:
         if not self.fired:
             return error
         self.fired = False
-        task = self._task
+        task = self.task
         task.uncancel()
         # Another cancellation arrived with ours (the consumer's): it is not ours to take.
         if isinstance(error, self._cancelled()) and task.cancelling() <= self._cancels:
@@ -324,13 +334,12 @@ class _AsyncioWatch(ReadWatch):
 
 
 class _TrioWatch(ReadWatch):
-    __slots__ = ("_scope", "_task")
+    __slots__ = ("_scope",)
 
     def __init__(self, *, idle: float | None, total_at: float | None) -> None:
         import trio
 
-        super().__init__(trio.current_time, idle=idle, total_at=total_at)
-        self._task = trio.lowlevel.current_task()
+        super().__init__(trio.current_time, trio.lowlevel.current_task, idle=idle, total_at=total_at)
         self._scope: trio.CancelScope | None = None
         if self.timed:
             self._scope = trio.CancelScope()
@@ -348,7 +357,7 @@ class _TrioWatch(ReadWatch):
     def _wake(self) -> None:
         # As trio delivers a cancellation: abort the wait unless a wake-up is already on its way
         # (then the driver sees `interrupted` when it resumes).
-        task: Any = self._task
+        task = self.task
         if task._abort_func is not None:
             self.fired = True
             task._attempt_abort(_raise_interrupted)

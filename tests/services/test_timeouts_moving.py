@@ -185,3 +185,38 @@ async def test_asyncio_cancellation_counts_are_left_balanced_after_a_timeout_and
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await asyncio.sleep(1)
+
+
+async def _rest(call: ModelCall, outcome: list[BaseException | None]) -> None:
+    try:
+        await call  # the rest of the chunks
+        outcome.append(None)
+    except ProviderTimeout as error:
+        outcome.append(error)
+
+
+async def test_a_call_read_on_by_another_task_times_out_and_stops_in_that_task() -> None:
+    # The first chunks are read in one task, the rest in another (a hand-off, as `partials()` or an
+    # await after a few `anext()`s do): a timeout or a stop must reach the task that waits now,
+    # and leave the first one alone.
+    for stop in (False, True):
+        model = _waits_on_event(Timeout(idle=0.2))
+        call = model.invoke("go")
+        first = [(await call.__anext__()).data for _ in range(2)]
+        outcome: list[BaseException | None] = []
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(_rest, call, outcome)
+                if stop:
+                    await anyio.wait_all_tasks_blocked()
+                    await call.aclose()
+                await anyio.sleep(0.4)  # past the idle limit: only the reading task may see it
+        assert first == ["a", "b"]
+        assert call.response is not None
+        if stop:
+            assert outcome == [None]
+            assert call.response.finish_reason == "cancelled"
+        else:
+            assert isinstance(outcome[0], ProviderTimeout)
+            assert outcome[0].phase == "idle"
+        assert call.response.text == TEXT[:3]
