@@ -1,147 +1,39 @@
-"""Time per delta: lionflow's iModel streaming vs. the raw official SDK, on the same loopback stream.
+"""Time per delta: the raw official SDK vs. lionflow's iModel over the SDK (``transport="sdk"``) and
+over its native transport (``transport="native"``), on the same loopback stream.
 
-    .venv/bin/python benchmarks/provider_overhead.py [--deltas 20000] [--rounds 5]
+    .venv/bin/python benchmarks/provider_overhead.py [--deltas 20000] [--rounds 5] [--only anthropic]
 
 For each provider API it generates one body of N text deltas in that provider's wire format, serves
-it from a loopback server in its own process (tests/loopback.py), and streams it alternately through
-the raw SDK (reading each event's text, the least a caller does) and through `iModel.invoke()`. Both
-sides are measured in the same run; the table shows the best round of each. Target: lionflow adds
-at most 10% over the raw SDK.
+it from a loopback server in its own process (tests/loopback.py), and streams it through the raw SDK
+(reading each event's text, the least a caller does), through `iModel.invoke()` with the SDK, and
+through `iModel.invoke()` with the native transport. All three are measured in the same run, in a
+round-robin whose order flips every round (so that no side always runs first, or last, on a warm
+or busy machine); the table shows the best round of each. Targets: lionflow-sdk adds at most 10%
+over the raw SDK, and lionflow-native costs at most 1/5 of the raw SDK per delta, for every
+provider. A provider whose native transport does not exist yet shows "n/a".
+
+A last line times JSON decoding of the same bodies' events, msgspec (what the native transport
+uses) against orjson, when orjson is installed (it is not a dependency of lionflow).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
+from _bodies import MESSAGES, WIRES, event_payloads, loopback_model
 
-from lionflow import iModel
+from lionflow.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "tok "
-MESSAGES = [{"role": "user", "content": "go"}]
-
-
-# -- bodies ----------------------------------------------------------------------------------------
-
-
-def _data(payload: Any, separator: str = "\n\n") -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}{separator}"
-
-
-def _event(payload: dict[str, Any]) -> str:
-    return f"event: {payload['type']}\n{_data(payload)}"
-
-
-def openai_chat_body(n: int, *, groq: bool = False) -> str:
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        base = {"id": "chatcmpl-b", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-        return _data(base | {"choices": [choice]} | extra)
-
-    usage = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3}
-    parts = [chunk({"role": "assistant", "content": ""})]
-    parts += [chunk({"content": TOKEN})] * n
-    if groq:
-        parts.append(chunk({}, "stop", x_groq={"id": "req_b", "usage": usage}))
-    else:
-        parts.append(chunk({}, "stop"))
-        base = {"id": "chatcmpl-b", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-        parts.append(_data(base | {"choices": [], "usage": usage}))
-    return "".join(parts) + "data: [DONE]\n\n"
-
-
-def responses_body(n: int) -> str:
-    response = {
-        "id": "resp_b",
-        "object": "response",
-        "created_at": 1,
-        "status": "in_progress",
-        "model": "m",
-        "output": [],
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-    }
-    item = {"id": "msg_b", "type": "message", "status": "in_progress", "content": [], "role": "assistant"}
-    seq = iter(range(n + 10))
-    parts = [
-        _event({"type": "response.created", "response": response, "sequence_number": next(seq)}),
-        _event(
-            {
-                "type": "response.output_item.added",
-                "item": item,
-                "output_index": 0,
-                "sequence_number": next(seq),
-            }
-        ),
-    ]
-    delta = {"type": "response.output_text.delta", "item_id": "msg_b", "output_index": 0, "content_index": 0}
-    parts += [
-        _event(delta | {"delta": TOKEN, "logprobs": [], "sequence_number": next(seq)}) for _ in range(n)
-    ]
-    usage = {
-        "input_tokens": 3,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": n,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": n + 3,
-    }
-    done = response | {"status": "completed", "usage": usage}
-    parts.append(_event({"type": "response.completed", "response": done, "sequence_number": next(seq)}))
-    return "".join(parts)
-
-
-def anthropic_body(n: int) -> str:
-    message: dict[str, Any] = {
-        "id": "msg_b",
-        "type": "message",
-        "role": "assistant",
-        "model": "m",
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 3, "output_tokens": 1},
-    }
-    parts = [
-        _event({"type": "message_start", "message": message}),
-        _event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ]
-    delta = _event(
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TOKEN}}
-    )
-    parts += [delta] * n
-    parts += [
-        _event({"type": "content_block_stop", "index": 0}),
-        _event(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": n},
-            }
-        ),
-        _event({"type": "message_stop"}),
-    ]
-    return "".join(parts)
-
-
-def gemini_body(n: int) -> str:
-    def chunk(finish: str | None, output: int) -> str:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": TOKEN}], "role": "model"}, "index": 0}
-        if finish:
-            candidate["finishReason"] = finish
-        usage = {"promptTokenCount": 3, "candidatesTokenCount": output, "totalTokenCount": output + 3}
-        return _data({"candidates": [candidate], "usageMetadata": usage, "modelVersion": "m"}, "\r\n\r\n")
-
-    return "".join(chunk(None, i + 1) for i in range(n - 1)) + chunk("STOP", n)
+TARGET_RATIO = 1 / 5  # native's per-delta cost over the raw SDK's, at most
 
 
 # -- the raw SDK side: read each event's text, nothing more ------------------------------------------
@@ -217,29 +109,38 @@ async def raw_gemini(url: str) -> int:
     return count
 
 
-# provider label -> (body builder, raw SDK reader, iModel keyword arguments, base_url suffix)
-PROVIDERS: dict[str, tuple[Callable[[int], str], Callable[[str], Awaitable[int]], dict[str, Any], str]] = {
-    "openai chat": (openai_chat_body, raw_openai_chat, {"provider": "openai"}, "/v1"),
-    "openai responses": (
-        responses_body,
-        raw_openai_responses,
-        {"provider": "openai", "endpoint": "responses"},
-        "/v1",
-    ),
-    "anthropic": (anthropic_body, raw_anthropic, {"provider": "anthropic"}, ""),
-    "groq": (lambda n: openai_chat_body(n, groq=True), raw_groq, {"provider": "groq"}, ""),
-    "gemini": (gemini_body, raw_gemini, {"provider": "gemini"}, ""),
+RAW: dict[str, Callable[[str], Awaitable[int]]] = {
+    "openai chat": raw_openai_chat,
+    "openai responses": raw_openai_responses,
+    "anthropic": raw_anthropic,
+    "groq": raw_groq,
+    "gemini": raw_gemini,
 }
 
 
-async def lionflow_stream(url: str, kwargs: dict[str, Any]) -> int:
-    model = iModel(model="m", api_key="test", base_url=url, max_retries=0, **kwargs)
+async def lionflow_stream(label: str, url: str, transport: str) -> int:
+    model = loopback_model(label, url, transport)
     count = 0
     async for chunk in model.invoke(messages=MESSAGES):
         if chunk.type == "text":
             count += 1
     await model.aclose()
     return count
+
+
+async def has_native(label: str, url: str) -> bool:
+    """Whether provider API `label` has its native transport yet (the iModel refuses it if not)."""
+    try:
+        model = loopback_model(label, url, "native")
+    except ConfigurationError:
+        return False
+    except ModuleNotFoundError as error:
+        # The provider names its native twin's module before the module landed (work in progress).
+        if not (error.name or "").startswith("lionflow."):
+            raise
+        return False
+    await model.aclose()
+    return True
 
 
 async def _timed(run: Callable[[], Awaitable[int]], expected: int) -> float:
@@ -251,15 +152,80 @@ async def _timed(run: Callable[[], Awaitable[int]], expected: int) -> float:
     return elapsed
 
 
+async def measure(label: str, url: str, deltas: int, rounds: int) -> dict[str, float]:
+    """The best time of each side over `rounds` rounds after one untimed warm-up round, in seconds
+    (no "native" where that is n/a)."""
+    sides: dict[str, Callable[[], Awaitable[int]]] = {
+        "raw": lambda: RAW[label](url),
+        "sdk": lambda: lionflow_stream(label, url, "sdk"),
+    }
+    if await has_native(label, url):
+        sides["native"] = lambda: lionflow_stream(label, url, "native")
+    for run in sides.values():  # untimed: imports, the first connection, caches
+        await _timed(run, deltas)
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    order = list(sides)
+    for round_ in range(rounds):
+        for side in order if round_ % 2 == 0 else reversed(order):
+            times[side].append(await _timed(sides[side], deltas))
+    return {side: min(values) for side, values in times.items()}
+
+
+def _row(label: str, best: dict[str, float], deltas: int) -> tuple[str, bool | None]:
+    raw, sdk = best["raw"] / deltas * 1e6, best["sdk"] / deltas * 1e6
+    cells = f"{label:<18}{raw:>10.2f}{sdk:>14.2f}{(sdk - raw) / raw * 100:>9.1f}%"
+    if "native" not in best:
+        return cells + f"{'n/a':>17}{'n/a':>12}{'n/a':>8}", None
+    native = best["native"] / deltas * 1e6
+    met = native / raw <= TARGET_RATIO
+    return cells + f"{native:>17.2f}{native / raw:>12.3f}{'yes' if met else 'NO':>8}", met
+
+
+def decode_line(labels: list[str], deltas: int, rounds: int) -> str | None:
+    """msgspec vs orjson, microseconds per event decoded to Python objects, on the bodies of
+    `labels`; None when either is not installed."""
+    try:
+        msgspec = importlib.import_module("msgspec")
+        orjson = importlib.import_module("orjson")
+    except ImportError:
+        return None
+    decoders: dict[str, Callable[[bytes], object]] = {
+        "msgspec": msgspec.json.Decoder().decode,  # the native transport's decoder, as it builds it
+        "orjson": orjson.loads,
+    }
+    parts = []
+    totals = dict.fromkeys(decoders, 0.0)
+    for label in labels:
+        payloads = event_payloads(WIRES[label].build(deltas))
+        per_event = {}
+        for name, decode in decoders.items():
+            best = float("inf")
+            for _ in range(rounds):
+                started = time.perf_counter()
+                for payload in payloads:
+                    decode(payload)
+                best = min(best, time.perf_counter() - started)
+            per_event[name] = best / len(payloads) * 1e6
+            totals[name] += best / len(payloads) * 1e6
+        parts.append(f"{label} {per_event['msgspec']:.2f} vs {per_event['orjson']:.2f}")
+    ratio = totals["orjson"] / totals["msgspec"]
+    return (
+        f"JSON decode us/event, msgspec vs orjson (best of {rounds}): {', '.join(parts)}; "
+        f"orjson/msgspec {ratio:.2f}x"
+    )
+
+
 async def bench(deltas: int, rounds: int, only: list[str]) -> None:
-    print(f"{deltas:,} text deltas per stream, best of {rounds} rounds, loopback server in its own process\n")
-    print(f"{'provider':<18}{'raw SDK us/delta':>18}{'lionflow us/delta':>19}{'overhead':>10}")
+    labels = [label for label in WIRES if not only or label in only]
+    print(f"{deltas:,} text deltas per stream, best of {rounds} rounds (order flips each round), ", end="")
+    print("loopback server in its own process; us per delta\n")
+    print(f"{'provider':<18}{'raw SDK':>10}{'lionflow-sdk':>14}{'sdk/raw':>10}", end="")
+    print(f"{'lionflow-native':>17}{'native/raw':>12}{'<=1/5':>8}")
+    verdicts: dict[str, bool | None] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for label, (build, raw, kwargs, suffix) in PROVIDERS.items():
-            if only and label not in only:
-                continue
+        for label in labels:
             body = Path(folder) / f"{label.replace(' ', '_')}.sse"
-            body.write_text(build(deltas))
+            body.write_text(WIRES[label].build(deltas))
             server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
                 [sys.executable, "-m", "tests.loopback", str(body)],
                 cwd=ROOT,
@@ -269,18 +235,23 @@ async def bench(deltas: int, rounds: int, only: list[str]) -> None:
             try:
                 assert server.stdout is not None
                 url = server.stdout.readline().strip()
-                raw_times: list[float] = []
-                lion_times: list[float] = []
-                for _ in range(rounds):
-                    raw_times.append(await _timed(lambda: raw(url), deltas))  # noqa: B023
-                    lion_times.append(await _timed(lambda: lionflow_stream(url + suffix, kwargs), deltas))  # noqa: B023
+                best = await measure(label, url, deltas, rounds)
             finally:
                 server.terminate()
                 server.wait()
-            best_raw, best_lion = min(raw_times), min(lion_times)
-            overhead = (best_lion - best_raw) / best_raw * 100
-            raw_us, lion_us = best_raw / deltas * 1e6, best_lion / deltas * 1e6
-            print(f"{label:<18}{raw_us:>18.2f}{lion_us:>19.2f}{overhead:>9.1f}%", flush=True)
+            line, verdicts[label] = _row(label, best, deltas)
+            print(line, flush=True)
+    missing = [label for label, met in verdicts.items() if met is None]
+    failed = [label for label, met in verdicts.items() if met is False]
+    verdict = "met" if not missing and not failed else "NOT met"
+    if failed:
+        verdict += f"; over 1/5: {', '.join(failed)}"
+    if missing:
+        verdict += f"; no native transport yet: {', '.join(missing)}"
+    print(f"\ntarget: lionflow-native at most 1/5 of the raw SDK per delta, every provider: {verdict}")
+    decoding = decode_line(labels, deltas, rounds)
+    if decoding is not None:
+        print(decoding)
 
 
 if __name__ == "__main__":
@@ -291,4 +262,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=[], help="provider labels to run, e.g. 'openai chat'")
     args = parser.parse_args()
+    unknown = sorted(set(args.only) - set(WIRES))
+    if unknown:
+        parser.error(f"unknown provider {', '.join(unknown)}; known: {', '.join(WIRES)}")
     anyio.run(bench, args.deltas, args.rounds, args.only)
