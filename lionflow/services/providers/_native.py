@@ -174,7 +174,14 @@ class EventReader:
     __slots__ = ("_bytes", "_decoder", "_done", "flush_at_end")
 
     def __init__(self, response: httpx.Response, *, flush_at_end: bool = False) -> None:
-        self._bytes: AsyncIterator[bytes] = response.aiter_bytes()
+        # Without a content encoding, the bytes are read from the transport's stream itself: the
+        # layers httpx adds on the way (decoders, re-chunking, counting) cost more per read than
+        # the event they carry. httpx's exception mapping is in that stream, so errors are the same.
+        encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+        stream: Any = response.stream
+        self._bytes: AsyncIterator[bytes] = (
+            response.aiter_bytes() if encoded or not hasattr(stream, "__aiter__") else stream.__aiter__()
+        )
         self._decoder = SseDecoder()
         self._done = False
         self.flush_at_end = flush_at_end
