@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import enum
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any, ClassVar, cast
 
@@ -53,69 +54,166 @@ async def _record_response(response: httpx2.Response) -> None:
 # -- response --------------------------------------------------------------------------------------
 
 
-def _usage(counts: types.GenerateContentResponseUsageMetadata) -> Usage:
+class FieldReader:
+    """How `GeminiMapper` reads a GenerateContentResponse: the SDK's objects by attribute (snake_case
+    names, enums, bytes), or the decoded wire JSON by key (camelCase names, strings, base64), so
+    that one mapping serves both transports. Each attribute but the three functions is the name
+    `get` takes for the field of that (snake_case) name, computed once."""
+
+    __slots__ = (
+        "args",
+        "block_reason",
+        "cached_content_token_count",
+        "candidates",
+        "candidates_token_count",
+        "content",
+        "enum_name",
+        "finish_reason",
+        "function_call",
+        "get",
+        "id",
+        "model_version",
+        "name",
+        "parts",
+        "prompt_feedback",
+        "prompt_token_count",
+        "response_id",
+        "signature",
+        "text",
+        "thought",
+        "thought_signature",
+        "thoughts_token_count",
+        "total_token_count",
+        "usage_metadata",
+    )
+    args: str
+    block_reason: str
+    cached_content_token_count: str
+    candidates: str
+    candidates_token_count: str
+    content: str
+    finish_reason: str
+    function_call: str
+    id: str
+    model_version: str
+    name: str
+    parts: str
+    prompt_feedback: str
+    prompt_token_count: str
+    response_id: str
+    text: str
+    thought: str
+    thought_signature: str
+    thoughts_token_count: str
+    total_token_count: str
+    usage_metadata: str
+
+    def __init__(
+        self,
+        get: Callable[[Any, str], Any],
+        rename: Callable[[str], str],
+        *,
+        enum_name: Callable[[type[enum.Enum], Any], str],
+        signature: Callable[[Any], str],
+    ) -> None:
+        self.get = get
+        self.enum_name = enum_name  # an enum field's value (FinishReason, BlockedReason) as its name
+        self.signature = signature  # a thought signature as standard base64
+        for field in self.__slots__:
+            if field not in ("get", "enum_name", "signature"):
+                setattr(self, field, rename(field))
+
+
+def _sdk_signature(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+SDK_FIELDS = FieldReader(
+    getattr, str, enum_name=lambda _kind, value: str(value.name), signature=_sdk_signature
+)
+"""Reads the SDK's objects."""
+
+
+def _usage(counts: Any, fields: FieldReader) -> Usage:
     # Gemini counts thoughts apart from candidates; lionflow's output_tokens includes reasoning.
+    get = fields.get
+    thoughts = get(counts, fields.thoughts_token_count) or 0
     return Usage(
-        input_tokens=counts.prompt_token_count or 0,
-        output_tokens=(counts.candidates_token_count or 0) + (counts.thoughts_token_count or 0),
-        total_tokens=counts.total_token_count or 0,
-        reasoning_tokens=counts.thoughts_token_count or 0,
-        cached_tokens=counts.cached_content_token_count or 0,
+        input_tokens=get(counts, fields.prompt_token_count) or 0,
+        output_tokens=(get(counts, fields.candidates_token_count) or 0) + thoughts,
+        total_tokens=get(counts, fields.total_token_count) or 0,
+        reasoning_tokens=thoughts,
+        cached_tokens=get(counts, fields.cached_content_token_count) or 0,
     )
 
 
-class _Mapper:
-    """Turns the GenerateContentResponses of one call into chunks, remembering what ends it."""
+class GeminiMapper:
+    """Turns the GenerateContentResponses of one call into chunks, remembering what ends it; reads
+    them through `fields` (the SDK's objects, or the decoded JSON of the native transport)."""
 
-    def __init__(self, provider: str, model: str) -> None:
+    def __init__(self, provider: str, model: str, fields: FieldReader = SDK_FIELDS) -> None:
         self.provider = provider
         self.model = model
+        self.fields = fields
         self.meta: dict[str, Any] | None = None
         self.calls = 0  # function calls seen: the index of the next one
-        self.counts: types.GenerateContentResponseUsageMetadata | None = None
-        self.finish: types.FinishReason | None = None
-        self.blocked: types.BlockedReason | None = None
-        self.last: types.GenerateContentResponse | None = None
+        self.counts: Any = None  # usage metadata
+        self.finish: Any = None  # a FinishReason
+        self.blocked: Any = None  # a BlockedReason
+        self.last: Any = None
 
-    def feed(self, event: types.GenerateContentResponse) -> list[Chunk]:
+    def feed(self, event: Any) -> list[Chunk]:
+        fields = self.fields
+        get = fields.get
         self.last = event
         if self.meta is None:
-            self.meta = {"provider": self.provider, "model": event.model_version or self.model}
-            if event.response_id:
-                self.meta["response_id"] = event.response_id
-        if event.usage_metadata is not None:  # running totals: the latest is the whole call's
-            self.counts = event.usage_metadata
-        if event.prompt_feedback is not None and event.prompt_feedback.block_reason is not None:
-            self.blocked = event.prompt_feedback.block_reason
-        if not event.candidates:
+            self.meta = {"provider": self.provider, "model": get(event, fields.model_version) or self.model}
+            response_id = get(event, fields.response_id)
+            if response_id:
+                self.meta["response_id"] = response_id
+        counts = get(event, fields.usage_metadata)
+        if counts is not None:  # running totals: the latest is the whole call's
+            self.counts = counts
+        feedback = get(event, fields.prompt_feedback)
+        if feedback is not None:
+            blocked = get(feedback, fields.block_reason)
+            if blocked is not None:
+                self.blocked = blocked
+        candidates = get(event, fields.candidates)
+        if not candidates:
             return []
-        candidate = event.candidates[0]
-        if candidate.finish_reason is not None:
-            self.finish = candidate.finish_reason
-        parts = candidate.content.parts if candidate.content is not None else None
+        candidate = candidates[0]
+        finish = get(candidate, fields.finish_reason)
+        if finish is not None:
+            self.finish = finish
+        content = get(candidate, fields.content)
+        parts = get(content, fields.parts) if content is not None else None
         return [chunk for part in parts or () if (chunk := self._part(part, event)) is not None]
 
-    def _part(self, part: types.Part, event: types.GenerateContentResponse) -> Chunk | None:
+    def _part(self, part: Any, event: Any) -> Chunk | None:
+        fields = self.fields
+        get = fields.get
         meta = self.meta or {}
-        call = part.function_call
+        call = get(part, fields.function_call)
         if call is not None:  # Gemini sends each call whole, never in fragments
             index = self.calls
             self.calls += 1
-            if part.thought_signature:
-                signature = base64.b64encode(part.thought_signature).decode("ascii")
-                meta = meta | {"thought_signature": signature}
+            signature = get(part, fields.thought_signature)
+            if signature:
+                meta = meta | {"thought_signature": fields.signature(signature)}
             return Chunk(
                 type="tool_call",
-                data=json.dumps(call.args or {}, ensure_ascii=False),
+                data=json.dumps(get(call, fields.args) or {}, ensure_ascii=False),
                 index=index,
-                tool_call_id=call.id or f"call_{index}",
-                tool_name=call.name or "",
+                tool_call_id=get(call, fields.id) or f"call_{index}",
+                tool_name=get(call, fields.name) or "",
                 metadata=meta,
                 raw_response=event,
             )
-        if part.text:  # the SDK validated the response: `text` is a str
-            kind: ChunkType = "reasoning" if part.thought else "text"
-            return delta_chunk(kind, part.text, 0, meta, event)
+        text = get(part, fields.text)
+        if text:  # the SDK validated the response: `text` is a str
+            kind: ChunkType = "reasoning" if get(part, fields.thought) else "text"
+            return delta_chunk(kind, text, 0, meta, event)
         return None
 
     @property
@@ -125,21 +223,24 @@ class _Mapper:
     def closing(self) -> list[Chunk]:
         """The usage chunk (the last running totals) and the finish chunk."""
         meta = self.meta or {"provider": self.provider, "model": self.model}
+        fields = self.fields
         chunks: list[Chunk] = []
         if self.counts is not None:
-            chunks.append(
-                Chunk(type="usage", usage=_usage(self.counts), metadata=meta, raw_response=self.last)
-            )
+            usage = _usage(self.counts, fields)
+            chunks.append(Chunk(type="usage", usage=usage, metadata=meta, raw_response=self.last))
         reason: FinishReason
         if self.finish is not None:
-            native = self.finish.name
+            native = fields.enum_name(types.FinishReason, self.finish)
             reason = _FINISH_REASONS.get(native, "stop")
             if reason == "stop" and native == "STOP" and self.calls:
                 reason = "tool_calls"
             finish_meta = meta | {"finishReason": native}
         else:  # no candidate at all: the prompt itself was blocked
             reason = "content_filter"
-            finish_meta = meta | {"blockReason": self.blocked.name if self.blocked is not None else None}
+            blocked = (
+                fields.enum_name(types.BlockedReason, self.blocked) if self.blocked is not None else None
+            )
+            finish_meta = meta | {"blockReason": blocked}
         chunks.append(
             Chunk(type="finish", finish_reason=reason, metadata=finish_meta, raw_response=self.last)
         )
@@ -210,7 +311,7 @@ def _sends_at_once(config: types.GenerateContentConfig) -> bool:
     )
 
 
-async def _single(response: types.GenerateContentResponse) -> AsyncIterator[types.GenerateContentResponse]:
+async def _single(response: Any) -> AsyncIterator[Any]:
     yield response
 
 
@@ -256,6 +357,9 @@ class GeminiProvider(SdkProvider):
     api_key_variables: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     base_url_variable: ClassVar[str | None] = "GOOGLE_GEMINI_BASE_URL"
     endpoints: ClassVar[tuple[str, ...]] = ("generate_content",)
+    native: ClassVar[str | None] = "lionflow.services.providers._native_gemini:NativeGeminiProvider"
+    fields: ClassVar[FieldReader] = SDK_FIELDS
+    """How `_events()` reads the responses it maps (the native transport reads JSON)."""
     # What the SDK lets through: its own API errors, a streamed body it cannot parse (a whole one
     # raises json's error, which every adapter maps) and the HTTP library's.
     sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (
@@ -350,10 +454,8 @@ class GeminiProvider(SdkProvider):
         await self._http.aclose()  # the SDK leaves a client it was given to its owner
         self._client.close()
 
-    async def _events(
-        self, events: AsyncIterator[types.GenerateContentResponse], request: ModelRequest
-    ) -> AsyncIterator[Chunk]:
-        mapper = _Mapper(self.name, request.model)
+    async def _events(self, events: AsyncIterator[Any], request: ModelRequest) -> AsyncIterator[Chunk]:
+        mapper = GeminiMapper(self.name, request.model, self.fields)
         received = sent = False
         while True:
             try:

@@ -9,9 +9,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import pydantic
-from google.genai import types
+from google.genai import _common, types
+from google.genai import models as genai_models
 
 from lionflow.errors import ConfigurationError
 from lionflow.services.providers._messages import ChatMessage, ChatToolCall, parse_messages
@@ -179,3 +181,38 @@ def generate_config(params: Mapping[str, Any], system: str | None) -> types.Gene
         return types.GenerateContentConfig(**fields)
     except pydantic.ValidationError as exc:
         raise ConfigurationError(f"invalid Gemini parameters: {exc}") from exc
+
+
+class _DeveloperApi:
+    """What google-genai's request converters read of its client: the Gemini Developer API (not
+    Vertex AI, which would put a project and location in the path)."""
+
+    vertexai = False
+    project = None
+    location = None
+
+
+_DEVELOPER_API = _DeveloperApi()
+
+
+def wire_request(
+    model: str, contents: list[types.Content], config: types.GenerateContentConfig, *, stream: bool
+) -> tuple[str, dict[str, Any]]:
+    """The path (after the API version) and the JSON body google-genai sends for
+    ``generate_content(_stream)(model=, contents=, config=)``, built by its own converter (camelCase
+    keys, bytes in base64, model names as ``models/<name>``), as the native transport sends them.
+    Per call, never per delta. The call's ``http_options`` (``config.http_options``) are left to
+    the caller: they are not part of the body but for their ``extra_body``.
+    """
+    parameters = types._GenerateContentParameters(model=model, contents=contents, config=config)
+    body = genai_models._GenerateContentParameters_to_mldev(_DEVELOPER_API, parameters, None, parameters)  # type: ignore[arg-type]
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    url = body.get("_url")
+    path = f"{{model}}:{method}".format_map(url) if url else f"{{model}}:{method}"
+    query = body.get("_query")
+    if query:
+        path = f"{path}?{urlencode(query)}"
+    body.pop("config", None)
+    body = _common.encode_unserializable_types(_common.convert_to_dict(body))
+    wire: dict[str, Any] = {key: value for key, value in body.items() if not key.startswith("_")}
+    return path, wire
