@@ -10,6 +10,7 @@
     resume_ttl = 600.0
     db = "serve.db"                     # record answers and keep streams (lionflow serve --db)
     rate_limit = "60/minute"            # per key (per client address without keys)
+    transport = "native"                # the models' default transport (lionflow serve --transport)
 
     [[models]]
     name = "gpt"
@@ -34,6 +35,7 @@ from typing import Any
 
 from lionflow.errors import ConfigurationError
 from lionflow.services.imodel import iModel
+from lionflow.services.providers import provider_class
 
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "host": str,
@@ -45,6 +47,7 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "ping_interval": (int, float),
     "db": str,
     "rate_limit": str,
+    "transport": str,
 }
 
 
@@ -56,11 +59,16 @@ class ServeConfig:
     models: list[dict[str, Any]] = field(default_factory=list)
     flows: dict[str, Path] = field(default_factory=dict)
 
-    def build_models(self) -> list[iModel]:
-        """The models, built (an `api_key_env` read from the environment now)."""
+    def build_models(self, *, transport: str = "sdk") -> list[iModel]:
+        """The models, built (an `api_key_env` read from the environment now); a model that names
+        no ``transport`` of its own gets `transport` where its provider has it (see `served_transport`)."""
         built = []
         for position, entry in enumerate(self.models):
             options = dict(entry)
+            if "transport" not in options:
+                options["transport"] = served_transport(
+                    options["provider"], options.get("endpoint"), transport
+                )
             variable = options.pop("api_key_env", None)
             if variable is not None:
                 key = os.environ.get(variable)
@@ -69,6 +77,16 @@ class ServeConfig:
                 options["api_key"] = key
             built.append(iModel(**options))
         return built
+
+
+def served_transport(provider: str, endpoint: str | None, transport: str) -> str:
+    """The transport a served model gets from the server's default `transport`: that one where the
+    provider has it, else the provider's own (a local or scripted model reaches no provider, and
+    keeps serving beside natively reached ones)."""
+    if transport not in ("sdk", "native"):
+        raise ConfigurationError(f"transport must be 'sdk' or 'native', not {transport!r}")
+    adapter = provider_class(provider).for_endpoint(endpoint)
+    return transport if transport == adapter.transport or adapter.native is not None else adapter.transport
 
 
 def load_config(path: str | Path) -> ServeConfig:

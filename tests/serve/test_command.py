@@ -184,3 +184,47 @@ def test_serve_prints_the_playground_address_and_it_serves_the_page(tmp_path: Pa
             .headers["content-type"]
             .startswith("text/javascript")
         )
+
+
+@pytest.mark.parametrize("source", ["flag", "config"])
+async def test_serve_transport_native_reaches_the_provider_natively(tmp_path: Path, source: str) -> None:
+    from tests.loopback import LoopbackServer, Reply, sse
+    from tests.providers.test_openai_chat import text_stream
+
+    with LoopbackServer() as upstream:
+        upstream.add(Reply(pieces=sse(text_stream("Hello", " from", " upstream"))))
+        env = {"OPENAI_BASE_URL": upstream.url + "/v1", "OPENAI_API_KEY": "sk-upstream"}
+        if source == "flag":
+            args = [
+                "--model",
+                "gpt=openai:gpt-4o-mini",
+                "--model",
+                "echo=scripted:echo",
+                "--transport",
+                "native",
+            ]
+        else:
+            config = tmp_path / "serve.toml"
+            config.write_text(
+                '[server]\ntransport = "native"\n\n'
+                '[[models]]\nname = "gpt"\nprovider = "openai"\nmodel = "gpt-4o-mini"\n\n'
+                '[[models]]\nname = "echo"\nprovider = "scripted"\nmodel = "echo"\n'
+            )
+            args = ["--config", str(config)]
+        with serve_command(*args, env=env) as (_, line):
+            assert "transport: native" in line
+            async with openai.AsyncOpenAI(base_url=line.split()[3], api_key="unused") as client:
+                stream = await client.chat.completions.create(
+                    model="gpt", messages=[{"role": "user", "content": "hi"}], stream=True
+                )
+                text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+                # The scripted model has no provider to reach: it keeps serving beside the native one.
+                echo = await client.chat.completions.create(
+                    model="echo", messages=[{"role": "user", "content": "ping"}]
+                )
+    assert text == "Hello from upstream"
+    assert echo.choices[0].message.content
+    sent = upstream.requests[0]
+    assert sent.headers["user-agent"].startswith("lionflow/")
+    assert "native" in sent.headers["user-agent"]
+    assert sent.headers["authorization"] == "Bearer sk-upstream"
