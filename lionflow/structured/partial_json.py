@@ -24,6 +24,7 @@ from lionflow.errors import PartialJSONError
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _NUMBER_CHARS = frozenset("0123456789+-.eE")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 _WHITESPACE = " \t\n\r"
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
@@ -66,7 +67,11 @@ class PartialJSON:
         self._string_is_key = False
         self._surrogate = ""
         self.revision = 0  # bumps whenever `value` changes
+        # bumps whenever a value is added or a container closes, not when a string grows: while it
+        # stands still, the one thing changing is the string being written (`PartialBuilder` reads it)
+        self.structure = 0
         self.end: int | None = None  # where the document ended: the offset just past its last character
+        self.start: int | None = None  # where the document began: the offset of its first '{' or '['
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -145,6 +150,7 @@ class PartialJSON:
             if not self._started:
                 if char in "{[":
                     self._started = True
+                    self.start = base + i
                     self._open(char == "{")
                 # anything before the document (a preamble, a code fence) is ignored
                 i += 1
@@ -197,6 +203,7 @@ class PartialJSON:
     def _put(self, value: Any) -> None:
         """Place a complete or starting value into the innermost container (or as the root)."""
         self.revision += 1
+        self.structure += 1
         if not self._stack:
             self._root = value
             return
@@ -216,6 +223,7 @@ class PartialJSON:
         if not self._stack or self._stack[-1][1] != is_object:
             raise self._error(f"unexpected {'}' if is_object else ']'!r}", position)
         self._stack.pop()
+        self.structure += 1
         if not self._stack:
             self.end = position + 1
         self._after_value()
@@ -259,9 +267,9 @@ class PartialJSON:
                 if self._surrogate:
                     pieces.append(self._surrogate)
                     self._surrogate = ""
-                if any(ch < " " for ch in run):
-                    position = base + i + next(k for k, ch in enumerate(run) if ch < " ")
-                    raise self._error("control character in a string", position)
+                control = _CONTROL.search(run)
+                if control is not None:
+                    raise self._error("control character in a string", base + i + control.start())
                 pieces.append(run)
                 if not self._string_is_key:
                     self.revision += 1

@@ -6,103 +6,53 @@ to the path being written, not to the whole value: earlier items of a list and e
 an object are final once the next one starts, so they are built once and kept, and lists and dicts
 still growing are shared between successive partial objects (as a growing container, the only way
 an emitted value changes). Take ``obj.model_copy(deep=True)`` to keep a snapshot.
+
+What each annotation does with a value is compiled once per model class (`lionflow.structured._plan`),
+so an update costs a few dictionary lookups per container on the path, not a walk through `typing`.
 """
 
 from __future__ import annotations
 
-import enum
-import types
-import typing
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, get_origin
+from collections.abc import AsyncIterator
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import anyio
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
+from lionflow.structured._plan import (
+    DICT_AS_IS,
+    DICT_MAPPING,
+    DICT_OBJECT,
+    LIST_FIXED,
+    LIST_SEQUENCE,
+    FieldPlan,
+    ModelPlan,
+    Plan,
+)
 from lionflow.structured.partial_json import PartialJSON
 
 M = TypeVar("M", bound=BaseModel)
 
 _MISSING = object()
-_new = object.__new__
-_set = object.__setattr__
-
-
-@dataclass(frozen=True, slots=True)
-class _FieldPlan:
-    name: str
-    key: str  # the JSON key: the alias when there is one
-    annotation: Any
-    default: Any
-    factory: Callable[[], Any] | None
-
-
-@lru_cache(maxsize=256)
-def _plan(model: type[BaseModel]) -> tuple[_FieldPlan, ...]:
-    plans = []
-    for name, info in model.model_fields.items():
-        if info.default_factory is not None:
-            default, factory = _MISSING, info.default_factory
-        elif info.is_required():
-            default, factory = None, None
-        else:
-            default, factory = info.default, None
-        plans.append(_FieldPlan(name, info.alias or name, info.annotation, default, factory))  # type: ignore[arg-type]
-    return tuple(plans)
-
-
-@lru_cache(maxsize=512)
-def _adapter(annotation: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(annotation)
-
-
-def _construct(model: type[M], values: dict[str, Any]) -> M:
-    """A model instance without validation: the fields given, defaults (or None) for the rest."""
-    data = {}
-    for plan in _plan(model):
-        if plan.name in values:
-            data[plan.name] = values[plan.name]
-        elif plan.factory is not None:
-            data[plan.name] = plan.factory()
-        else:
-            data[plan.name] = plan.default
-    instance = _new(model)
-    _set(instance, "__dict__", data)
-    _set(instance, "__pydantic_fields_set__", set(values))
-    _set(instance, "__pydantic_extra__", None)
-    _set(instance, "__pydantic_private__", None)
-    return instance
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _strip_optional(annotation: Any) -> tuple[Any, list[Any]]:
-    origin = get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
-        members = [a for a in get_args(annotation) if a is not type(None)]
-        return (members[0] if len(members) == 1 else annotation), members
-    if origin is typing.Annotated:
-        return _strip_optional(get_args(annotation)[0])
-    return annotation, [annotation]
-
-
-def _allows_none(annotation: Any) -> bool:
-    if annotation is Any or annotation is None or annotation is type(None):
-        return True
-    origin = get_origin(annotation)
-    if origin is typing.Annotated:
-        return _allows_none(get_args(annotation)[0])
-    return (origin is typing.Union or origin is types.UnionType) and type(None) in get_args(annotation)
 
 
 class _Open:
-    """What is kept for a container still being written: its children built so far."""
+    """What is kept for a container still being written: its children built so far, and what the
+    last build saw of it (so that a string growing inside it rebuilds only the path down to it)."""
 
-    __slots__ = ("built", "output", "settled", "settled_output", "size")
+    __slots__ = (
+        "built",
+        "field",
+        "fields",
+        "item",
+        "last_key",
+        "length",
+        "model",
+        "output",
+        "settled",
+        "settled_output",
+        "size",
+    )
 
     def __init__(self, output: Any) -> None:
         self.size = 0  # fields or items shown at the last build
@@ -110,6 +60,13 @@ class _Open:
         self.settled = 0  # elements of the value already final (all but the last)
         self.settled_output = 0  # their built items in `output`
         self.built: dict[str, Any] = {}  # for objects: final fields by name
+        self.length = -1  # the container's length at the last build
+        # objects: the model, the fields shown, the newest key and its field (None: not a field)
+        self.model: ModelPlan | None = None
+        self.fields: dict[str, Any] = {}
+        self.last_key: Any = _MISSING
+        self.field: FieldPlan | None = None
+        self.item: Plan | None = None  # lists: the elements' plan
 
 
 class PartialParser(Protocol):
@@ -134,30 +91,53 @@ class PartialBuilder(Generic[M]):
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
+        self._plan = Plan(model)  # compiled once; the model's fields are compiled with the class
         self._open: dict[int, _Open] = {}
         self._final: dict[int, Any] = {}  # closed containers, built once
         self._placed: Any = _MISSING  # the newest leaf value placed into the object
         self._fingerprint: Any = None
+        self._open_ids: set[int] = set()
+        self._leaf_in: int | None = None  # the open container whose newest value is a growing string
+        self._innermost: int | None = None
+        self._structure: Any = None  # the parser's structure count at the last build
+        self._frames: list[tuple[Any, _Open]] | None = None  # the open path, while only a string grows
 
     def build(self, parser: PartialParser) -> M | None:
         """The partial object, or None when nothing a `model` shows has changed since last time."""
         value = parser.value
         if not isinstance(value, dict):
             return None
-        self._open_ids = {id(container) for container in parser.open_containers()}
-        self._growing_string = parser.in_string
-        self._innermost = id(parser.open_containers()[-1]) if parser.path_depth else None
         self._placed = _MISSING
-        result = self._value(self.model, value)
-        # forget the state of containers that closed since
-        for key in [k for k in self._open if k not in self._open_ids]:
-            del self._open[key]
+        result: Any = None
+        # A parser that counts its structure (`PartialJSON.structure`) says when the one change is
+        # the string being written; for another, the path is compared container by container.
+        structure = getattr(parser, "structure", None)
+        frames = self._frames
+        if self._leaf_in is not None and parser.in_string:
+            if frames is None or structure is None or structure != self._structure:
+                frames = self._frames = self._path_frames(parser.open_containers())
+            if frames is not None:
+                result = self._grow(frames)
+        if result is None:
+            self._frames = None
+            opened = parser.open_containers()
+            self._open_ids = set(map(id, opened))
+            self._innermost = id(opened[-1]) if opened else None
+            self._leaf_in = self._innermost if parser.in_string else None
+            result = self._value(self._plan, value, True)
+            # forget the state of containers that closed since
+            states = self._open
+            open_ids = self._open_ids
+            for key in [k for k in states if k not in open_ids]:
+                del states[key]
+        self._structure = structure
         # Containers still growing are shared with earlier objects, so comparing objects cannot tell
         # a change; the sizes of the open containers and the newest leaf can, cheaply.
         # growth inside a container not tracked here (a dict field, an Any value) shows by revision
-        untracked = self._innermost is not None and self._innermost not in self._open
+        innermost = self._innermost
+        untracked = innermost is not None and innermost not in self._open
         fingerprint = (
-            tuple(state.size for state in self._open.values()),
+            tuple([state.size for state in self._open.values()]),
             len(self._final),
             self._placed,
             parser.revision if untracked else None,
@@ -167,112 +147,147 @@ class PartialBuilder(Generic[M]):
         self._fingerprint = fingerprint
         return result
 
-    def _value(self, annotation: Any, value: Any, *, complete: bool = True) -> Any:
-        annotation, members = _strip_optional(annotation)
+    def _path_frames(self, opened: list[Any]) -> list[tuple[Any, _Open]] | None:
+        """The open containers with what the last build kept of each, when they are the ones the
+        last build saw, as it saw them, ending in the string it saw growing; else None."""
+        if not opened or id(opened[-1]) != self._leaf_in or len(opened) != len(self._open_ids):
+            return None
+        states = self._open
+        frames = []
+        for container in opened:
+            state = states.get(id(container))
+            if state is None or state.length != len(container):
+                return None
+            if state.model is not None:
+                if state.field is None or next(reversed(container)) != state.last_key:
+                    return None
+            elif state.item is None:
+                return None
+            frames.append((container, state))
+        return frames
+
+    def _grow(self, frames: list[tuple[Any, _Open]]) -> Any:
+        """What a full build returns when the one change since the last build is the string being
+        written at the end of the innermost container: each open container on the path is rebuilt
+        from what the last build kept, with only its newest child replaced."""
+        container, state = frames[-1]
+        # the string, as the innermost container's plan shows it
+        if state.model is not None:
+            field = state.field
+            assert field is not None
+            child: Any = field.plan.leaf(container[state.last_key], False)
+        else:
+            assert state.item is not None
+            child = state.item.leaf(container[-1], False)
+        innermost = True  # the string's own container: the one that places it
+        for _, state in reversed(frames):
+            model = state.model
+            if model is None:  # a list: its newest element replaced, in the shared list
+                output: list[Any] = state.output
+                del output[state.settled_output :]
+                if child is not None:
+                    output.append(child)
+                    if innermost:
+                        self._placed = child
+                state.size = len(output)
+                child = output
+                innermost = False
+                continue
+            field = state.field
+            assert field is not None
+            fields = state.fields.copy()
+            default = field.factory() if field.factory is not None else field.default
+            if child is None or child == default:
+                fields.pop(field.name, None)
+            else:
+                fields[field.name] = child
+                if innermost:
+                    self._placed = child
+            state.fields = fields
+            state.size = len(fields)
+            innermost = False
+            child = model.construct(fields)
+        return child
+
+    def _value(self, plan: Plan, value: Any, complete: bool) -> Any:
         if isinstance(value, dict):
-            model = next((m for m in members if _is_model(m)), None)
-            if model is None and len(members) > 1:
-                return self._value_union(members, value)
-            if model is not None:
-                return self._object(model, value)
-            if get_origin(annotation) in (dict, typing.Dict) or annotation is dict:  # noqa: UP006
-                args = get_args(annotation)
-                return self._mapping(args[1] if len(args) == 2 else Any, value)
+            kind = plan.on_dict
+            if kind == DICT_OBJECT:
+                return self._object(plan.model_plan(), value)
+            if kind == DICT_MAPPING:
+                return self._mapping(plan.item(), value)
+            if kind == DICT_AS_IS:
+                return value
             return value if complete else None
         if isinstance(value, list):
-            origin = get_origin(annotation)
-            if origin in (tuple, set, frozenset) or annotation in (tuple, set, frozenset):
+            kind = plan.on_list
+            if kind == LIST_SEQUENCE:
+                return self._sequence(plan.item(), value)
+            if kind == LIST_FIXED:
                 # fixed-shape or unordered containers appear once complete, as their own type
-                if id(value) in self._open_ids:
-                    return None
-                try:
-                    return _adapter(annotation).validate_python(value)
-                except ValidationError:
-                    return None
-            if origin in (list, typing.List, tuple, set, frozenset) or annotation is list:  # noqa: UP006
-                args = get_args(annotation)
-                return self._sequence(args[0] if args else Any, value)
+                return None if id(value) in self._open_ids else plan.fixed(value)
             return value if complete else None
-        return self._leaf(annotation, members, value, complete)
+        return plan.leaf(value, complete)
 
-    def _value_union(self, members: list[Any], value: dict[str, Any]) -> Any:
-        models = [m for m in members if _is_model(m)]
-        if not models:
-            return value
-        # the model whose fields best cover the keys seen so far
-        best = max(models, key=lambda m: sum(1 for p in _plan(m) if p.key in value))
-        return self._object(best, value)
-
-    def _place(self, built: Any) -> None:
-        if not isinstance(built, BaseModel | list | dict):  # containers record their own leaves
-            self._placed = built
-
-    def _leaf(self, annotation: Any, members: list[Any], value: Any, complete: bool) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, str) and not complete:
-            # a string still being written: only a plain str field shows it as it grows
-            return value if annotation is str or str in members else None
-        if annotation is Any or (annotation is str and isinstance(value, str)):
-            return value
-        if type(value) is annotation and not issubclass(annotation, enum.Enum):
-            return value
-        for member in members:
-            try:
-                return _adapter(member).validate_python(value)
-            except ValidationError:
-                continue
-        return None
-
-    def _object(self, model: type[BaseModel], value: dict[str, Any]) -> BaseModel:
+    def _object(self, model: ModelPlan, value: dict[str, Any]) -> BaseModel:
         key = id(value)
-        if key in self._final:
-            return self._final[key]  # type: ignore[no-any-return]
-        is_open = key in self._open_ids
-        state = self._open.get(key) if is_open else None
-        if is_open and state is None:
-            state = self._open[key] = _Open(None)
-        keys = list(value)
+        final = self._final.get(key)
+        if final is not None:
+            return final  # type: ignore[no-any-return]
+        state: _Open | None = None
+        if key in self._open_ids:
+            state = self._open.get(key)
+            if state is None:
+                state = self._open[key] = _Open(None)
+            built_before = state.built
+            growing_at = len(value) - 1
+        else:
+            built_before = {}
+            growing_at = -1
         fields: dict[str, Any] = {}
-        by_key = {plan.key: plan for plan in _plan(model)}
-        last = len(keys) - 1
-        for position, json_key in enumerate(keys):
-            plan = by_key.get(json_key)
-            if plan is None:
+        by_key = model.by_key
+        leaf_here = self._leaf_in == key
+        for position, json_key in enumerate(value):
+            field = by_key.get(json_key)
+            if field is None:
                 continue
-            if state is not None and position < last and plan.name in state.built:
-                fields[plan.name] = state.built[plan.name]
+            name = field.name
+            growing = position == growing_at
+            if not growing and name in built_before:
+                fields[name] = built_before[name]
                 continue
-            growing = is_open and position == last
-            built = self._value(
-                plan.annotation, value[json_key], complete=not self._is_open_leaf(growing, key)
-            )
-            default = plan.factory() if plan.factory is not None else plan.default
-            if value[json_key] is None and default is not None and _allows_none(plan.annotation):
+            item = value[json_key]
+            built = self._value(field.plan, item, not (growing and leaf_here))
+            default = field.factory() if field.factory is not None else field.default
+            if item is None and default is not None and field.allows_none:
                 built = None  # an explicit null where the field takes one: shown, not the default
             elif built is None or built == default:
                 continue  # nothing to show yet: the field reads as missing, its default stays
-            fields[plan.name] = built
+            fields[name] = built
             if growing:
-                self._place(built)
+                if not isinstance(built, BaseModel | list | dict):  # containers record their own leaves
+                    self._placed = built
             elif state is not None:
-                state.built[plan.name] = built
-        instance = _construct(model, fields)
+                built_before[name] = built
+        instance = model.construct(fields)
         if state is not None:
             state.size = len(fields)
+            state.length = len(value)
+            state.model = model
+            state.fields = fields
+            state.last_key = next(reversed(value), _MISSING)
+            state.field = by_key.get(state.last_key)
         else:
             self._final[key] = instance
         return instance
 
-    def _is_open_leaf(self, growing: bool, container: int) -> bool:
-        return growing and self._growing_string and container == self._innermost
-
-    def _sequence(self, item: Any, value: list[Any]) -> list[Any]:
+    def _sequence(self, item: Plan, value: list[Any]) -> list[Any]:
         key = id(value)
-        if key in self._final:
-            return self._final[key]  # type: ignore[no-any-return]
+        final = self._final.get(key)
+        if final is not None:
+            return final  # type: ignore[no-any-return]
         if key not in self._open_ids:
-            built = [self._value(item, element) for element in value]
+            built = [self._value(item, element, True) for element in value]
             built = [b for b in built if b is not None]
             self._final[key] = built
             return built
@@ -282,28 +297,33 @@ class PartialBuilder(Generic[M]):
         output: list[Any] = state.output
         # Elements before the last are final: each is built once and kept in the shared list;
         # only the last, which may still grow, is built again.
-        del output[state.settled_output :]
-        for element in value[state.settled : len(value) - 1]:
-            built = self._value(item, element)
-            if built is not None:
-                output.append(built)
-        state.settled = max(state.settled, len(value) - 1)
-        state.settled_output = len(output)
+        last = len(value) - 1
+        if len(output) > state.settled_output:
+            del output[state.settled_output :]
+        if state.settled < last:
+            for element in value[state.settled : last]:
+                built = self._value(item, element, True)
+                if built is not None:
+                    output.append(built)
+            state.settled = last
+            state.settled_output = len(output)
         if value:
-            growing = self._value(item, value[-1], complete=not self._is_open_leaf(True, key))
+            growing = self._value(item, value[-1], self._leaf_in != key)
             if growing is not None:
                 output.append(growing)
-                self._place(growing)
+                if not isinstance(growing, BaseModel | list | dict):
+                    self._placed = growing
         state.size = len(output)
+        state.length = len(value)
+        state.item = item
         return output
 
-    def _mapping(self, item: Any, value: dict[str, Any]) -> dict[str, Any]:
-        is_open = id(value) in self._open_ids
-        keys = list(value)
+    def _mapping(self, item: Plan, value: dict[str, Any]) -> dict[str, Any]:
+        growing_at = len(value) - 1 if id(value) in self._open_ids else -1
+        leaf_here = self._leaf_in == id(value)
         result = {}
-        for position, key in enumerate(keys):
-            growing = is_open and position == len(keys) - 1
-            built = self._value(item, value[key], complete=not self._is_open_leaf(growing, id(value)))
+        for position, key in enumerate(value):
+            built = self._value(item, value[key], not (position == growing_at and leaf_here))
             if built is not None:
                 result[key] = built
         return result
@@ -357,7 +377,11 @@ async def stream_partial(
         if close is not None:
             with anyio.CancelScope(shield=True):
                 await close()
-    yield model.model_validate_json(json_document("".join(text)))
+    # the document as `json_document` finds it, from where this parser saw it begin and end
+    whole = "".join(text)
+    if parser.start is not None:
+        whole = whole[parser.start : parser.end if parser.done else None]
+    yield model.model_validate_json(whole)
 
 
 async def _stream_partial_toon(source: Any, model: type[M]) -> AsyncIterator[M]:
