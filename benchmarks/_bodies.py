@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lionflow import iModel
+from lionflow.errors import ConfigurationError
 
 TOKEN = "tok "
 MESSAGES = [{"role": "user", "content": "go"}]
@@ -166,6 +167,21 @@ def loopback_model(label: str, url: str, transport: str, **options: Any) -> iMod
         **wire.kwargs,
         **options,
     )
+
+
+async def has_native(label: str, url: str) -> bool:
+    """Whether provider API `label` has its native transport yet (the iModel refuses it if not)."""
+    try:
+        model = loopback_model(label, url, "native")
+    except ConfigurationError:
+        return False
+    except ModuleNotFoundError as error:
+        # The provider names its native twin's module before the module landed (work in progress).
+        if not (error.name or "").startswith("lionflow."):
+            raise
+        return False
+    await model.aclose()
+    return True
 
 
 def event_payloads(body: str) -> list[bytes]:

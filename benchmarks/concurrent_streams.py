@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from _bodies import MESSAGES, WIRES, loopback_model, raise_open_files
+from _bodies import MESSAGES, WIRES, has_native, loopback_model, raise_open_files
 from anyio.abc import SocketAttribute, SocketStream
 
 from lionflow import iModel
-from lionflow.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_STREAMS = 1000
@@ -108,6 +107,7 @@ class Tally:
     open_now: int = 0
     peak_open: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    first_error: str = ""
 
 
 @dataclass
@@ -117,26 +117,12 @@ class Result:
     completed: int
     peak_open: int
     errors: Counter[str]
+    first_error: str = ""
 
 
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-async def has_native(label: str, url: str) -> bool:
-    """Whether provider API `label` has its native transport yet (the iModel refuses it if not)."""
-    try:
-        model = loopback_model(label, url, "native")
-    except ConfigurationError:
-        return False
-    except ModuleNotFoundError as error:
-        # The provider names its native twin's module before the module landed (work in progress).
-        if not (error.name or "").startswith("lionflow."):
-            raise
-        return False
-    await model.aclose()
-    return True
 
 
 def widen_pool(model: iModel) -> str:
@@ -175,6 +161,7 @@ async def _one(model: iModel, deltas: int, tally: Tally) -> None:
                 count += 1
     except Exception as error:  # counted, not raised: the figure is how many streams completed
         tally.errors[type(error).__name__] += 1
+        tally.first_error = tally.first_error or f"{type(error).__name__}: {error}"
     else:
         if count == deltas:
             tally.completed += 1
@@ -204,7 +191,7 @@ async def run_streams(
             tally.errors[f"unfinished after {limit:g} s"] += streams - tally.completed - tally.errors.total()
     finally:
         await model.aclose()
-    return Result(wall, cpu, tally.completed, tally.peak_open, tally.errors), note
+    return Result(wall, cpu, tally.completed, tally.peak_open, tally.errors, tally.first_error), note
 
 
 def _best(results: list[Result]) -> Result:
@@ -216,6 +203,7 @@ def _best(results: list[Result]) -> Result:
         worst.completed,
         min(result.peak_open for result in results),
         worst.errors,
+        worst.first_error,
     )
 
 
@@ -247,6 +235,8 @@ async def bench(args: argparse.Namespace, url: str, client_cpu: int, server_cpus
                 f"{streams:>8,}  {transport:<10}{result.wall:>9.2f}{result.cpu:>9.2f}{per_delta:>14.2f}"
                 f"{f'{result.completed:,}/{streams:,}':>13}{result.peak_open:>11,}  {errors}"
             )
+            if result.first_error:
+                print(f"{'':>10}first error: {result.first_error[:300]}")
         if "native" in best:
             print(f"{'':>8}  native/sdk CPU {best['native'].cpu / best['sdk'].cpu:.3f}", flush=True)
         else:

@@ -28,9 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
-from _bodies import MESSAGES, WIRES, event_payloads, loopback_model
-
-from lionflow.errors import ConfigurationError
+from _bodies import MESSAGES, WIRES, event_payloads, has_native, loopback_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1 / 5  # native's per-delta cost over the raw SDK's, at most
@@ -128,21 +126,6 @@ async def lionflow_stream(label: str, url: str, transport: str) -> int:
     return count
 
 
-async def has_native(label: str, url: str) -> bool:
-    """Whether provider API `label` has its native transport yet (the iModel refuses it if not)."""
-    try:
-        model = loopback_model(label, url, "native")
-    except ConfigurationError:
-        return False
-    except ModuleNotFoundError as error:
-        # The provider names its native twin's module before the module landed (work in progress).
-        if not (error.name or "").startswith("lionflow."):
-            raise
-        return False
-    await model.aclose()
-    return True
-
-
 async def _timed(run: Callable[[], Awaitable[int]], expected: int) -> float:
     started = time.perf_counter()
     count = await run()
@@ -195,18 +178,20 @@ def decode_line(labels: list[str], deltas: int, rounds: int) -> str | None:
     }
     parts = []
     totals = dict.fromkeys(decoders, 0.0)
+    order = list(decoders)
     for label in labels:
         payloads = event_payloads(WIRES[label].build(deltas))
-        per_event = {}
-        for name, decode in decoders.items():
-            best = float("inf")
-            for _ in range(rounds):
+        best = dict.fromkeys(decoders, float("inf"))
+        for round_ in range(rounds):
+            for name in order if round_ % 2 == 0 else reversed(order):
+                decode = decoders[name]
                 started = time.perf_counter()
                 for payload in payloads:
                     decode(payload)
-                best = min(best, time.perf_counter() - started)
-            per_event[name] = best / len(payloads) * 1e6
-            totals[name] += best / len(payloads) * 1e6
+                best[name] = min(best[name], time.perf_counter() - started)
+        per_event = {name: seconds / len(payloads) * 1e6 for name, seconds in best.items()}
+        for name, micros in per_event.items():
+            totals[name] += micros
         parts.append(f"{label} {per_event['msgspec']:.2f} vs {per_event['orjson']:.2f}")
     ratio = totals["orjson"] / totals["msgspec"]
     return (
