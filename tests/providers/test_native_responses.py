@@ -311,6 +311,22 @@ async def test_an_event_with_empty_data_is_malformed(server: LoopbackServer) -> 
     assert isinstance(sdk.error, StreamInterrupted)
 
 
+async def test_an_event_that_is_not_utf8_is_malformed(server: LoopbackServer) -> None:
+    # The SDK decodes lines as strict UTF-8, outside its error wrapping: its UnicodeDecodeError
+    # escaped lionflow's mapping before the SDK adapter counted it as malformed.
+    bad = b'data: {"type": "response.output_text.delta", "output_index": 0, "delta": "\xff\xfe"}\n\n'
+    pieces = text_body("a", "b")
+    sdk, _ = await same(server, Reply(pieces=[*pieces[:3], bad, *pieces[3:]]), compare_messages=False)
+    assert isinstance(sdk.error, StreamInterrupted)
+    assert "malformed" in sdk.error.message
+
+
+async def test_a_json_answer_to_a_streamed_request(server: LoopbackServer) -> None:
+    # No SSE events at all: the stream ended before the response completed.
+    sdk, _ = await same(server, Reply.json(200, {"error": {"message": "not a stream"}}))
+    assert isinstance(sdk.error, StreamInterrupted)
+
+
 async def test_a_connection_dropped_mid_stream(server: LoopbackServer) -> None:
     pieces = body(message_added(), text_delta("Half"))
     sdk, _ = await same(server, Reply(pieces=pieces, abort=True))

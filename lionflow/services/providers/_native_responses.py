@@ -127,16 +127,25 @@ class NativeOpenAIResponsesProvider(OpenAIResponsesProvider):
             if dict_field(result, "status") == "failed":
                 raise response_failure(result, self.name, dict_field)
             return ChunkStream(listed(mapper.whole(result)))
-        return ChunkStream(self._stream(EventReader(response), mapper), close=response.aclose)
+        reader = EventReader(response)
+        return ChunkStream(self._stream(reader, mapper, response.request), close=response.aclose)
 
-    async def _stream(self, reader: EventReader, mapper: ResponsesMapper) -> AsyncIterator[Chunk]:
+    async def _stream(
+        self, reader: EventReader, mapper: ResponsesMapper, request: httpx.Request
+    ) -> AsyncIterator[Chunk]:
         phase: TimeoutPhase = "first_chunk"  # until a chunk went out; then "idle"
         map_errors = self._map_errors
         handle = mapper.handle
         done = False  # [DONE], or the terminal event
         while not done:
             with map_errors(phase):
-                events = await reader.batch()
+                try:
+                    events = await reader.batch()
+                except _REQUEST_ERRORS as error:
+                    # Read from the transport's stream, httpx's error lacks the request that says
+                    # which timeout ran out, and how long it was (httpx's own reads attach it).
+                    error.request = request
+                    raise
             if events is None:
                 break
             for sse in events:

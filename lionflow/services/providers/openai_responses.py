@@ -268,6 +268,9 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
     """
 
     endpoints: ClassVar[tuple[str, ...]] = ("responses",)
+    # The SDK decodes each SSE line as strict UTF-8 outside its own error wrapping: bytes that are
+    # not UTF-8 are a malformed event, as they are to the native transport's JSON decoder.
+    malformed_errors: ClassVar[tuple[type[BaseException], ...]] = (json.JSONDecodeError, UnicodeDecodeError)
     native: ClassVar[str | None] = (
         "lionflow.services.providers._native_responses:NativeOpenAIResponsesProvider"
     )
@@ -326,7 +329,7 @@ class OpenAIResponsesProvider(OpenAIClientProvider):
         if mapper.finished:
             # After the terminal event the body is read to its end only so that the connection can
             # go back to the pool; nothing more belongs to the answer, and a failure there loses nothing.
-            with contextlib.suppress(openai.APIError, json.JSONDecodeError):
+            with contextlib.suppress(openai.APIError, *self.malformed_errors):
                 async for _ in stream:
                     pass
         if not mapper.finished:
