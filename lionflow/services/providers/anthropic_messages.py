@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anthropic
@@ -11,7 +11,6 @@ import httpx2
 from anthropic.types import (
     InputJSONDelta,
     Message,
-    MessageDeltaUsage,
     RawContentBlockDeltaEvent,
     RawContentBlockStartEvent,
     RawContentBlockStopEvent,
@@ -27,6 +26,7 @@ from anthropic.types import Usage as AnthropicUsage
 
 from lionflow.errors import ConfigurationError, ProviderConnectionError, ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk, ChunkType, FinishReason, Usage, delta_chunk
+from lionflow.services.providers._chat_completions import Field, sdk_field
 from lionflow.services.providers._errors import interrupted, sdk_timeout, status_error
 from lionflow.services.providers.anthropic_messages_request import request_arguments
 from lionflow.services.providers.base import (
@@ -71,54 +71,88 @@ _ERROR_TYPE_STATUS = {
 _BLOCK_EVENTS = (RawContentBlockDeltaEvent, RawContentBlockStartEvent)
 _TEXT_PARTS = (TextBlock, TextDelta)
 _THINKING_PARTS = (ThinkingBlock, ThinkingDelta)
+# The SDK builds a block or delta of a type it does not know as the first of its union (a text
+# one), and an event of an unknown type as a message_start without a message: each is checked for
+# the type it says it is, so that what a newer API adds is passed over, as Anthropic asks.
+_TEXT_TYPES = frozenset({"text", "text_delta"})
+_THINKING_TYPES = frozenset({"thinking", "thinking_delta"})
 
 
 def _content(part: Any) -> tuple[ChunkType, str] | None:
     """The chunk kind and text of a text or thinking block or delta; None for anything else or empty."""
-    if isinstance(part, _TEXT_PARTS):
+    if isinstance(part, _TEXT_PARTS) and part.type in _TEXT_TYPES:
         return ("text", part.text) if part.text else None
-    if isinstance(part, _THINKING_PARTS):
+    if isinstance(part, _THINKING_PARTS) and part.type in _THINKING_TYPES:
         return ("reasoning", part.thinking) if part.thinking else None
     return None
 
 
-def _closing(
+def _plain(value: Any) -> Any:
+    """An SDK object, or a decoded JSON object, as the SDK's ``model_dump(exclude_none=True)`` has
+    it: without its None fields (those of a nested plain object stay)."""
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return dump(exclude_none=True)
+    if isinstance(value, Mapping):
+        return {key: item for key, item in value.items() if item is not None}
+    return value
+
+
+def closing_chunks(
     meta: dict[str, Any],
-    counts: list[MessageDeltaUsage | AnthropicUsage],
-    stop: RawMessageDeltaEvent | Message,
+    counts: list[Any],
+    ending: Any,
+    raw: Any,
     answer_tool: str | None = None,
+    field: Field = sdk_field,
 ) -> list[Chunk]:
     """The usage chunk (from `counts`, latest first: message_delta's totals are cumulative and
-    overwrite message_start's) and the finish chunk (from `stop`, a message_delta or the Message).
-    With a forced `answer_tool` (structured output), ``tool_use`` is the answer ending: ``stop``."""
+    overwrite message_start's) and the finish chunk (from `ending`: a message_delta's ``delta``, or
+    the Message), both with `raw` as their ``raw_response``. With a forced `answer_tool` (structured
+    output), ``tool_use`` is the answer ending: ``stop``. `field` reads the SDK's objects (the SDK
+    transport) or decoded JSON (the native one, `_native_anthropic`): one mapping for both."""
 
     def pick(name: str) -> int:
-        return next((int(value) for u in counts if (value := getattr(u, name, None)) is not None), 0)
+        return next((int(value) for u in counts if (value := field(u, name)) is not None), 0)
 
     chunks: list[Chunk] = []
     if counts:
-        details = next((u.output_tokens_details for u in counts if u.output_tokens_details is not None), None)
+        details = next(
+            (value for u in counts if (value := field(u, "output_tokens_details")) is not None), None
+        )
         cached, creation = pick("cache_read_input_tokens"), pick("cache_creation_input_tokens")
         # Anthropic's input_tokens leaves out cache reads and writes; lionflow's counts the whole prompt.
         usage = Usage(
             input_tokens=pick("input_tokens") + cached + creation,
             output_tokens=pick("output_tokens"),
-            reasoning_tokens=details.thinking_tokens if details is not None else 0,
+            reasoning_tokens=field(details, "thinking_tokens") if details is not None else 0,
             cached_tokens=cached,
         )
         usage_meta = (meta | {"cache_creation_input_tokens": creation}) if creation else meta
-        chunks.append(Chunk(type="usage", usage=usage, metadata=usage_meta, raw_response=stop))
-    ending = stop.delta if isinstance(stop, RawMessageDeltaEvent) else stop
-    finish_meta = meta | {"stop_reason": ending.stop_reason}
-    if ending.stop_sequence is not None:
-        finish_meta["stop_sequence"] = ending.stop_sequence
-    if ending.stop_details is not None:
-        finish_meta["stop_details"] = ending.stop_details.model_dump(exclude_none=True)
-    reason = _STOP_REASONS.get(ending.stop_reason or "", "stop")
+        chunks.append(Chunk(type="usage", usage=usage, metadata=usage_meta, raw_response=raw))
+    stop_reason = field(ending, "stop_reason")
+    finish_meta = meta | {"stop_reason": stop_reason}
+    if (stop_sequence := field(ending, "stop_sequence")) is not None:
+        finish_meta["stop_sequence"] = stop_sequence
+    if (stop_details := field(ending, "stop_details")) is not None:
+        finish_meta["stop_details"] = _plain(stop_details)
+    reason = _STOP_REASONS.get(stop_reason or "", "stop")
     if reason == "tool_calls" and answer_tool is not None:
         reason = "stop"
-    chunks.append(Chunk(type="finish", finish_reason=reason, metadata=finish_meta, raw_response=stop))
+    chunks.append(Chunk(type="finish", finish_reason=reason, metadata=finish_meta, raw_response=raw))
     return chunks
+
+
+def status_failure(status: int, kind: Any, message: str, headers: Mapping[str, str]) -> ProviderError:
+    """The lionflow error of an Anthropic error: an HTTP error status, or an ``event: error`` inside
+    a 200 stream (`status` below 400), with the body's ``error.type`` as `kind` and `message` the
+    body's ``error.message``, else the SDK's wording of the body. Both transports map with it."""
+    if kind:
+        message = f"{kind}: {message}"
+    if status < 400:  # an `event: error` inside a 200 stream
+        status = _ERROR_TYPE_STATUS.get(str(kind), 500 if kind is None else 400)
+        message = f"error event mid-stream: {message}"
+    return status_error(status, message, provider="anthropic", headers=headers)
 
 
 class AnthropicProvider(SdkProvider):
@@ -159,6 +193,7 @@ class AnthropicProvider(SdkProvider):
     base_url_variable: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     endpoints: ClassVar[tuple[str, ...]] = ("messages",)
     sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (anthropic.AnthropicError, httpx2.TransportError)
+    native: ClassVar[str | None] = "lionflow.services.providers._native_anthropic:NativeAnthropicProvider"
     _client: anthropic.AsyncAnthropic
 
     def _make_client(self) -> anthropic.AsyncAnthropic:
@@ -171,13 +206,7 @@ class AnthropicProvider(SdkProvider):
         # (mid-stream, an httpx2 exception may escape the SDK)
         if isinstance(error, anthropic.APIStatusError):
             message = error.api_message or error.message
-            if error.type:
-                message = f"{error.type}: {message}"
-            status = error.status_code
-            if status < 400:  # an `event: error` inside a 200 stream
-                status = _ERROR_TYPE_STATUS.get(str(error.type), 500 if error.type is None else 400)
-                message = f"error event mid-stream: {message}"
-            return status_error(status, message, provider="anthropic", headers=error.response.headers)
+            return status_failure(error.status_code, error.type, message, error.response.headers)
         if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
             return sdk_timeout(error, phase, provider="anthropic")
         if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
@@ -212,11 +241,15 @@ class AnthropicProvider(SdkProvider):
                     event = await events.__anext__()
                 except StopAsyncIteration:
                     break
-            if type(event) is RawContentBlockDeltaEvent and type(event.delta) is TextDelta:
+            if (
+                type(event) is RawContentBlockDeltaEvent
+                and type(text_delta := event.delta) is TextDelta
+                and text_delta.type == "text_delta"
+            ):
                 # nearly every event: a text delta
-                if event.delta.text:
+                if text_delta.text:
                     phase = "idle"
-                    yield delta_chunk("text", event.delta.text, event.index, meta, event)
+                    yield delta_chunk("text", text_delta.text, event.index, meta, event)
             elif isinstance(event, _BLOCK_EVENTS):
                 index = event.index
                 part = event.delta if isinstance(event, RawContentBlockDeltaEvent) else event.content_block
@@ -240,7 +273,7 @@ class AnthropicProvider(SdkProvider):
                     silent_tools.discard(event.index)
                     phase = "idle"
                     yield tool_chunk("{}", event.index, tool_blocks[event.index], meta, event)
-            elif isinstance(event, RawMessageStartEvent):
+            elif isinstance(event, RawMessageStartEvent) and event.type == "message_start":
                 message = event.message
                 meta = {"provider": self.name, "model": message.model, "response_id": message.id}
                 start_usage = message.usage
@@ -253,7 +286,7 @@ class AnthropicProvider(SdkProvider):
             )
             raise interrupted(lost)
         counts = [final.usage] + ([start_usage] if start_usage is not None else [])
-        for chunk in _closing(meta, counts, final, answer_tool):
+        for chunk in closing_chunks(meta, counts, final.delta, final, answer_tool):
             yield chunk
 
     async def _whole(self, message: Message, answer_tool: str | None = None) -> AsyncIterator[Chunk]:
@@ -265,5 +298,5 @@ class AnthropicProvider(SdkProvider):
                 )
             elif isinstance(block, ToolUseBlock):
                 yield tool_chunk(json.dumps(block.input), index, (block.id, block.name), meta, message)
-        for chunk in _closing(meta, [message.usage], message, answer_tool):
+        for chunk in closing_chunks(meta, [message.usage], message, message, answer_tool):
             yield chunk
