@@ -5,6 +5,7 @@ stream, a status or a connection goes wrong (tests/providers/native.py compares 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,10 +15,10 @@ import anyio.to_thread
 import pytest
 from google.genai import types
 
-from lionflow import ConfigurationError, iModel
+from lionflow import ConfigurationError, Timeout, iModel
 from lionflow.services.providers._native_gemini import GeminiLines, NativeGeminiProvider
 from tests.loopback import Handler, LoopbackServer, Reply, split
-from tests.providers.helpers import HI, closed_port, sdk_timeout
+from tests.providers.helpers import HI, closed_port, sdk_timeout, unaccepted_port
 from tests.providers.native import both, outcome
 from tests.providers.structured import POINT_SCHEMA, TRIP_JSON, Trip
 from tests.providers.test_gemini_genai import (
@@ -278,6 +279,27 @@ async def test_options_shape_the_request_the_same(server: LoopbackServer) -> Non
     )
     assert headers(native, "x-team") == headers(sdk, "x-team") == [{"x-team": "lions"}]
     await same(server, body(event(text("ok"), finish="STOP")), base_url=server.url + "/proxy/")
+    per_call = types.HttpOptions(base_url=server.url + "/per-call", timeout=2500)
+    sdk, native = await same(
+        server, body(event(text("ok"), finish="STOP")), params={"http_options": per_call}
+    )
+    assert (
+        headers(native, "x-server-timeout") == headers(sdk, "x-server-timeout") == [{"x-server-timeout": "3"}]
+    )
+
+
+async def test_the_server_and_key_from_the_environment_are_the_same(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url + "/from-env")
+    monkeypatch.setenv("GEMINI_API_KEY", " spaced-key ")
+    await same(server, body(event(text("ok"), finish="STOP")), base_url=None, api_key=None)
+
+
+async def test_a_gzipped_stream_reads_the_same(server: LoopbackServer) -> None:
+    squeezed = gzip.compress(b"".join(SHAPES["parallel calls"]))
+    headers_ = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+    await same(server, lambda: [Reply(pieces=split([squeezed], 50), headers=headers_)])
 
 
 async def test_structured_output_parses_the_same(server: LoopbackServer) -> None:
@@ -372,6 +394,34 @@ async def test_an_error_payload_without_a_code_fails_the_same(server: LoopbackSe
 async def test_a_dropped_connection_and_a_refused_one_are_the_same(server: LoopbackServer) -> None:
     await same(server, lambda: [Reply(pieces=CASE.cut_body("Half"), abort=True)])
     await same(server, lambda: [], base_url=f"http://127.0.0.1:{closed_port()}")
+
+
+async def test_a_connection_never_accepted_is_the_same_connect_timeout() -> None:
+    with LoopbackServer() as server, unaccepted_port() as port, anyio.fail_after(8):
+        base_url = f"http://127.0.0.1:{port}"
+        _, native = await same(server, lambda: [], base_url=base_url, params=sdk_timeout(CASE, 0.3))
+    assert native.error is not None
+
+
+@pytest.mark.parametrize(
+    ("limit", "where"),
+    [(Timeout(connect=0.3), "before_headers"), (0.3, "before_the_first_event"), (0.3, "mid_stream")],
+    ids=["connect", "first_chunk", "idle"],
+)
+async def test_imodels_own_timeouts_are_the_same(server: LoopbackServer, limit: Any, where: str) -> None:
+    pieces = CASE.text_body("first", "late")
+
+    def replies() -> list[Handler]:
+        if where == "before_headers":
+            return [Reply(pieces=pieces, head_delay=3.0)]
+        stall = [3.0 if (where == "mid_stream") == (b'"late"' in piece) else 0.0 for piece in pieces]
+        return [Reply(pieces=pieces, delay=stall)]
+
+    with anyio.fail_after(6):
+        sdk, native = await same(server, replies, timeout=limit)
+    assert native.error is not None
+    for outcome_ in (sdk, native):
+        assert await anyio.to_thread.run_sync(outcome_.requests[-1].disconnected.wait, 2)
 
 
 @pytest.mark.parametrize(

@@ -214,6 +214,18 @@ class GeminiLines:
 # -- the adapter -------------------------------------------------------------------------------------
 
 
+def _reads(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's reads: from the transport's stream itself when the body has no content encoding
+    (as `_native.EventReader` reads them: httpx's layers cost more per read than the event a read
+    carries, and its exception mapping is in that stream)."""
+    encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+    stream: Any = response.stream
+    if encoded or not hasattr(stream, "__aiter__"):
+        return response.aiter_bytes()
+    reads: AsyncIterator[bytes] = stream.__aiter__()
+    return reads
+
+
 def _join_url(base_url: str, path: str) -> str:
     # google-genai's join_url_path: one slash between the base URL's path and `path`.
     parsed = urlparse(base_url)
@@ -321,7 +333,7 @@ class NativeGeminiProvider(GeminiProvider):
     async def _chunks(self, response: httpx.Response, mapper: GeminiMapper) -> AsyncIterator[Chunk]:
         map_errors = self._map_errors
         lines = GeminiLines()
-        reads = response.aiter_bytes()
+        reads = _reads(response)
         phase: TimeoutPhase = "first_chunk"
         received = False  # whether a response came: an error after it interrupts the stream
         reading = True
@@ -332,6 +344,11 @@ class NativeGeminiProvider(GeminiProvider):
                 except StopAsyncIteration:
                     reading = False
                     payloads = lines.end()
+                except httpx.RequestError as error:
+                    # Read from the transport's stream, the error names no request: name it, as
+                    # httpx does, for the timeout it was sent with (`sdk_timeout` reads it there).
+                    error.request = response.request
+                    raise
             for payload in payloads:
                 try:
                     event = decode(payload)
