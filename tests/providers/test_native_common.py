@@ -151,6 +151,22 @@ async def test_the_sdks_own_per_call_timeout_fails_the_same(
     assert isinstance(sdk.error, ProviderTimeout)
 
 
+async def test_the_sdks_own_per_call_timeout_mid_stream_fails_the_same(
+    server: LoopbackServer, case: ProviderCase
+) -> None:
+    # The first pieces come at once, the last one too late: a read timeout after the first chunk,
+    # with the seconds it was given (the error's fields are compared).
+    def reply() -> list[Reply]:
+        pieces = case.text_body("one ", "two ")
+        return [Reply(pieces=pieces, delay=[0.0] * (len(pieces) - 1) + [3.0])]
+
+    sdk, _ = await both(
+        server, reply, model=model_of(case, server), params=sdk_timeout(case, 0.5), compare_messages=False
+    )
+    assert isinstance(sdk.error, ProviderTimeout)
+    assert sdk.error.seconds == 0.5
+
+
 @pytest.mark.parametrize("transport", ["sdk", "native"])
 async def test_closing_a_call_early_closes_the_providers_stream(
     server: LoopbackServer, case: ProviderCase, transport: str

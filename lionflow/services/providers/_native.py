@@ -171,9 +171,10 @@ class EventReader:
     """The SSE events of a streamed response, a batch per network read (not an async generator per
     event: a delta costs a list item, not a suspension)."""
 
-    __slots__ = ("_bytes", "_decoder", "_done", "flush_at_end")
+    __slots__ = ("_bytes", "_decoder", "_done", "_request", "flush_at_end")
 
     def __init__(self, response: httpx.Response, *, flush_at_end: bool = False) -> None:
+        self._request = response.request
         # Without a content encoding, the bytes are read from the transport's stream itself: the
         # layers httpx adds on the way (decoders, re-chunking, counting) cost more per read than
         # the event they carry. httpx's exception mapping is in that stream, so errors are the same.
@@ -192,6 +193,11 @@ class EventReader:
             return None
         try:
             data = await self._bytes.__anext__()
+        except httpx.RequestError as error:
+            # Read from the transport's own stream, httpx's error names no request; it is named
+            # here, as httpx's own reads do, for the timeout it was sent with (`sdk_timeout`).
+            error.request = self._request
+            raise
         except StopAsyncIteration:
             self._done = True
             rest = self._decoder.end()

@@ -222,13 +222,7 @@ class NativeAnthropicProvider(AnthropicProvider):
         index: Any
         while True:
             with map_errors(phase):
-                try:
-                    batch = await reader.batch()
-                except httpx.RequestError as error:
-                    # Read from the transport's own stream, httpx's error lacks the request that
-                    # says which timeout ran out and how long it was (httpx's reads attach it).
-                    error.request = response.request
-                    raise
+                batch = await reader.batch()
             if batch is None:
                 break
             for sse in batch:
