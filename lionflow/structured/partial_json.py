@@ -24,7 +24,7 @@ from lionflow.errors import PartialJSONError
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _NUMBER_CHARS = frozenset("0123456789+-.eE")
-_CONTROL = re.compile(r"[\x00-\x1f]")
+_STRING_STOP = re.compile(r'["\\\x00-\x1f]')
 _WHITESPACE = " \t\n\r"
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
@@ -258,27 +258,29 @@ class PartialJSON:
         assert pieces is not None
         n = len(text)
         while i < n:
-            quote = text.find('"', i)
-            slash = text.find("\\", i)
-            stop = quote if slash < 0 or (0 <= quote < slash) else slash
-            end = n if stop < 0 else stop
-            if end > i:
-                run = text[i:end]
+            # one search finds where the plain run ends: a quote, an escape, or a control character
+            found = _STRING_STOP.search(text, i)
+            stop = -1 if found is None else found.start()
+            if stop >= 0 and text[stop] < " ":
                 if self._surrogate:
                     pieces.append(self._surrogate)
                     self._surrogate = ""
-                control = _CONTROL.search(run)
-                if control is not None:
-                    raise self._error("control character in a string", base + i + control.start())
-                pieces.append(run)
+                raise self._error("control character in a string", base + stop)
+            end = n if stop < 0 else stop
+            if end > i:
+                if self._surrogate:
+                    pieces.append(self._surrogate)
+                    self._surrogate = ""
+                pieces.append(text[i:end])
                 if not self._string_is_key:
                     self.revision += 1
                 i = end
             if stop < 0:
                 return n
-            if stop == quote:
+            if text[stop] == '"':
                 self._end_string()
-                return quote + 1
+                return stop + 1
+            slash = stop
             # an escape
             if slash + 1 >= n:
                 self._pending = text[slash:]

@@ -34,6 +34,7 @@ from lionflow.structured.partial_json import PartialJSON
 M = TypeVar("M", bound=BaseModel)
 
 _MISSING = object()
+_PENDING: Any = object()  # the fingerprint of a path build, made only when a full build needs it
 
 
 class _Open:
@@ -107,45 +108,43 @@ class PartialBuilder(Generic[M]):
         value = parser.value
         if not isinstance(value, dict):
             return None
-        self._placed = _MISSING
-        result: Any = None
         # A parser that counts its structure (`PartialJSON.structure`) says when the one change is
         # the string being written; for another, the path is compared container by container.
         structure = getattr(parser, "structure", None)
-        frames = self._frames
         if self._leaf_in is not None and parser.in_string:
+            frames = self._frames
             if frames is None or structure is None or structure != self._structure:
                 frames = self._frames = self._path_frames(parser.open_containers())
             if frames is not None:
-                result = self._grow(frames)
-        if result is None:
-            self._frames = None
-            opened = parser.open_containers()
-            self._open_ids = set(map(id, opened))
-            self._innermost = id(opened[-1]) if opened else None
-            self._leaf_in = self._innermost if parser.in_string else None
-            result = self._value(self._plan, value, True)
-            # forget the state of containers that closed since
-            states = self._open
-            open_ids = self._open_ids
-            for key in [k for k in states if k not in open_ids]:
-                del states[key]
+                self._structure = structure
+                return self._grow(frames)
         self._structure = structure
-        # Containers still growing are shared with earlier objects, so comparing objects cannot tell
-        # a change; the sizes of the open containers and the newest leaf can, cheaply.
+        if self._fingerprint is _PENDING:
+            self._fingerprint = self._fingerprint_now(None)  # as the last (path) build left it
+        self._frames = None
+        self._placed = _MISSING
+        opened = parser.open_containers()
+        self._open_ids = open_ids = set(map(id, opened))
+        self._innermost = innermost = id(opened[-1]) if opened else None
+        self._leaf_in = innermost if parser.in_string else None
+        result = self._value(self._plan, value, True)
+        # forget the state of containers that closed since
+        states = self._open
+        for key in [k for k in states if k not in open_ids]:
+            del states[key]
         # growth inside a container not tracked here (a dict field, an Any value) shows by revision
-        innermost = self._innermost
-        untracked = innermost is not None and innermost not in self._open
-        fingerprint = (
-            tuple([state.size for state in self._open.values()]),
-            len(self._final),
-            self._placed,
-            parser.revision if untracked else None,
-        )
+        untracked = innermost is not None and innermost not in states
+        fingerprint = self._fingerprint_now(parser.revision if untracked else None)
         if fingerprint == self._fingerprint or not isinstance(result, self.model):
             return None
         self._fingerprint = fingerprint
         return result
+
+    def _fingerprint_now(self, revision: int | None) -> tuple[Any, ...]:
+        # Containers still growing are shared with earlier objects, so comparing objects cannot tell
+        # a change; the sizes of the open containers and the newest leaf can, cheaply.
+        sizes = tuple([state.size for state in self._open.values()])
+        return (sizes, len(self._final), self._placed, revision)
 
     def _path_frames(self, opened: list[Any]) -> list[tuple[Any, _Open]] | None:
         """The open containers with what the last build kept of each, when they are the ones the
@@ -166,10 +165,13 @@ class PartialBuilder(Generic[M]):
             frames.append((container, state))
         return frames
 
-    def _grow(self, frames: list[tuple[Any, _Open]]) -> Any:
+    def _grow(self, frames: list[tuple[Any, _Open]]) -> M | None:
         """What a full build returns when the one change since the last build is the string being
         written at the end of the innermost container: each open container on the path is rebuilt
-        from what the last build kept, with only its newest child replaced."""
+        from what the last build kept, with only its newest child replaced. The open containers and
+        the closed ones are those of the last build, so the fingerprint can differ from the last one
+        only in the sizes along the path and the newest leaf: those are compared, and the fingerprint
+        itself is left to be made when a full build needs it."""
         container, state = frames[-1]
         # the string, as the innermost container's plan shows it
         if state.model is not None:
@@ -179,34 +181,44 @@ class PartialBuilder(Generic[M]):
         else:
             assert state.item is not None
             child = state.item.leaf(container[-1], False)
+        previous = self._placed
+        placed: Any = _MISSING
+        changed = False
         innermost = True  # the string's own container: the one that places it
         for _, state in reversed(frames):
             model = state.model
+            size = state.size
             if model is None:  # a list: its newest element replaced, in the shared list
                 output: list[Any] = state.output
                 del output[state.settled_output :]
                 if child is not None:
                     output.append(child)
                     if innermost:
-                        self._placed = child
+                        placed = child
                 state.size = len(output)
                 child = output
-                innermost = False
-                continue
-            field = state.field
-            assert field is not None
-            fields = state.fields.copy()
-            default = field.factory() if field.factory is not None else field.default
-            if child is None or child == default:
-                fields.pop(field.name, None)
             else:
-                fields[field.name] = child
-                if innermost:
-                    self._placed = child
-            state.fields = fields
-            state.size = len(fields)
+                field = state.field
+                assert field is not None
+                fields = state.fields.copy()
+                default = field.factory() if field.factory is not None else field.default
+                if child is None or child == default:
+                    fields.pop(field.name, None)
+                else:
+                    fields[field.name] = child
+                    if innermost:
+                        placed = child
+                state.fields = fields
+                state.size = len(fields)
+                child = model.construct(fields)
+            changed = changed or state.size != size
             innermost = False
-            child = model.construct(fields)
+        self._placed = placed
+        if self._fingerprint is not _PENDING:
+            previous = self._fingerprint[2] if self._fingerprint is not None else _MISSING
+        if not (changed or placed != previous) or not isinstance(child, self.model):
+            return None
+        self._fingerprint = _PENDING
         return child
 
     def _value(self, plan: Plan, value: Any, complete: bool) -> Any:

@@ -19,7 +19,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from lionflow import toon
-from lionflow.structured import PartialBuilder, PartialJSON
+from lionflow.structured import PartialBuilder, PartialJSON, PartialJSONError
 from tests.structured import _old_builder
 
 M = TypeVar("M", bound=BaseModel)
@@ -350,3 +350,35 @@ def test_toon_takes_the_checked_path_and_agrees() -> None:
             assert (ours is None) == (theirs is None)
             if ours is not None:
                 assert _snapshot(ours) == _snapshot(theirs)
+
+
+# -- what the path builds read of PartialJSON ----------------------------------------------------------
+
+
+def test_the_structure_count_stands_still_only_while_a_string_grows() -> None:
+    parser = PartialJSON()
+    counts = []
+    for piece in ['{"a": "', "xy", "z", '", "b": [1', ", 2", '], "c": "q', "r", '"}']:
+        parser.feed(piece)
+        counts.append(parser.structure)
+    # the string "xyz" grows without a change of structure; a value added or a container closed moves it
+    assert counts[1] == counts[2] == counts[0]
+    assert len(set(counts[2:6])) == 4
+    assert counts[6] == counts[5]
+    assert counts[7] > counts[6]
+
+
+@pytest.mark.parametrize(
+    ("pieces", "position"),
+    [
+        (['{"a": "ab\x01c"}'], 9),
+        (['{"a": "ab', 'c\x1fd"}'], 10),
+        (['{"a": "\\n\x02"}'], 9),
+        (['{"a": "\\', 'u00e9\x03"}'], 13),
+    ],
+)
+def test_a_control_character_in_a_string_is_refused_where_it_stands(pieces: list[str], position: int) -> None:
+    parser = PartialJSON()
+    with pytest.raises(PartialJSONError, match=f"position {position}"):
+        for piece in pieces:
+            parser.feed(piece)
