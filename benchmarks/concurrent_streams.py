@@ -15,7 +15,8 @@ system, from getrusage), the streams completed without error, and the most strea
 Connection limits: the native client has none. The SDKs' clients have their own pool (openai and
 anthropic: 1,000 connections; groq: 100; gemini's httpx client: 100), which would queue the streams
 beyond it; the benchmark gives the SDK client an unlimited pool of the same kind (see `widen_pool`),
-so both sides run every stream at once. Open files: raised to what the streams need, in both processes.
+so both sides run every stream at once (``--sdk-pool default`` keeps the SDK's own pool instead). Open
+files: raised to what the streams need, in both processes.
 
 Target: 1,000 concurrent streams complete with native, with CPU time at most a fifth of the SDK
 transport's.
@@ -173,11 +174,15 @@ async def _one(model: iModel, deltas: int, tally: Tally) -> None:
 
 
 async def run_streams(
-    label: str, url: str, transport: str, streams: int, deltas: int, limit: float
+    label: str, url: str, transport: str, streams: int, deltas: int, limit: float, *, widen: bool = True
 ) -> tuple[Result, str]:
-    """`streams` streams at once over `transport`, after one untimed stream (imports, the pool)."""
+    """`streams` streams at once over `transport`, after one untimed stream (imports, the pool);
+    `widen`: the SDK transport's pool without a connection limit (`widen_pool`)."""
     model = loopback_model(label, url, transport, max_concurrent=None)
-    note = widen_pool(model) if transport == "sdk" else "native client: no connection limit"
+    if transport == "native":
+        note = "native client: no connection limit"
+    else:
+        note = widen_pool(model) if widen else "SDK client: the SDK's own pool (--sdk-pool default)"
     try:
         await _one(model, deltas, Tally())
         tally = Tally()
@@ -224,7 +229,9 @@ async def bench(args: argparse.Namespace, url: str, client_cpu: int, server_cpus
         order = list(results)
         for round_ in range(args.rounds):
             for transport in order if round_ % 2 == 0 else reversed(order):
-                result, note = await run_streams(label, url, transport, streams, deltas, args.limit)
+                result, note = await run_streams(
+                    label, url, transport, streams, deltas, args.limit, widen=args.sdk_pool == "unlimited"
+                )
                 results[transport].append(result)
                 notes.add(note)
         best = {transport: _best(values) for transport, values in results.items()}
@@ -268,6 +275,12 @@ def main() -> None:
     parser.add_argument("--deltas", type=int, default=200)
     parser.add_argument("--provider", default="openai chat", choices=list(WIRES))
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--sdk-pool",
+        choices=["unlimited", "default"],
+        default="unlimited",
+        help="the SDK transport's connection pool: without a limit (as native's), or the SDK's own",
+    )
     parser.add_argument("--limit", type=float, default=900.0, help="seconds one run may take")
     parser.add_argument("--serve", metavar="BODY", help=argparse.SUPPRESS)  # the server process
     parser.add_argument("--cpus", type=int, nargs="*", default=[], help=argparse.SUPPRESS)

@@ -2,6 +2,7 @@
 over its native transport (``transport="native"``), on the same loopback stream.
 
     .venv/bin/python benchmarks/provider_overhead.py [--deltas 20000] [--rounds 5] [--only anthropic]
+        [--clock cpu|wall]
 
 For each provider API it generates one body of N text deltas in that provider's wire format, serves
 it from a loopback server in its own process (tests/loopback.py), and streams it through the raw SDK
@@ -11,6 +12,10 @@ round-robin whose order flips every round (so that no side always runs first, or
 or busy machine); the table shows the best round of each. Targets: lionflow-sdk adds at most 10%
 over the raw SDK, and lionflow-native costs at most 1/5 of the raw SDK per delta, for every
 provider. A provider whose native transport does not exist yet shows "n/a".
+
+The clock is the client process's CPU time by default (`time.process_time`: what decides how many
+streams a core carries, and steady on a machine others share); ``--clock wall`` times wall-clock
+seconds instead, which on an idle machine is the same figure plus waits on the server.
 
 A last line times JSON decoding of the same bodies' events, msgspec (what the native transport
 uses) against orjson, when orjson is installed (it is not a dependency of lionflow).
@@ -126,10 +131,14 @@ async def lionflow_stream(label: str, url: str, transport: str) -> int:
     return count
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]
+
+
 async def _timed(run: Callable[[], Awaitable[int]], expected: int) -> float:
-    started = time.perf_counter()
+    started = clock()
     count = await run()
-    elapsed = time.perf_counter() - started
+    elapsed = clock() - started
     if count != expected:
         raise RuntimeError(f"expected {expected} deltas, got {count}")
     return elapsed
@@ -203,7 +212,8 @@ def decode_line(labels: list[str], deltas: int, rounds: int) -> str | None:
 async def bench(deltas: int, rounds: int, only: list[str]) -> None:
     labels = [label for label in WIRES if not only or label in only]
     print(f"{deltas:,} text deltas per stream, best of {rounds} rounds (order flips each round), ", end="")
-    print("loopback server in its own process; us per delta\n")
+    kind = "client CPU" if clock is time.process_time else "wall-clock"
+    print(f"loopback server in its own process; {kind} us per delta\n")
     print(f"{'provider':<18}{'raw SDK':>10}{'lionflow-sdk':>14}{'sdk/raw':>10}", end="")
     print(f"{'lionflow-native':>17}{'native/raw':>12}{'<=1/5':>8}")
     verdicts: dict[str, bool | None] = {}
@@ -245,9 +255,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--deltas", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu", help="what a round's time is")
     parser.add_argument("--only", nargs="*", default=[], help="provider labels to run, e.g. 'openai chat'")
     args = parser.parse_args()
     unknown = sorted(set(args.only) - set(WIRES))
     if unknown:
         parser.error(f"unknown provider {', '.join(unknown)}; known: {', '.join(WIRES)}")
+    clock = CLOCKS[args.clock]
     anyio.run(bench, args.deltas, args.rounds, args.only)
