@@ -428,6 +428,7 @@ async def test_imodels_own_timeouts_are_the_same(server: LoopbackServer, limit: 
     ("where", "stream"),
     [
         ("before_headers", True),
+        ("before_headers", False),
         ("before_the_first_event", True),
         ("mid_stream", True),
         ("before_the_body", False),

@@ -73,8 +73,6 @@ def _wire_signature(value: str) -> str:
 WIRE_FIELDS = FieldReader(dict.get, _camel, enum_name=_enum_name, signature=_wire_signature)
 """Reads the decoded JSON of Gemini's responses (camelCase keys)."""
 
-_EMPTY: dict[str, Any] = {}
-
 
 def _response(value: Any) -> Any:
     """A decoded response as the mapper reads it: a JSON object as is; the SDK reads a list, a
@@ -82,7 +80,7 @@ def _response(value: Any) -> Any:
     if value.__class__ is dict:
         return value
     if value is None or isinstance(value, str | list):
-        return _EMPTY
+        return {}
     raise TypeError(f"argument of type {type(value).__name__!r} is not iterable")
 
 
@@ -291,7 +289,7 @@ class NativeGeminiProvider(GeminiProvider):
                 if not request.stream:
                     raw = await response.aread()
                     # (an empty body is an empty response to the SDK; one that is not JSON, json's error)
-                    event = _response(_whole(raw, response) if raw else _EMPTY)
+                    event = _response(_whole(raw, response) if raw else {})
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await response.aclose()

@@ -57,35 +57,9 @@ async def _record_response(response: httpx2.Response) -> None:
 class FieldReader:
     """How `GeminiMapper` reads a GenerateContentResponse: the SDK's objects by attribute (snake_case
     names, enums, bytes), or the decoded wire JSON by key (camelCase names, strings, base64), so
-    that one mapping serves both transports. Each attribute but the three functions is the name
-    `get` takes for the field of that (snake_case) name, computed once."""
+    that one mapping serves both transports. Each annotated attribute is the name `get` takes for
+    the field of that (snake_case) name, computed once."""
 
-    __slots__ = (
-        "args",
-        "block_reason",
-        "cached_content_token_count",
-        "candidates",
-        "candidates_token_count",
-        "content",
-        "enum_name",
-        "finish_reason",
-        "function_call",
-        "get",
-        "id",
-        "model_version",
-        "name",
-        "parts",
-        "prompt_feedback",
-        "prompt_token_count",
-        "response_id",
-        "signature",
-        "text",
-        "thought",
-        "thought_signature",
-        "thoughts_token_count",
-        "total_token_count",
-        "usage_metadata",
-    )
     args: str
     block_reason: str
     cached_content_token_count: str
@@ -119,9 +93,8 @@ class FieldReader:
         self.get = get
         self.enum_name = enum_name  # an enum field's value (FinishReason, BlockedReason) as its name
         self.signature = signature  # a thought signature as standard base64
-        for field in self.__slots__:
-            if field not in ("get", "enum_name", "signature"):
-                setattr(self, field, rename(field))
+        for field in FieldReader.__annotations__:  # the names, annotated above
+            setattr(self, field, rename(field))
 
 
 def _sdk_signature(value: bytes) -> str:
@@ -349,6 +322,9 @@ class GeminiProvider(SdkProvider):
       IMAGE_*) -> ``content_filter``, anything else -> ``stop``; the finish chunk's metadata keeps
       ``finishReason``. A blocked prompt (no candidates) -> ``content_filter`` with ``blockReason``.
     - A stream that ends before a ``finishReason`` raises StreamInterrupted.
+
+    ``transport="native"`` is `NativeGeminiProvider` (`_native_gemini`): the same requests, chunks
+    and errors without google-genai in the path of a delta.
     """
 
     name: ClassVar[str] = "gemini"
