@@ -288,6 +288,18 @@ async def test_options_shape_the_request_the_same(server: LoopbackServer) -> Non
     )
 
 
+@pytest.mark.parametrize("variable", [None, "beta", "v1alpha"])
+async def test_without_an_api_version_the_sdks_default_is_the_same(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, variable: str | None
+) -> None:
+    # api_version=None leaves it to google-genai: GOOGLE_GENAI_API_VERSION ("beta" for v1beta), else v1.
+    if variable is None:
+        monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
+    else:
+        monkeypatch.setenv("GOOGLE_GENAI_API_VERSION", variable)
+    await same(server, body(event(text("ok"), finish="STOP")), api_version=None)
+
+
 async def test_the_server_and_key_from_the_environment_are_the_same(
     server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

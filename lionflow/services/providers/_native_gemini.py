@@ -26,6 +26,7 @@ import base64
 import enum
 import json
 import math
+import os
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 from urllib.parse import urlparse, urlunparse
@@ -34,6 +35,7 @@ import anyio
 import httpx
 from google.genai import _common, types
 from google.genai import errors as genai_errors
+from google.genai._api_client import GOOGLE_AI_API_DEFAULT_VERSION as DEFAULT_API_VERSION
 
 from lionflow.errors import ConfigurationError, ProviderConnectionError, ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk
@@ -246,6 +248,7 @@ class NativeGeminiProvider(GeminiProvider):
         genai_errors.UnknownApiResponseError,
     )
     _native: NativeClient
+    _api_version: str | None
 
     def _make_client(self) -> Any:
         options = self.settings.options
@@ -253,6 +256,10 @@ class NativeGeminiProvider(GeminiProvider):
         # The URL is whole in each request: a call's http_options may name another server.
         self._native = NativeClient("", headers)
         self._native.http.follow_redirects = True  # as the SDK adapter's HTTP client
+        self._api_version = options.get("api_version", "v1beta")
+        if self._api_version is None:  # google-genai's own choice, made when its client is built
+            variable = os.environ.get("GOOGLE_GENAI_API_VERSION")
+            self._api_version = "v1beta" if variable == "beta" else (variable or DEFAULT_API_VERSION)
         return self._native
 
     async def aclose(self) -> None:
@@ -306,7 +313,7 @@ class NativeGeminiProvider(GeminiProvider):
         """The URL, the headers beyond the client's and the timeout (seconds) of a call, with its
         ``http_options`` applied as google-genai applies them (its `extra_body` merged into `body`)."""
         base_url = self.server or DEFAULT_BASE_URL
-        version: str | None = self.settings.options.get("api_version", "v1beta")
+        version: str | None = self._api_version
         headers: dict[str, str] = {}
         timeout: float | None = None
         if options is not None:
