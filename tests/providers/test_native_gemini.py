@@ -201,6 +201,11 @@ FRAMINGS: dict[str, list[bytes]] = {
     ),
     "a comment line": raw(": keep-alive\n\n", f"data: {json.dumps(event(text('a'), finish='STOP'))}\n\n"),
     "an event name": raw("event: message\n", f"data: {json.dumps(event(text('a'), finish='STOP'))}\n\n"),
+    "an empty data line": raw("data: \n\n", f"data: {json.dumps(event(text('a'), finish='STOP'))}\n\n"),
+    "a [DONE] marker": raw(f"data: {json.dumps(event(text('a'), finish='STOP'))}\n\n", "data: [DONE]\n\n"),
+    "a JSON array, not SSE": raw(
+        "[", json.dumps(event(text("a")), indent=1), "\n,\n", json.dumps(event(finish="STOP")), "]\n"
+    ),
     "data without the space": raw(f"data:{json.dumps(event(text('a'), finish='STOP'))}\n\n"),
     "an unended string in raw lines": raw(
         '{"a": "{\\"}\n', '"}\n', f"data: {json.dumps(event(finish='STOP'))}\n\n"
@@ -392,12 +397,24 @@ async def test_streams_that_go_wrong_end_the_same(server: LoopbackServer, kind: 
     await same(server, MID_STREAM[kind])
 
 
-async def test_an_error_payload_without_a_code_fails_the_same(server: LoopbackServer) -> None:
-    # google-genai compares the missing code with 400 and raises TypeError: so does the native path.
-    pieces = body(event(text("x")), {"error": {"message": "no code"}})
+@pytest.mark.parametrize(
+    ("payload", "failure"),
+    [
+        ({"error": {"message": "no code"}}, TypeError),
+        ({"error": {"code": "500", "message": "a string code"}}, TypeError),
+        ({"error": "only words"}, AttributeError),
+    ],
+    ids=["no code", "a string code", "a string error"],
+)
+async def test_error_payloads_google_genai_cannot_read_fail_the_same(
+    server: LoopbackServer, payload: dict[str, Any], failure: type[Exception]
+) -> None:
+    # google-genai compares the payload's code with 400 (or reads a code from a string) and fails
+    # with Python's own error, which lionflow does not map: the native path fails alike.
+    pieces = body(event(text("x")), payload)
     failures = []
     for transport in ("sdk", "native"):
-        with pytest.raises(TypeError) as caught:
+        with pytest.raises(failure) as caught:
             await outcome(server, [Reply(pieces=pieces)], transport=transport, model=model_of(server))
         failures.append(str(caught.value))
     assert failures[0] == failures[1]
