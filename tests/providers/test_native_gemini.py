@@ -519,10 +519,14 @@ WHOLE = {
 }
 
 
+STRUCTURED = {"candidates": [{"content": {"parts": [text(TRIP_JSON)]}, "finishReason": "STOP"}]}
+
+
 @pytest.mark.parametrize(
     "payload",
     [
         WHOLE,
+        STRUCTURED,
         {},
         [],
         b"",
@@ -530,14 +534,16 @@ WHOLE = {
         b'{"candidates": [], "x": NaN}',
         {"candidates": [{"index": 0}]},
     ],
-    ids=["whole", "empty object", "a list", "empty body", "not JSON", "NaN", "no finish"],
+    ids=["whole", "structured", "empty object", "a list", "empty body", "not JSON", "NaN", "no finish"],
 )
 async def test_a_whole_answer_is_the_same(server: LoopbackServer, payload: Any) -> None:
     if isinstance(payload, bytes):
         replies = lambda: [Reply(pieces=[payload], headers={"content-type": "application/json"})]  # noqa: E731
     else:
         replies = lambda: [Reply.json(200, payload)]  # noqa: E731
-    await same(server, replies, stream=False, params={"response_format": Trip} if payload is WHOLE else None)
+    await same(
+        server, replies, stream=False, params={"response_format": Trip} if TRIP_JSON in str(payload) else None
+    )
 
 
 # -- closing -------------------------------------------------------------------------------------------
