@@ -403,14 +403,16 @@ async def test_streams_that_go_wrong_end_the_same(server: LoopbackServer, kind: 
         ({"error": {"message": "no code"}}, TypeError),
         ({"error": {"code": "500", "message": "a string code"}}, TypeError),
         ({"error": "only words"}, AttributeError),
+        (5, TypeError),
     ],
-    ids=["no code", "a string code", "a string error"],
+    ids=["no code", "a string code", "a string error", "a number"],
 )
 async def test_error_payloads_google_genai_cannot_read_fail_the_same(
-    server: LoopbackServer, payload: dict[str, Any], failure: type[Exception]
+    server: LoopbackServer, payload: Any, failure: type[Exception]
 ) -> None:
-    # google-genai compares the payload's code with 400 (or reads a code from a string) and fails
-    # with Python's own error, which lionflow does not map: the native path fails alike.
+    # google-genai compares the payload's code with 400 (or reads a code from a string, or a response
+    # from a number) and fails with Python's own error, which lionflow does not map: the native
+    # path fails alike.
     pieces = body(event(text("x")), payload)
     failures = []
     for transport in ("sdk", "native"):
