@@ -7,9 +7,8 @@ Stopping from another task (`ModelCall.aclose()` while a task waits in the drive
 provider) and the idle and total timeouts must interrupt that wait. Before the first chunk a cancel
 scope does it (once per call). After it, a scope per read would cost several microseconds a chunk
 (in a real stream nearly every read waits), so the call's one `ReadWatch` does it instead: a
-deadline that moves with each read, one timer, and an interrupt aimed at the wait (`_rest_of`); a
-chunk that is ready is read directly. The driver never yields to its consumer inside a scope or
-a watched wait (PEP 789).
+deadline that moves with each read, one timer, and an interrupt aimed at the task while it waits
+in a read. The driver never yields to its consumer inside a scope or a watched read (PEP 789).
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import types
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -193,79 +191,6 @@ async def _next_chunk(
         return None
 
 
-@types.coroutine
-def _rest_of(
-    waiter: Generator[Any, Any, Chunk], trap: Any, watch: ReadWatch
-) -> Generator[Any, Any, Chunk | None]:
-    """Finish a provider read that had to wait: `waiter` has just suspended on `trap`. Returns the
-    chunk, or None at the end of the stream. Raises `Interrupted` once `watch` was interrupted: by
-    `state.stop()`, or when its deadline (the idle or total limit) passed first.
-
-    This forwards what the event loop sends and throws, as ``yield from`` would, marking each
-    suspension as a wait of the watch (its cheap stand-in for a cancel scope): this frame is the
-    innermost, so what interrupts the wait lands here first, whatever scopes the read holds of its
-    own (a socket timeout). Once interrupted, the read is abandoned by throwing `Interrupted` into
-    it. What the watch does not claim (on asyncio, a cancellation of the consumer, even one that
-    came with a stop) is thrown into the read as it is; on trio a cancellation reaches the read as
-    a value, so a stop that came with one stays a stop, and the consumer's cancellation is
-    delivered again at its next checkpoint. Either way the read is unwound before anything leaves
-    here, so that its scopes close in its own task, in order; its own clean-up waits run unwatched.
-
-    A stop that lands as the read is woken with its chunk still stops: the chunk is dropped, as
-    are any chunks that had not yet reached the consumer.
-    """
-    sent: Any = None
-    # What was thrown into the read, which is then unwinding (stopped before the read began to
-    # wait: abandoned at once).
-    ending: BaseException | None = Interrupted() if watch.interrupted else None
-    thrown = ending
-    if ending is None:
-        watch.arm()
-        while True:
-            watch.trap = trap
-            watch.waiting = True
-            try:
-                sent = yield trap
-            except GeneratorExit:
-                watch.waiting = False
-                waiter.close()
-                raise
-            except BaseException as exc:
-                watch.waiting = False
-                thrown = ending = watch.claim(exc)  # Interrupted if the watch woke us, else theirs
-                break
-            watch.waiting = False
-            if watch.interrupted:  # whatever woke the read (a chunk that arrived at that moment)
-                thrown = ending = Interrupted()
-                break
-            try:
-                trap = waiter.send(sent)
-            except StopIteration as ready:
-                return ready.value  # type: ignore[no-any-return]
-            except StopAsyncIteration:
-                return None
-    # The read is abandoned: unwind it, unwatched.
-    while True:
-        try:
-            trap = waiter.send(sent) if thrown is None else waiter.throw(thrown)
-        except (StopIteration, StopAsyncIteration) as end:
-            if isinstance(ending, Interrupted):
-                raise ending from None
-            return end.value if isinstance(end, StopIteration) else None
-        except Exception:
-            if isinstance(ending, Interrupted):  # the read reported our stop as an error of its own
-                raise ending from None
-            raise
-        thrown = None
-        try:
-            sent = yield trap
-        except GeneratorExit:
-            waiter.close()
-            raise
-        except BaseException as exc:
-            thrown = exc
-
-
 async def _close_quietly(stream: ChunkStream | None) -> None:
     if stream is None:
         return
@@ -344,35 +269,39 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
 
         if chunk is not None:
             first_chunk_at = time.perf_counter() - started
-        # A ready chunk is read directly: the cheapest path per chunk. A read that has to wait is
-        # watched (`_rest_of`) by the call's one ReadWatch, which carries the idle and total
+        # Each read is watched by the call's one ReadWatch, which carries the idle and total
         # deadlines and which stop() interrupts, so a stop means the same with or without timeouts.
+        # Watching a read costs a few attribute stores; a cancel scope per read would cost several
+        # microseconds, and in a real stream nearly every read waits.
+        if state.stop_requested:  # (stopped during the input guards, before the setup scope)
+            raise Interrupted
         read = stream.__anext__
         watch = state.watch = read_watch(idle=idle, total_at=deadline.loop_at())
-        if state.stop_requested:
-            watch.interrupt()
+        arm = watch.arm
         handler = state.handler
         while chunk is not None:
             assembler.add(chunk)
             if handler is not None and chunk.type == "text":
                 handler.push(chunk.data, chunk.metadata or None)
             yield chunk
-            waiter = read().__await__()
+            arm()
             try:
-                trap = waiter.send(None)
-            except StopIteration as ready:
-                chunk = ready.value
+                chunk = await read()
             except StopAsyncIteration:
                 chunk = None
-            else:
-                try:
-                    chunk = await _rest_of(waiter, trap, watch)
-                except Interrupted:
-                    if state.stop_requested or not watch.expired:
-                        raise
-                    if watch.total_phase:
-                        raise ProviderTimeout("total", timeout.total or 0.0, provider=provider) from None
-                    raise ProviderTimeout("idle", idle or 0.0, provider=provider) from None
+            except BaseException as error:
+                if not watch.settle(error):  # not the watch's doing: the read's own end
+                    raise
+            watch.waiting = False
+            if watch.interrupted:
+                # Whatever ended the read (the interrupt; or a chunk, or the end of the stream, that
+                # came at that moment: dropped), it was interrupted.
+                watch.settle(None)
+                if state.stop_requested or not watch.expired:
+                    raise Interrupted
+                if watch.total_phase:
+                    raise ProviderTimeout("total", timeout.total or 0.0, provider=provider)
+                raise ProviderTimeout("idle", idle or 0.0, provider=provider)
 
         if not assembler.saw_finish:
             # The adapter contract promises a finish chunk; keep the promise to the caller regardless.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ class RateLimiter:
 
 
 class Interrupted(Exception):
-    """Raised into a provider read that a `ReadWatch` interrupted; never leaves the driver."""
+    """Ends a provider read that a `ReadWatch` interrupted; never leaves the driver."""
 
 
 def _raise_interrupted() -> NoReturn:
@@ -188,20 +189,22 @@ def _raise_interrupted() -> NoReturn:
 
 
 class ReadWatch:
-    """Interrupts a call's waits on its provider reads from outside, without a cancel scope per read.
+    """Interrupts a call's reads of its provider from outside, without a cancel scope per read.
 
     A cancel scope costs several microseconds to enter and leave, and in a real stream nearly every
     read waits (the socket has no data yet), so one per read would dominate what the service layer
-    costs per chunk. The driver instead marks each wait (`waiting`, and `arm()` moves the deadline:
-    the idle limit from now, capped by the total deadline), and one timer per call checks it: it
-    wakes at the deadline, or at the earliest moment a later deadline could fall, and interrupts a
-    wait that has run past it. `interrupt()` (a stop from another task) does the same at once.
+    costs per chunk. The driver instead marks each read (`arm()`: the reading task, and a deadline
+    that moves, the idle limit from now capped by the total deadline), and one timer per call checks
+    it: it wakes at the deadline, or at the earliest moment a later deadline could fall, and
+    interrupts a read that has run past it. `interrupt()` (a stop from another task) does the same
+    at once. A read that is ready costs no more than the marks.
 
-    Interrupting a wait is what a cancel scope does underneath, aimed at the one wait: on asyncio
-    the task is cancelled and the cancellation, taken back (``uncancel``) where the driver's
-    trampoline catches it, becomes `Interrupted`; on trio the wait is aborted as trio aborts it for a
-    cancellation, and rescheduled with `Interrupted`. The driver never yields to its consumer while
-    a wait is marked, so nothing of the consumer's runs under the watch (PEP 789).
+    Interrupting is what a cancel scope does underneath, aimed at the one read: on asyncio the task
+    is cancelled, and `settle()` takes the cancellation back (``uncancel``) when it reaches the
+    driver; on trio the read's wait is aborted as trio aborts it for a cancellation, and resumed
+    with `Interrupted`. Either way the read unwinds through its own scopes in order, and its
+    clean-up waits are not cut short. The driver never yields to its consumer while a read is
+    marked, so nothing of the consumer's runs under the watch (PEP 789).
     """
 
     __slots__ = (
@@ -215,7 +218,6 @@ class ReadWatch:
         "interrupted",
         "task",
         "total_phase",
-        "trap",
         "waiting",
     )
 
@@ -229,47 +231,49 @@ class ReadWatch:
     ) -> None:
         self._now = now  # the event loop's clock
         self._current_task = current_task
-        self.task = current_task()  # the task of the current wait: the one to interrupt
         self._idle = idle
         self._total_at = math.inf if total_at is None else total_at
         self.deadline = self._total_at  # in the clock of `_now()`
         self.total_phase = idle is None  # the deadline is the total one (else the idle one)
-        self.waiting = False  # the driver waits on a read, under this watch
-        self.interrupted = False  # stopped or expired: the current or next wait is abandoned
+        self.task: Any = current_task()  # the task of the current read: the one to interrupt
+        self.waiting = False  # the driver is in a read
+        self.interrupted = False  # stopped or expired: the current read is abandoned
         self.expired = False
-        self.fired = False  # the waiting task was woken to be interrupted
-        self.trap: object = None  # what the current wait yielded to the event loop
+        self.fired = False  # the reading task was woken to be interrupted
 
     @property
     def timed(self) -> bool:
         return self._idle is not None or self._total_at != math.inf
 
     def arm(self) -> None:
-        """Start the clock of a wait that begins now, in the current task (a call may be read by
-        one task, then another): its deadline is the idle limit from now, or the total deadline
-        when that comes first."""
+        """Mark a read that begins now, in the current task (a call may be read by one task, then
+        another): its deadline is the idle limit from now, or the total deadline if that is sooner."""
         self.task = self._current_task()
         idle = self._idle
         if idle is not None:
             at = self._now() + idle
             self.total_phase = at >= self._total_at
             self.deadline = self._total_at if self.total_phase else at
+        self.waiting = True
 
     def interrupt(self) -> None:
-        """Abandon the current wait (or the next one): a stop, or the deadline."""
+        """Abandon the current read: a stop, or the deadline."""
         self.interrupted = True
         if self.waiting and not self.fired:
             self._wake()
 
-    def claim(self, error: BaseException) -> BaseException:
-        """What the driver should throw into the read for `error`, raised at its wait."""
-        return error
+    def settle(self, error: BaseException | None) -> bool:
+        """End the mark of a read that ended by `error` (None: it ended otherwise while
+        `interrupted`); True when the watch ended it, and `error` is not the driver's to raise."""
+        self.waiting = False
+        # (a read may report our interrupt as an error of its own)
+        return self.interrupted and (error is None or isinstance(error, Exception))
 
     def close(self) -> None:
         """Stop the timer (the call has ended)."""
 
     def _next_check(self) -> float:
-        # Called by the timer: interrupt an expired wait, and say when to look again.
+        # Called by the timer: interrupt an expired read, and say when to look again.
         now = self._now()
         if self.waiting:
             if now >= self.deadline:
@@ -277,7 +281,7 @@ class ReadWatch:
                 self.interrupt()
                 return math.inf
             return self.deadline
-        # No wait now: a later one cannot end before the idle limit from now (or the total deadline).
+        # No read now: a later one cannot end before the idle limit from now (or the total deadline).
         return self._total_at if self._idle is None else min(now + self._idle, self._total_at)
 
     def _wake(self) -> None:
@@ -290,8 +294,10 @@ class _AsyncioWatch(ReadWatch):
     def __init__(self, *, idle: float | None, total_at: float | None) -> None:
         import asyncio
 
-        self._loop = asyncio.get_running_loop()
-        super().__init__(self._loop.time, asyncio.current_task, idle=idle, total_at=total_at)
+        self._loop = loop = asyncio.get_running_loop()
+        # asyncio's own loop reads time.monotonic(); reading it directly saves a call per read
+        now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        super().__init__(now, asyncio.current_task, idle=idle, total_at=total_at)
         self._cancels = 0
         self._timer: asyncio.TimerHandle | None = None
         if self.timed:
@@ -302,24 +308,22 @@ class _AsyncioWatch(ReadWatch):
         self._timer = None if at == math.inf else self._loop.call_at(at, self._on_timer)
 
     def _wake(self) -> None:
-        trap = self.trap
-        done = getattr(trap, "done", None)
-        if done is not None and done():
-            return  # the read is being woken with its result: the driver sees `interrupted` then
+        # Delivered where the task waits now, or at once if it is about to resume anyway.
         self._cancels = self.task.cancelling()
         self.fired = True
         self.task.cancel()
 
-    def claim(self, error: BaseException) -> BaseException:
+    def settle(self, error: BaseException | None) -> bool:
         if not self.fired:
-            return error
+            return super().settle(error)
+        self.waiting = False
         self.fired = False
         task = self.task
         task.uncancel()
-        # Another cancellation arrived with ours (the consumer's): it is not ours to take.
-        if isinstance(error, self._cancelled()) and task.cancelling() <= self._cancels:
-            return Interrupted()
-        return error
+        if isinstance(error, self._cancelled()):
+            # Another cancellation came with ours (the consumer's): it is not ours to take.
+            return bool(task.cancelling() <= self._cancels)
+        return error is None or isinstance(error, Exception)  # the read swallowed it, or reported it
 
     @staticmethod
     def _cancelled() -> type[BaseException]:
@@ -334,12 +338,13 @@ class _AsyncioWatch(ReadWatch):
 
 
 class _TrioWatch(ReadWatch):
-    __slots__ = ("_scope",)
+    __slots__ = ("_scope", "_token")
 
     def __init__(self, *, idle: float | None, total_at: float | None) -> None:
         import trio
 
         super().__init__(trio.current_time, trio.lowlevel.current_task, idle=idle, total_at=total_at)
+        self._token = trio.lowlevel.current_trio_token()
         self._scope: trio.CancelScope | None = None
         if self.timed:
             self._scope = trio.CancelScope()
@@ -355,12 +360,29 @@ class _TrioWatch(ReadWatch):
                 at = self._next_check()
 
     def _wake(self) -> None:
-        # As trio delivers a cancellation: abort the wait unless a wake-up is already on its way
-        # (then the driver sees `interrupted` when it resumes).
+        # As trio delivers a cancellation: abort the wait the task is parked in. A task that is not
+        # parked is about to run; it may finish the read (the driver then sees `interrupted`) or
+        # park again, so look again once it has run.
         task = self.task
         if task._abort_func is not None:
             self.fired = True
             task._attempt_abort(_raise_interrupted)
+        else:
+            self._token.run_sync_soon(self._wake_again)
+
+    def _wake_again(self) -> None:
+        if self.waiting and not self.fired:
+            self._wake()
+
+    def settle(self, error: BaseException | None) -> bool:
+        # A cancellation of the consumer that came with a stop is delivered again by trio at the
+        # consumer's next checkpoint, so the stop may take the read.
+        self.waiting = False
+        if not self.interrupted or error is None or isinstance(error, Exception):
+            return self.interrupted
+        import trio
+
+        return isinstance(error, trio.Cancelled)
 
     def close(self) -> None:
         if self._scope is not None:
