@@ -105,7 +105,13 @@ class PartialBuilder(Generic[M]):
         structure = getattr(parser, "structure", None)
         if self._leaf_in is not None and parser.in_string:
             frames = self._frames
-            if frames is None or structure is None or structure != self._structure:
+            # (the root compared too: a count is only comparable within one parser's document)
+            if (
+                frames is None
+                or structure is None
+                or structure != self._structure
+                or frames[0][0] is not value
+            ):
                 frames = self._frames = self._path_frames(parser.open_containers())
             if frames is not None:
                 self._structure = structure
