@@ -277,14 +277,18 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
             raise Interrupted
         read = stream.__anext__
         watch = state.watch = read_watch(idle=idle, total_at=deadline.loop_at())
-        arm = watch.arm
+        current_task, now = watch.current_task, watch.now
         handler = state.handler
         while chunk is not None:
             assembler.add(chunk)
             if handler is not None and chunk.type == "text":
                 handler.push(chunk.data, chunk.metadata or None)
             yield chunk
-            arm()
+            # Mark the read for the watch (see ReadWatch); inline, as this runs once per chunk.
+            watch.task = current_task()
+            if idle is not None:
+                watch.deadline = now() + idle
+            watch.waiting = True
             try:
                 chunk = await read()
             except StopAsyncIteration:

@@ -193,11 +193,11 @@ class ReadWatch:
 
     A cancel scope costs several microseconds to enter and leave, and in a real stream nearly every
     read waits (the socket has no data yet), so one per read would dominate what the service layer
-    costs per chunk. The driver instead marks each read (`arm()`: the reading task, and a deadline
-    that moves, the idle limit from now capped by the total deadline), and one timer per call checks
-    it: it wakes at the deadline, or at the earliest moment a later deadline could fall, and
-    interrupts a read that has run past it. `interrupt()` (a stop from another task) does the same
-    at once. A read that is ready costs no more than the marks.
+    costs per chunk. The driver instead marks each read: `task`, the reading task (a call may be read
+    by one task, then another), `deadline`, the idle limit from now (the timer caps it with the total
+    deadline), and `waiting`. One timer per call checks them: it wakes at the deadline, or at the
+    earliest moment a later deadline could fall, and interrupts a read that has run past it.
+    `interrupt()` (a stop from another task) does the same at once. A ready read costs the marks.
 
     Interrupting is what a cancel scope does underneath, aimed at the one read: on asyncio the task
     is cancelled, and `settle()` takes the cancellation back (``uncancel``) when it reaches the
@@ -208,14 +208,14 @@ class ReadWatch:
     """
 
     __slots__ = (
-        "_current_task",
         "_idle",
-        "_now",
         "_total_at",
+        "current_task",
         "deadline",
         "expired",
         "fired",
         "interrupted",
+        "now",
         "task",
         "total_phase",
         "waiting",
@@ -229,12 +229,12 @@ class ReadWatch:
         idle: float | None,
         total_at: float | None,
     ) -> None:
-        self._now = now  # the event loop's clock
-        self._current_task = current_task
+        self.now = now  # the event loop's clock
+        self.current_task = current_task
         self._idle = idle
         self._total_at = math.inf if total_at is None else total_at
-        self.deadline = self._total_at  # in the clock of `_now()`
-        self.total_phase = idle is None  # the deadline is the total one (else the idle one)
+        self.deadline = self._total_at  # of the current read, in the clock of `now()`
+        self.total_phase = False  # it expired at the total deadline (else the idle one)
         self.task: Any = current_task()  # the task of the current read: the one to interrupt
         self.waiting = False  # the driver is in a read
         self.interrupted = False  # stopped or expired: the current read is abandoned
@@ -244,17 +244,6 @@ class ReadWatch:
     @property
     def timed(self) -> bool:
         return self._idle is not None or self._total_at != math.inf
-
-    def arm(self) -> None:
-        """Mark a read that begins now, in the current task (a call may be read by one task, then
-        another): its deadline is the idle limit from now, or the total deadline if that is sooner."""
-        self.task = self._current_task()
-        idle = self._idle
-        if idle is not None:
-            at = self._now() + idle
-            self.total_phase = at >= self._total_at
-            self.deadline = self._total_at if self.total_phase else at
-        self.waiting = True
 
     def interrupt(self) -> None:
         """Abandon the current read: a stop, or the deadline."""
@@ -274,13 +263,15 @@ class ReadWatch:
 
     def _next_check(self) -> float:
         # Called by the timer: interrupt an expired read, and say when to look again.
-        now = self._now()
+        now = self.now()
         if self.waiting:
-            if now >= self.deadline:
+            deadline = min(self.deadline, self._total_at)
+            if now >= deadline:
+                self.total_phase = deadline == self._total_at
                 self.expired = True
                 self.interrupt()
                 return math.inf
-            return self.deadline
+            return deadline
         # No read now: a later one cannot end before the idle limit from now (or the total deadline).
         return self._total_at if self._idle is None else min(now + self._idle, self._total_at)
 
