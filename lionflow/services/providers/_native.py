@@ -29,6 +29,8 @@ try:
 except ImportError as missing:  # pragma: no cover - the extra's absence is tested in a subprocess
     raise MissingDependency("native transport", missing.name or "httpx", "native") from missing
 
+from lionflow.services.providers._http11 import Http11Transport
+
 try:
     _VERSION = version("lionflow")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
@@ -90,11 +92,14 @@ class NativeClient:
             http2 = False
         else:
             http2 = True
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        # https:// (HTTP/2 where the server offers it) through httpx's own transport; plain http://
+        # through lionflow's HTTP/1.1 reader, which hands a body up a socket read at a time.
+        secure = httpx.AsyncHTTPTransport(http2=http2, limits=limits)
         self.http = httpx.AsyncClient(
             headers={"user-agent": USER_AGENT, "accept": "application/json", **headers},
             timeout=self.backstop,
-            http2=http2,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            transport=Http11Transport(secure),
             follow_redirects=False,
         )
 

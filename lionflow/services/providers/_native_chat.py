@@ -11,8 +11,11 @@ ends it, and an event the stream never terminated with a blank line is dropped.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
+
+import anyio
 
 from lionflow.errors import ProviderError, StreamInterrupted, TimeoutPhase
 from lionflow.services.chunk import Chunk
@@ -37,6 +40,7 @@ from lionflow.services.providers.openai_chat import OpenAIChatProvider
 from lionflow.services.providers.openai_chat_request import request_arguments as openai_arguments
 
 _DONE = b"[DONE]"
+_DRAIN_SECONDS = 0.1  # the openai SDK's own bound
 
 
 class _NativeChat(SdkProvider):
@@ -118,6 +122,12 @@ class _NativeChat(SdkProvider):
                     phase = "idle"
                     for chunk in chunks:
                         yield chunk
+        if done:
+            # As the openai SDK does: the rest of the body is read (and ignored; a failure there is
+            # no failure of the answer), for a while, so that the connection can serve the next call.
+            with anyio.move_on_after(_DRAIN_SECONDS), contextlib.suppress(*TRANSPORT_ERRORS):
+                while await reader.batch() is not None:
+                    pass
         await reader.aclose()
         if not mapper.finished:
             # As the SDK adapter: a stream without a finish_reason was cut off.
