@@ -1,4 +1,4 @@
-"""Chat Completions over the native transport: ``provider="openai"`` and ``provider="groq"`` with
+"""Chat Completions over the native transport: ``provider="openai"`` (and, in `_native_groq`, ``"groq"``) with
 ``transport="native"`` (see `_native`).
 
 The request is the SDK adapter's own (`request_arguments`), sent as the SDK would send it; events
@@ -12,7 +12,8 @@ ends it, and an event the stream never terminated with a blank line is dropped.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anyio
@@ -34,8 +35,6 @@ from lionflow.services.providers._native import (
     wire_body,
 )
 from lionflow.services.providers.base import ChunkStream, ModelRequest, SdkProvider, listed
-from lionflow.services.providers.groq_chat import GroqChunkMapper, GroqProvider
-from lionflow.services.providers.groq_chat_request import request_arguments as groq_arguments
 from lionflow.services.providers.openai_chat import OpenAIChatProvider
 from lionflow.services.providers.openai_chat_request import request_arguments as openai_arguments
 
@@ -43,7 +42,23 @@ _DONE = b"[DONE]"
 _DRAIN_SECONDS = 0.1  # the openai SDK's own bound
 
 
-class _NativeChat(SdkProvider):
+def openai_headers(options: Mapping[str, Any], key: str) -> dict[str, str]:
+    """The key, organization and project as the openai SDK sends them (the last two, when not given,
+    from ``OPENAI_ORG_ID`` and ``OPENAI_PROJECT_ID``, as the SDK reads them), then ``default_headers``."""
+    headers = {"authorization": f"Bearer {key}"}
+    for option, variable, header in (
+        ("organization", "OPENAI_ORG_ID", "openai-organization"),
+        ("project", "OPENAI_PROJECT_ID", "openai-project"),
+    ):
+        value = options.get(option)
+        if value is None:
+            value = os.environ.get(variable)
+        if value is not None:
+            headers[header] = value
+    return headers | dict(options.get("default_headers") or {})
+
+
+class NativeChat(SdkProvider):
     """What the native Chat Completions adapters share; a base before their SDK adapter's class."""
 
     name: ClassVar[str]
@@ -140,7 +155,7 @@ class _NativeChat(SdkProvider):
             yield chunk
 
 
-class NativeOpenAIChatProvider(_NativeChat, OpenAIChatProvider):
+class NativeOpenAIChatProvider(NativeChat, OpenAIChatProvider):
     """`OpenAIChatProvider` over the native transport (``transport="native"``): same requests, same
     chunks, same errors; ``raw_response`` holds each decoded event (a dict)."""
 
@@ -150,29 +165,7 @@ class NativeOpenAIChatProvider(_NativeChat, OpenAIChatProvider):
     quotes_error_body: ClassVar[bool] = False
 
     def _headers(self) -> dict[str, str]:
-        options = self.settings.options
-        headers = {"authorization": f"Bearer {self.client_key}"}
-        if options.get("organization"):
-            headers["openai-organization"] = options["organization"]
-        if options.get("project"):
-            headers["openai-project"] = options["project"]
-        return headers | dict(options.get("default_headers") or {})
+        return openai_headers(self.settings.options, self.client_key)
 
     async def open(self, request: ModelRequest) -> ChunkStream:
         return await self._open(openai_arguments(request, server=self.server), request)
-
-
-class NativeGroqProvider(_NativeChat, GroqProvider):
-    """`GroqProvider` over the native transport (``transport="native"``): same requests, same chunks,
-    same errors; ``raw_response`` holds each decoded event (a dict)."""
-
-    path: ClassVar[str] = "/openai/v1/chat/completions"
-    default_server: ClassVar[str] = "https://api.groq.com"
-    named_events: ClassVar[bool] = False
-    quotes_error_body: ClassVar[bool] = True
-
-    def _mapper(self) -> ChatChunkMapper:
-        return GroqChunkMapper(self.name, dict_field)
-
-    async def open(self, request: ModelRequest) -> ChunkStream:
-        return await self._open(groq_arguments(request), request)

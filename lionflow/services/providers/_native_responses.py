@@ -13,7 +13,6 @@ counts. Errors are worded as the SDK adapter words the SDK's exceptions.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
@@ -32,6 +31,7 @@ from lionflow.services.providers._native import (
     status_failure,
     wire_body,
 )
+from lionflow.services.providers._native_chat import openai_headers
 from lionflow.services.providers.base import ChunkStream, ModelRequest, listed
 from lionflow.services.providers.openai_responses import (
     OpenAIResponsesProvider,
@@ -74,22 +74,7 @@ class NativeOpenAIResponsesProvider(OpenAIResponsesProvider):
         return self._native
 
     def _headers(self) -> dict[str, str]:
-        """The key, organization and project as the openai SDK sends them (the last two, when not
-        given, from ``OPENAI_ORG_ID`` and ``OPENAI_PROJECT_ID``, as the SDK reads them), then
-        ``default_headers``."""
-        options = self.settings.options
-        headers = {"authorization": f"Bearer {self.client_key}"}
-        organization = options.get("organization")
-        if organization is None:
-            organization = os.environ.get("OPENAI_ORG_ID")
-        if organization is not None:
-            headers["openai-organization"] = organization
-        project = options.get("project")
-        if project is None:
-            project = os.environ.get("OPENAI_PROJECT_ID")
-        if project is not None:
-            headers["openai-project"] = project
-        return headers | dict(options.get("default_headers") or {})
+        return openai_headers(self.settings.options, self.client_key)
 
     def _error(self, error: BaseException, phase: TimeoutPhase) -> ProviderError:
         """As the SDK adapter maps the SDK's wrapping of an httpx error: its timeout as a
@@ -139,13 +124,7 @@ class NativeOpenAIResponsesProvider(OpenAIResponsesProvider):
         done = False  # [DONE], or the terminal event
         while not done:
             with map_errors(phase):
-                try:
-                    events = await reader.batch()
-                except _REQUEST_ERRORS as error:
-                    # Read from the transport's stream, httpx's error lacks the request that says
-                    # which timeout ran out, and how long it was (httpx's own reads attach it).
-                    error.request = request
-                    raise
+                events = await reader.batch()
             if events is None:
                 break
             for sse in events:

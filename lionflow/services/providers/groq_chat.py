@@ -72,7 +72,7 @@ class GroqProvider(SdkProvider):
     api_key_variables: ClassVar[tuple[str, ...]] = ("GROQ_API_KEY",)
     base_url_variable: ClassVar[str | None] = "GROQ_BASE_URL"
     endpoints: ClassVar[tuple[str, ...]] = CHAT_ENDPOINTS
-    native: ClassVar[str | None] = "lionflow.services.providers._native_chat:NativeGroqProvider"
+    native: ClassVar[str | None] = "lionflow.services.providers._native_groq:NativeGroqProvider"
     # Unlike openai's, the groq SDK lets httpx errors escape while a stream is read.
     sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (groq.APIError, httpx.TransportError)
     _client: groq.AsyncGroq
