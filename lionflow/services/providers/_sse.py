@@ -37,9 +37,10 @@ _BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which a stream may begin with
 class SseDecoder:
     """An incremental event-stream parser; see the module's docstring."""
 
-    __slots__ = ("_data", "_event", "_id", "_partial", "_retry", "_skip_lf", "_started")
+    __slots__ = ("_data", "_event", "_id", "_names", "_partial", "_retry", "_skip_lf", "_started")
 
     def __init__(self) -> None:
+        self._names: dict[bytes, str] = {}  # `event:` lines seen, and the names they give
         self._started = False  # whether the stream's first bytes (and a byte order mark) went by
         self._partial = b""  # an unterminated line from the previous feed
         self._skip_lf = False  # the previous feed ended in CR: an LF that starts the next is its CRLF
@@ -85,14 +86,30 @@ class SseDecoder:
             self._skip_lf = True
         events: list[SseEvent] = []
         data = self._data
+        names = self._names
         for line in lines:
             if line.startswith(b"data:"):  # nearly every line
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
             elif not line:
                 if data:
-                    events.append(SseEvent(self._event, b"\n".join(data), self._id, self._retry))
+                    events.append(
+                        SseEvent(
+                            self._event,
+                            data[0] if len(data) == 1 else b"\n".join(data),
+                            self._id,
+                            self._retry,
+                        )
+                    )
                     data.clear()
                 self._event = None
+            elif line.startswith(b"event:"):  # named events (Anthropic, Responses): every other line
+                name = names.get(line)
+                if name is None:
+                    value = line[7:] if line[6:7] == b" " else line[6:]
+                    name = names[line] = value.decode("utf-8", "replace")
+                    if len(names) > 64:  # a stream of ever new names: stop remembering them
+                        names.clear()
+                self._event = name
             elif line[0] != 58:  # b":" starts a comment
                 self._field(line)
         return events
