@@ -446,12 +446,6 @@ async def test_concurrent_streams_are_not_capped_by_a_pool_size_over_http1() -> 
         assert len(server.connections) == STREAMS  # HTTP/1.1: one connection per stream in flight
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="httpcore caps one HTTP/2 connection at 100 concurrent streams (its own SETTINGS value, "
-    "whatever the server allows) and queues the rest on it instead of opening another connection",
-)
 async def test_concurrent_streams_are_not_capped_over_http2(trusted: Certificate) -> None:
     # 100 streams arrive at once; the 50 others wait for one to end. The held 100 are answered 503
     # after the bounded wait, so the test fails fast where streams are capped.

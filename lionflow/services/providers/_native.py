@@ -76,6 +76,70 @@ def request_timeout(value: Any, backstop: httpx.Timeout) -> httpx.Timeout:
     return backstop
 
 
+STREAMS_PER_LANE = 100
+"""The streams httpcore runs at once on one HTTP/2 connection: its own SETTINGS value, whatever the
+server allows; a pool queues the next one on that connection rather than opening another."""
+
+
+class _Counted(httpx.AsyncByteStream):
+    """A response body that gives its lane's slot back when closed; reads go to the body itself."""
+
+    __slots__ = ("_body", "_lane")
+
+    def __init__(self, body: httpx.AsyncByteStream, lane: _Lane) -> None:
+        self._body = body
+        self._lane: _Lane | None = lane
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._body.__aiter__()
+
+    async def aclose(self) -> None:
+        if self._lane is not None:
+            self._lane.in_flight -= 1
+            self._lane = None
+        await self._body.aclose()
+
+
+class _Lane:
+    __slots__ = ("in_flight", "transport")
+
+    def __init__(self, transport: httpx.AsyncHTTPTransport) -> None:
+        self.transport = transport
+        self.in_flight = 0
+
+
+class StreamLanes(httpx.AsyncBaseTransport):
+    """httpx's transport, as many of them as the streams in flight need: a request goes to the first
+    pool with fewer than `STREAMS_PER_LANE` responses open, else to a new pool, so that over HTTP/2
+    streams are not capped at one connection's 100 (over HTTP/1.1 the first pool takes them all:
+    it has no connection limit)."""
+
+    def __init__(self, *, http2: bool) -> None:
+        self._http2 = http2
+        self._ssl = httpx.create_ssl_context()  # one context (and CA file read) for every pool
+        self._lanes: list[_Lane] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        lane = next((lane for lane in self._lanes if lane.in_flight < STREAMS_PER_LANE), None)
+        if lane is None:
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+            lane = _Lane(httpx.AsyncHTTPTransport(verify=self._ssl, http2=self._http2, limits=limits))
+            self._lanes.append(lane)
+        lane.in_flight += 1
+        try:
+            response = await lane.transport.handle_async_request(request)
+        except BaseException:
+            lane.in_flight -= 1
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Counted(response.stream, lane)
+        return response
+
+    async def aclose(self) -> None:
+        for lane in self._lanes:
+            await lane.transport.aclose()
+
+
 class NativeClient:
     """One pooled httpx client per model: HTTP/2 where the server offers it (over TLS), keep-alive
     connections reused across calls, no connection limit of its own (the iModel's `max_concurrent`
@@ -92,10 +156,9 @@ class NativeClient:
             http2 = False
         else:
             http2 = True
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
         # https:// (HTTP/2 where the server offers it) through httpx's own transport; plain http://
         # through lionflow's HTTP/1.1 reader, which hands a body up a socket read at a time.
-        secure = httpx.AsyncHTTPTransport(http2=http2, limits=limits)
+        secure = StreamLanes(http2=http2)
         self.http = httpx.AsyncClient(
             headers={"user-agent": USER_AGENT, "accept": "application/json", **headers},
             timeout=self.backstop,
