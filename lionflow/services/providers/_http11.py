@@ -17,6 +17,7 @@ of the response arrived.
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 import anyio
@@ -27,6 +28,7 @@ import sniffio
 _READ = 65536
 _MAX_HEAD = 65536
 _NO_BODY_STATUSES = frozenset({204, 304})
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class _Connection:
@@ -71,6 +73,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
+            if _readable(connection):
+                # While idle, an open connection has nothing to say: bytes there (a 408 before the
+                # server's idle close) are no answer to this request, and EOF means it is gone.
+                await self._discard(connection)
+                continue
             try:
                 return await self._exchange(connection, request, head, timeouts, reused=True)
             except _Stale:
@@ -130,24 +137,31 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     raise _Stale from error
                 raise httpx.WriteError(str(error) or type(error).__name__, request=request) from error
             read = _seconds(timeouts, "read")
-            try:
-                while (end := buffer.find(b"\r\n\r\n")) < 0:
-                    if len(buffer) > _MAX_HEAD:
-                        raise httpx.RemoteProtocolError("the response head is too long", request=request)
-                    with anyio.fail_after(read):
-                        buffer += await connection.stream.receive(_READ)
-            except TimeoutError as error:
-                raise httpx.ReadTimeout("timed out waiting for the response", request=request) from error
-            except (anyio.EndOfStream, OSError, anyio.BrokenResourceError) as error:
-                if reused and not buffer:
-                    raise _Stale from error
-                message = (  # httpcore's wording for the first
-                    "Server disconnected without sending a response."
-                    if not buffer
-                    else "the server closed the connection in the middle of the response head"
-                )
-                raise httpx.RemoteProtocolError(message, request=request) from error
-            status, reason, headers = _parse_head(buffer[:end], request)
+            answered = False  # whether any byte came back (an informational response counts)
+            while True:
+                try:
+                    while (end := buffer.find(b"\r\n\r\n")) < 0:
+                        if len(buffer) > _MAX_HEAD:
+                            raise httpx.RemoteProtocolError("the response head is too long", request=request)
+                        with anyio.fail_after(read):
+                            buffer += await connection.stream.receive(_READ)
+                except TimeoutError as error:
+                    raise httpx.ReadTimeout("timed out waiting for the response", request=request) from error
+                except (anyio.EndOfStream, OSError, anyio.BrokenResourceError) as error:
+                    if reused and not buffer and not answered:
+                        raise _Stale from error
+                    message = (  # httpcore's wording for the first
+                        "Server disconnected without sending a response."
+                        if not buffer
+                        else "the server closed the connection in the middle of the response head"
+                    )
+                    raise httpx.RemoteProtocolError(message, request=request) from error
+                status, reason, headers = _parse_head(buffer[:end], request)
+                if not 100 <= status < 200 or status == 101:
+                    break
+                # An informational response (100 Continue, 103 Early Hints): the real one follows,
+                # as h11 (httpx's stack) reads it.
+                buffer, answered = buffer[end + 4 :], True
         except _Stale:
             raise
         except BaseException:
@@ -194,7 +208,47 @@ def _parse_head(head: bytes, request: httpx.Request) -> tuple[int, bytes, list[t
         if not colon or not name or name != name.strip():
             raise httpx.RemoteProtocolError(f"a malformed header line: {line[:80]!r}", request=request)
         headers.append((name, value.strip()))
+    _check_framing(headers, request)
     return int(parts[1]), parts[2] if len(parts) > 2 else b"", headers
+
+
+def _check_framing(headers: list[tuple[bytes, bytes]], request: httpx.Request) -> None:
+    """h11's rules for the headers that frame a body (httpx's stack refuses what breaks them, and
+    so must this reader): one Content-Length of digits, one Transfer-Encoding, and that one
+    ``chunked`` (a gzip transfer coding would hand the caller compressed bytes)."""
+    length: bytes | None = None
+    coded = False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            values = {part.strip() for part in value.split(b",")}
+            single = values.pop() if len(values) == 1 else b""
+            if not single.isdigit() or len(single) > 20 or length not in (None, single):
+                raise httpx.RemoteProtocolError(f"a bad Content-Length: {value[:40]!r}", request=request)
+            length = single
+        elif lowered == b"transfer-encoding":
+            if coded or value.lower() != b"chunked":
+                raise httpx.RemoteProtocolError(
+                    f"only Transfer-Encoding: chunked is supported, not {value[:40]!r}", request=request
+                )
+            coded = True
+
+
+def _readable(connection: _Connection) -> bool:
+    """Whether an idle connection's socket has something to read (bytes, or the end): httpcore's
+    test before it reuses one."""
+    try:
+        sock = connection.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    except anyio.TypedAttributeLookupError:  # pragma: no cover - a TCP stream always has one
+        return False
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover - Windows
+    except (OSError, ValueError):  # a socket closed under us
+        return True
 
 
 class _Body(httpx.AsyncByteStream):
@@ -321,11 +375,11 @@ class _Body(httpx.AsyncByteStream):
                 if size - position > 1024:
                     raise self._malformed("a chunk size line over 1 KiB")
                 break
-            size_text = buffer[position:line_end].split(b";", 1)[0].strip()
-            try:
-                chunk_size = int(size_text, 16)
-            except ValueError:
-                raise self._malformed(f"a chunk size of {size_text[:20]!r}") from None
+            size_text = buffer[position:line_end].split(b";", 1)[0].rstrip(b" \t")
+            # Hex digits only, as h11 reads them: int() would also take "0x", "+", "-" and "_".
+            if not 0 < len(size_text) <= 20 or not _HEX.issuperset(size_text):
+                raise self._malformed(f"a chunk size of {size_text[:20]!r}")
+            chunk_size = int(size_text, 16)
             if chunk_size == 0:  # the last chunk, then trailers up to an empty line
                 if buffer[line_end : line_end + 4] == b"\r\n\r\n":
                     body_end = line_end + 4

@@ -1,0 +1,109 @@
+"""A hostile review of the native transport's HTTP/1.1 reader (`_http11`): byte-exact servers on
+127.0.0.1, each answer read through httpx's own stack and through lionflow's reader, which must
+come out the same (status, body, or the class of the error)."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.abc
+import httpx
+import pytest
+
+from lionflow.services.providers._http11 import Http11Transport
+from tests.providers.test_http11 import HEAD_CHUNKED, read_request, serving
+
+pytestmark = pytest.mark.anyio
+
+
+def _transports() -> dict[str, httpx.AsyncBaseTransport]:
+    return {
+        "httpx": httpx.AsyncHTTPTransport(),
+        "native": Http11Transport(httpx.AsyncHTTPTransport()),
+    }
+
+
+async def _read(transport: httpx.AsyncBaseTransport, url: str) -> tuple[str, object]:
+    """What a caller sees of one POST: (status, body) or the error's class."""
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
+        try:
+            response = await http.post(url, content=b"{}")
+        except httpx.HTTPError as error:
+            return "error", type(error)
+        return str(response.status_code), response.content
+
+
+async def _both(wire: bytes) -> dict[str, tuple[str, object]]:
+    async def handler(stream: anyio.abc.SocketStream, _: int) -> None:
+        await read_request(stream)
+        await stream.send(wire)
+
+    seen = {}
+    for name, transport in _transports().items():
+        async with serving(handler) as served:
+            with anyio.fail_after(10):
+                seen[name] = await _read(transport, served.url + "/x")
+    return seen
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        # an informational answer before the real one: skipped
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + HEAD_CHUNKED + b"2\r\nok\r\n0\r\n\r\n",
+        # chunk sizes that are not hex digits: Python's int() would take them
+        HEAD_CHUNKED + b"0x2\r\nok\r\n0\r\n\r\n",
+        HEAD_CHUNKED + b"+2\r\nok\r\n0\r\n\r\n",
+        HEAD_CHUNKED + b"-1\r\nok\r\n0\r\n\r\n",
+        HEAD_CHUNKED + b"1_0\r\n0123456789abcdef\r\n0\r\n\r\n",
+        # a transfer coding other than chunked is not one httpx reads
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: abc\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        # what holds: leading zeros, upper-case hex, extensions
+        HEAD_CHUNKED + b"0002\r\nok\r\n0A;x=1\r\n0123456789\r\n000\r\n\r\n",
+    ],
+    ids=[
+        "100",
+        "103",
+        "0x",
+        "plus",
+        "minus",
+        "underscore",
+        "gzip-chunked",
+        "bad-length",
+        "two-lengths",
+        "lenient-ok",
+    ],
+)
+async def test_odd_framing_reads_as_httpx_reads_it(wire: bytes) -> None:
+    seen = await _both(wire)
+    assert seen["native"] == seen["httpx"]
+
+
+async def test_an_idle_connection_the_server_wrote_to_is_not_reused() -> None:
+    """A server may answer an idle connection before closing it (a 408 on its idle timeout): those
+    bytes are no answer to the next request, which goes on a new connection (as httpx's pool does)."""
+    idle = anyio.Event()
+    gone = anyio.Event()
+
+    async def handler(stream: anyio.abc.SocketStream, number: int) -> None:
+        await read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        if number == 1:
+            await idle.wait()  # the connection went back to the pool
+            await stream.send(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+            gone.set()
+            await anyio.sleep(30)  # not closed yet
+
+    for transport in _transports().values():
+        idle, gone = anyio.Event(), anyio.Event()
+        async with serving(handler) as served, httpx.AsyncClient(transport=transport) as http:
+            with anyio.fail_after(10):
+                assert (await http.post(served.url + "/1", content=b"{}")).content == b"ok"
+                idle.set()
+                await gone.wait()
+                await anyio.sleep(0.05)  # the 408 crossed loopback
+                second = await http.post(served.url + "/2", content=b"{}")
+        assert (second.status_code, second.content) == (200, b"ok")
+        assert len(served.accepted) == 2
