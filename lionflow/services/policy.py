@@ -189,6 +189,7 @@ def _raise_interrupted() -> NoReturn:
 
 
 class ReadWatch:
+    AGAIN = 1.0  # seconds between interrupts of a read that waits on after one
     """Interrupts a call's reads of its provider from outside, without a cancel scope per read.
 
     A cancel scope costs several microseconds to enter and leave, and in a real stream nearly every
@@ -202,9 +203,13 @@ class ReadWatch:
     Interrupting is what a cancel scope does underneath, aimed at the one read: on asyncio the task
     is cancelled, and `settle()` takes the cancellation back (``uncancel``) when it reaches the
     driver; on trio the read's wait is aborted as trio aborts it for a cancellation, and resumed
-    with `Interrupted`. Either way the read unwinds through its own scopes in order, and its
-    clean-up waits are not cut short. The driver never yields to its consumer while a read is
-    marked, so nothing of the consumer's runs under the watch (PEP 789).
+    with `Interrupted`. Either way the read unwinds through its own scopes in order. Only a task
+    parked in a wait is interrupted: one about to run may be resuming with a cancellation of its
+    own (the consumer's), which must reach it first and stay the consumer's. A read that takes the
+    interrupt and waits again (a retry on any error, a swallowed cancellation) is interrupted again
+    every `AGAIN` seconds, as a cancel scope would cancel it again; clean-up waits shorter than
+    that are not cut short. The driver never yields to its consumer while a read is marked, so
+    nothing of the consumer's runs under the watch (PEP 789).
     """
 
     __slots__ = (
@@ -251,6 +256,11 @@ class ReadWatch:
         if self.waiting and not self.fired:
             self._wake()
 
+    def _wake_again(self) -> None:
+        # The task was not parked when it was to be woken: look again now that it has run.
+        if self.waiting and not self.fired:
+            self._wake()
+
     def settle(self, error: BaseException | None) -> bool:
         """End the mark of a read that ended by `error` (None: it ended otherwise while
         `interrupted`); True when the watch ended it, and `error` is not the driver's to raise."""
@@ -294,7 +304,7 @@ def _current_task_of(loop: Any) -> Callable[[], Any]:
 
 
 class _AsyncioWatch(ReadWatch):
-    __slots__ = ("_cancels", "_loop", "_timer")
+    __slots__ = ("_again", "_cancels", "_fired", "_loop", "_timer")
 
     def __init__(self, *, idle: float | None, total_at: float | None) -> None:
         import asyncio
@@ -304,6 +314,8 @@ class _AsyncioWatch(ReadWatch):
         now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         super().__init__(now, _current_task_of(loop), idle=idle, total_at=total_at)
         self._cancels = 0
+        self._fired = 0  # the cancellations of the current read that are ours
+        self._again: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         if self.timed:
             self._timer = self._loop.call_at(self._next_check(), self._on_timer)
@@ -313,18 +325,45 @@ class _AsyncioWatch(ReadWatch):
         self._timer = None if at == math.inf else self._loop.call_at(at, self._on_timer)
 
     def _wake(self) -> None:
-        # Delivered where the task waits now, or at once if it is about to resume anyway.
-        self._cancels = self.task.cancelling()
-        self.fired = True
-        self.task.cancel()
+        # Only a task parked on a pending future: a task about to run may resume with a
+        # cancellation of its own, and if ours were added to it, the two would be one CancelledError
+        # that `settle` could not tell apart (the consumer's would be taken). (`_fut_waiter` is
+        # what anyio's own cancel delivery reads too.)
+        task = self.task
+        waiter = task._fut_waiter
+        if waiter is None or waiter.done():
+            self._loop.call_soon(self._wake_again)
+            return
+        if not self.fired:
+            self._cancels = task.cancelling()
+            self._fired = 0
+            self.fired = True
+            self._again = self._loop.call_later(self.AGAIN, self._interrupt_again)
+        self._fired += 1
+        task.cancel()
+
+    def _interrupt_again(self) -> None:
+        # The interrupted read still waits: it took the cancellation and waits on (see ReadWatch).
+        self._again = None
+        if self.waiting and self.fired:
+            task = self.task
+            waiter = task._fut_waiter
+            if waiter is not None and not waiter.done():
+                self._fired += 1
+                task.cancel()
+            self._again = self._loop.call_later(self.AGAIN, self._interrupt_again)
 
     def settle(self, error: BaseException | None) -> bool:
         if not self.fired:
             return super().settle(error)
         self.waiting = False
         self.fired = False
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
         task = self.task
-        task.uncancel()
+        for _ in range(self._fired):
+            task.uncancel()
         if isinstance(error, self._cancelled()):
             # Another cancellation came with ours (the consumer's): it is not ours to take.
             return bool(task.cancelling() <= self._cancels)
@@ -340,10 +379,13 @@ class _AsyncioWatch(ReadWatch):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
 
 
 class _TrioWatch(ReadWatch):
-    __slots__ = ("_scope", "_token")
+    __slots__ = ("_again", "_scope", "_token")
 
     def __init__(self, *, idle: float | None, total_at: float | None) -> None:
         import trio
@@ -351,6 +393,7 @@ class _TrioWatch(ReadWatch):
         super().__init__(trio.current_time, trio.lowlevel.current_task, idle=idle, total_at=total_at)
         self._token = trio.lowlevel.current_trio_token()
         self._scope: trio.CancelScope | None = None
+        self._again: trio.CancelScope | None = None
         if self.timed:
             self._scope = trio.CancelScope()
             trio.lowlevel.spawn_system_task(self._run_timer, self._scope, name="lionflow read timer")
@@ -370,14 +413,27 @@ class _TrioWatch(ReadWatch):
         # park again, so look again once it has run.
         task = self.task
         if task._abort_func is not None:
-            self.fired = True
+            if not self.fired:
+                self.fired = True
+                import trio
+
+                self._again = trio.CancelScope()  # (a scope is entered once: not the timer's)
+                trio.lowlevel.spawn_system_task(self._run_again, self._again, name="lionflow read interrupt")
             task._attempt_abort(_raise_interrupted)
         else:
             self._token.run_sync_soon(self._wake_again)
 
-    def _wake_again(self) -> None:
-        if self.waiting and not self.fired:
-            self._wake()
+    async def _run_again(self, scope: Any) -> None:
+        # The interrupted read still waits: it took `Interrupted` and waits on (see ReadWatch).
+        import trio
+
+        with scope:
+            while True:
+                await trio.sleep(self.AGAIN)
+                if not (self.waiting and self.fired):
+                    return
+                if self.task._abort_func is not None:
+                    self.task._attempt_abort(_raise_interrupted)
 
     def settle(self, error: BaseException | None) -> bool:
         # A cancellation of the consumer that came with a stop is delivered again by trio at the
@@ -393,6 +449,9 @@ class _TrioWatch(ReadWatch):
         if self._scope is not None:
             self._scope.cancel()
             self._scope = None
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
 
 
 def read_watch(*, idle: float | None, total_at: float | None) -> ReadWatch:
