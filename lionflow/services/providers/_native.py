@@ -27,7 +27,9 @@ try:
     import httpx
     import msgspec
 except ImportError as missing:  # pragma: no cover - the extra's absence is tested in a subprocess
-    raise MissingDependency("native transport", missing.name or "httpx", "native") from missing
+    raise MissingDependency(
+        "native", missing.name or "httpx", "native", what='transport="native"'
+    ) from missing
 
 from lionflow.services.providers._http11 import Http11Transport
 
@@ -251,7 +253,7 @@ class EventReader:
         self._bytes: AsyncIterator[bytes] = (
             response.aiter_bytes() if encoded or not hasattr(stream, "__aiter__") else stream.__aiter__()
         )
-        self._decoder = SseDecoder()
+        self._decoder = SseDecoder(sdk_dispatch=True)  # every reader here is a Stainless SDK's twin
         self._done = False
         self.flush_at_end = flush_at_end
 

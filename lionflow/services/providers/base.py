@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Literal
 
-from lionflow.errors import ConfigurationError, MissingCredentials, ProviderError, TimeoutPhase
+from lionflow.errors import (
+    ConfigurationError,
+    MissingCredentials,
+    MissingDependency,
+    ProviderError,
+    TimeoutPhase,
+)
 from lionflow.services.chunk import Chunk
 from lionflow.services.providers._errors import interrupted, malformed
 
@@ -170,7 +176,15 @@ class Provider(ABC):
             return cls
         if transport == "native" and cls.native is not None:
             module_name, _, attr = cls.native.partition(":")
-            native: type[Provider] = getattr(importlib.import_module(module_name), attr)
+            try:
+                module = importlib.import_module(module_name)
+            except MissingDependency:
+                raise
+            except ImportError as missing:  # the `native` extra's packages (httpx, msgspec, h2)
+                raise MissingDependency(
+                    cls.name, missing.name or "httpx", "native", what='transport="native"'
+                ) from missing
+            native: type[Provider] = getattr(module, attr)
             return native
         if transport not in ("sdk", "native"):
             raise ConfigurationError(f"transport must be 'sdk' or 'native', not {transport!r}")
