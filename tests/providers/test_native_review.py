@@ -4,13 +4,23 @@ come out the same (status, body, or the class of the error)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import anyio.abc
 import httpx
 import pytest
 
 from lionflow.services.providers._http11 import Http11Transport
+from tests.loopback import LoopbackServer, Reply, anthropic_sse, sse
+from tests.providers import test_native_anthropic as anthropic_case
+from tests.providers import test_native_responses as responses_case
+from tests.providers.native import both
+from tests.providers.test_anthropic_messages import ending
 from tests.providers.test_http11 import HEAD_CHUNKED, read_request, serving
+from tests.providers.test_native_chat import groq_model, openai_model
+from tests.providers.test_openai_chat import text_stream
+from tests.providers.test_openai_responses import text_body
 
 pytestmark = pytest.mark.anyio
 
@@ -107,3 +117,55 @@ async def test_an_idle_connection_the_server_wrote_to_is_not_reused() -> None:
                 second = await http.post(served.url + "/2", content=b"{}")
         assert (second.status_code, second.content) == (200, b"ok")
         assert len(served.accepted) == 2
+
+
+# -- SSE framings the Stainless SDKs (openai, groq, anthropic) read their own way ------------------
+
+# Each goes between the first event and the rest. The SDKs dispatch an event at a blank line when it
+# has a name, a retry, or the stream ever set an id, with empty data (an error, for Chat Completions
+# and Responses); the specification (and once the native decoder) dispatches only events with data.
+ODD_FRAMINGS = {
+    "named-without-data": b"event: ping\n\n",
+    "id-without-data": b"id: 7\n\n",
+    "retry-without-data": b"retry: 100\n\n",
+    "signed-retry": b"retry: +100\n\n",
+    "blank-line-after-an-id": b"id: 7\ndata: {}\n\n\n",
+    "comment": b": keep-alive\n\n",
+    "blank-lines": b"\n\n\r\n",
+    "empty-name": b"event:\n\n",
+}
+
+
+def _chat_model(server: LoopbackServer, provider: str) -> dict[str, Any]:
+    return openai_model(server) if provider == "openai" else groq_model(server)
+
+
+@pytest.mark.parametrize("framing", list(ODD_FRAMINGS))
+@pytest.mark.parametrize("provider", ["openai", "groq"])
+async def test_chat_odd_framings_read_as_the_sdk_reads_them(
+    server: LoopbackServer, provider: str, framing: str
+) -> None:
+    body = sse(text_stream("Hel", "lo"))
+    body = [body[0], ODD_FRAMINGS[framing], *body[1:]]
+    # the malformed event's message is the JSON decoder's own wording (as elsewhere for native)
+    await both(
+        server, lambda: [Reply(pieces=body)], model=_chat_model(server, provider), compare_messages=False
+    )
+
+
+@pytest.mark.parametrize("framing", list(ODD_FRAMINGS))
+async def test_responses_odd_framings_read_as_the_sdk_reads_them(
+    server: LoopbackServer, framing: str
+) -> None:
+    body = text_body("Hel", "lo")
+    body = [body[0], ODD_FRAMINGS[framing], *body[1:]]
+    await responses_case.same(server, Reply(pieces=body), compare_messages=False)
+
+
+@pytest.mark.parametrize("framing", list(ODD_FRAMINGS))
+async def test_anthropic_odd_framings_read_as_the_sdk_reads_them(
+    server: LoopbackServer, framing: str
+) -> None:
+    events = anthropic_sse([*anthropic_case.text_events("ok"), *ending()])
+    body = [events[0], ODD_FRAMINGS[framing], *events[1:]]
+    await anthropic_case.same(server, Reply(pieces=body))

@@ -6,7 +6,9 @@ inside a CRLF) and returns the events those bytes completed. Lines end in CR, LF
 starting with ``:`` is a comment; ``data`` lines of one event are joined with LF; ``event``, ``id``
 (without NUL) and ``retry`` (digits only) are kept; unknown fields are ignored; one space after the
 colon is dropped; a byte order mark that begins the stream is dropped. An event is dispatched
-at a blank line, and only when it has data.
+at a blank line, and only when it has data; with ``sdk_dispatch=True``, as the official SDKs built
+on Stainless's decoder (openai, anthropic, groq) dispatch: also when it has a name, or a retry, or
+the stream ever set an id (which is never reset), with data that may be empty.
 
 This runs once per delta of every native stream, so it works on whole byte strings
 (`bytes.splitlines`) and touches each line once.
@@ -37,9 +39,22 @@ _BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which a stream may begin with
 class SseDecoder:
     """An incremental event-stream parser; see the module's docstring."""
 
-    __slots__ = ("_data", "_event", "_id", "_names", "_partial", "_retry", "_skip_lf", "_started")
+    __slots__ = (
+        "_data",
+        "_event",
+        "_id",
+        "_names",
+        "_partial",
+        "_retry",
+        "_retry_set",
+        "_sdk",
+        "_skip_lf",
+        "_started",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, sdk_dispatch: bool = False) -> None:
+        self._sdk = sdk_dispatch  # see the module's docstring
+        self._retry_set = False  # a `retry` line since the last blank line (what the SDKs dispatch on)
         self._names: dict[bytes, str] = {}  # `event:` lines seen, and the names they give
         self._started = False  # whether the stream's first bytes (and a byte order mark) went by
         self._partial = b""  # an unterminated line from the previous feed
@@ -91,7 +106,7 @@ class SseDecoder:
             if line.startswith(b"data:"):  # nearly every line
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
             elif not line:
-                if data:
+                if data or (self._sdk and (self._event or self._id or self._retry_set)):
                     events.append(
                         SseEvent(
                             self._event,
@@ -102,6 +117,7 @@ class SseDecoder:
                     )
                     data.clear()
                 self._event = None
+                self._retry_set = False
             elif line.startswith(b"event:"):  # named events (Anthropic, Responses): every other line
                 name = names.get(line)
                 if name is None:
@@ -125,8 +141,17 @@ class SseDecoder:
         elif name == b"id":
             if b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
-        elif name == b"retry" and value.isdigit():
-            self._retry = int(value)
+        elif name == b"retry":
+            if value.isdigit():
+                self._retry = int(value)
+                self._retry_set = True
+            elif self._sdk:
+                try:  # Stainless's decoder takes what int() takes: a sign, spaces, underscores
+                    int(value)
+                except ValueError:
+                    pass
+                else:
+                    self._retry_set = True
 
     def end(self) -> list[SseEvent]:
         """At the end of the stream: the event its last bytes began, if they never ended it with a
