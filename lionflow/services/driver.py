@@ -191,6 +191,26 @@ async def _next_chunk(
         return None
 
 
+async def _scoped_read(
+    stream: ChunkStream, state: CallState, idle: float | None, deadline: _Deadline, provider: str
+) -> Chunk | None:
+    """The next chunk under a cancel scope of its own that `stop()` cancels: what the driver does
+    where no `ReadWatch` can interrupt a read (see `read_watch`). Several microseconds a read."""
+    with anyio.CancelScope() as scope:
+        state.scope = scope
+        if state.stop_requested:
+            scope.cancel()
+        try:
+            return await _next_chunk(stream, idle, "idle", deadline, provider)
+        except ProviderError:
+            if not scope.cancel_called:
+                raise
+            # stopped; the read reported it as its own error
+        finally:
+            state.scope = None
+    raise Interrupted
+
+
 async def _close_quietly(stream: ChunkStream | None) -> None:
     if stream is None:
         return
@@ -277,13 +297,18 @@ async def drive(context: CallContext, request: ModelRequest, state: CallState) -
             raise Interrupted
         read = stream.__anext__
         watch = state.watch = read_watch(idle=idle, total_at=deadline.loop_at())
-        current_task, now = watch.current_task, watch.now
+        if watch is not None:
+            current_task, now = watch.current_task, watch.now
         handler = state.handler
         while chunk is not None:
             assembler.add(chunk)
             if handler is not None and chunk.type == "text":
                 handler.push(chunk.data, chunk.metadata or None)
             yield chunk
+            if watch is None:
+                # (a loop whose reads cannot be interrupted from outside: a scope per read)
+                chunk = await _scoped_read(stream, state, idle, deadline, provider)
+                continue
             # Mark the read for the watch (see ReadWatch); inline, as this runs once per chunk.
             watch.task = current_task()
             if idle is not None:

@@ -454,8 +454,21 @@ class _TrioWatch(ReadWatch):
             self._again = None
 
 
-def read_watch(*, idle: float | None, total_at: float | None) -> ReadWatch:
-    """A `ReadWatch` for the running event loop; `total_at` is in the loop's clock."""
+def trio_interrupts() -> bool:
+    """Whether this trio has the parts of its Task that `_TrioWatch` uses to abort a wait (private:
+    ``_abort_func``, ``_attempt_abort``; trio has had them since its first releases)."""
+    import trio
+
+    task = trio.lowlevel.Task
+    return hasattr(task, "_attempt_abort") and hasattr(task, "_abort_func")
+
+
+def read_watch(*, idle: float | None, total_at: float | None) -> ReadWatch | None:
+    """A `ReadWatch` for the running event loop (`total_at` in its clock), or None on a trio
+    without the parts it needs (`trio_interrupts`): the driver then puts each read in a cancel
+    scope, slower but the same to the user, rather than fail on a trio upgrade."""
     if sniffio.current_async_library() == "trio":
+        if not trio_interrupts():
+            return None
         return _TrioWatch(idle=idle, total_at=total_at)
     return _AsyncioWatch(idle=idle, total_at=total_at)

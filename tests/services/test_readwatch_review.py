@@ -281,3 +281,45 @@ async def test_a_thousand_calls_with_timeouts_leave_no_timer_behind() -> None:
         for _ in range(5):
             await anyio.lowlevel.checkpoint()
     assert _timers() <= before
+
+
+async def test_this_trio_has_what_the_read_watch_uses() -> None:
+    # The trio watch aborts a parked wait through trio's private Task parts; a trio without them
+    # must be noticed here (the driver then falls back to a scope per read, slower).
+    if sniffio.current_async_library() != "trio":
+        pytest.skip("trio's internals")
+    from lionflow.services.policy import trio_interrupts
+
+    assert trio_interrupts()
+
+
+@pytest.mark.parametrize("stop", [False, True])
+async def test_without_trios_internals_timeouts_and_stops_still_work(
+    stop: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trio that lacks the private parts (simulated: the check says so) gets a scope per read:
+    # a timeout and a stop from another task still end a waiting read, and nothing fails.
+    if sniffio.current_async_library() != "trio":
+        pytest.skip("trio's internals")
+    from lionflow.services import policy
+
+    monkeypatch.setattr(policy, "trio_interrupts", lambda: False)
+    model = _model(_WaitsOnEvent, None if stop else Timeout(idle=0.1, total=30))
+    call = model.invoke("go")
+    with anyio.fail_after(5):
+        if stop:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_texts, call)
+                await anyio.wait_all_tasks_blocked()
+                await call.aclose()
+            assert call.response is not None
+            assert call.response.finish_reason == "cancelled"
+        else:
+            with pytest.raises(ProviderTimeout) as caught:
+                await _texts(call)
+            assert caught.value.phase == "idle"
+    assert call.response is not None
+    assert call.response.text == TEXT[:3]
+    assert model.open_streams == 0
+    response = await ScriptedModel(responses=[TEXT], chunk_size=1, timeout=Timeout(idle=5)).invoke("go")
+    assert response.text == TEXT
