@@ -169,3 +169,80 @@ async def test_anthropic_odd_framings_read_as_the_sdk_reads_them(
     events = anthropic_sse([*anthropic_case.text_events("ok"), *ending()])
     body = [events[0], ODD_FRAMINGS[framing], *events[1:]]
     await anthropic_case.same(server, Reply(pieces=body))
+
+
+# -- cancellation, closing, keep-alive --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+async def test_a_call_cancelled_while_it_waits_closes_its_connection_and_the_next_uses_a_new_one(
+    where: str,
+) -> None:
+    async def handler(stream: anyio.abc.SocketStream, number: int) -> None:
+        await read_request(stream)
+        if number == 1:
+            if where == "body":
+                await stream.send(HEAD_CHUNKED + b"3\r\none\r\n")
+            await read_request(stream)  # b"" once the client closes the connection
+            return
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    transport = Http11Transport(httpx.AsyncHTTPTransport())
+    async with serving(handler) as served, httpx.AsyncClient(transport=transport) as http:
+        with anyio.fail_after(10):
+            with anyio.move_on_after(0.2) as scope:
+                async with http.stream("POST", served.url + "/1", content=b"{}") as response:
+                    async for _ in response.aiter_raw():
+                        pass
+            assert scope.cancelled_caught
+            await served.closed.wait()  # the server saw the close
+            second = await http.post(served.url + "/2", content=b"{}")
+    assert second.content == b"ok"
+    assert len(served.accepted) == 2
+
+
+async def test_an_http10_answer_does_not_keep_its_connection() -> None:
+    async def handler(stream: anyio.abc.SocketStream, _: int) -> None:
+        while await read_request(stream):
+            await stream.send(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    for transport in _transports().values():
+        async with serving(handler) as served, httpx.AsyncClient(transport=transport) as http:
+            with anyio.fail_after(10):
+                await http.post(served.url + "/1", content=b"{}")
+                await http.post(served.url + "/2", content=b"{}")
+        assert len(served.accepted) == 2
+
+
+async def _read_into(http: httpx.AsyncClient, url: str, started: anyio.Event, seen: list[object]) -> None:
+    """Read a streamed body to its end; the class of what failed it, into `seen`."""
+    try:
+        async with http.stream("POST", url, content=b"{}") as response:
+            async for _ in response.aiter_raw():
+                started.set()
+    except Exception as error:
+        seen.append(type(error))
+
+
+async def test_closing_the_client_under_a_stream_in_flight_is_a_read_error() -> None:
+    """aclose() while another task reads a body: httpx's error (lionflow maps it as a lost connection),
+    never anyio's ClosedResourceError."""
+
+    async def handler(stream: anyio.abc.SocketStream, _: int) -> None:
+        await read_request(stream)
+        await stream.send(HEAD_CHUNKED + b"3\r\none\r\n")
+        await read_request(stream)
+
+    for name, transport in _transports().items():
+        seen: list[object] = []
+        async with serving(handler) as served:
+            http = httpx.AsyncClient(transport=transport)
+            started = anyio.Event()
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_read_into, http, served.url + "/1", started, seen)
+                    await started.wait()
+                    await anyio.sleep(0.05)  # the reader waits on the socket
+                    await http.aclose()
+        assert seen == [httpx.ReadError], name

@@ -147,6 +147,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
                             buffer += await connection.stream.receive(_READ)
                 except TimeoutError as error:
                     raise httpx.ReadTimeout("timed out waiting for the response", request=request) from error
+                except anyio.ClosedResourceError as error:  # the client was closed under this wait
+                    raise httpx.ReadError("the connection was closed", request=request) from error
                 except (anyio.EndOfStream, OSError, anyio.BrokenResourceError) as error:
                     if reused and not buffer and not answered:
                         raise _Stale from error
@@ -168,7 +170,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
             await self._discard(connection)
             raise
         connection.buffer = buffer[end + 4 :]
-        stream = _Body(self, connection, request, status, headers, read)
+        # An HTTP/1.0 answer ends its connection, keep-alive header or not, as h11 reads it.
+        persistent = buffer.startswith(b"HTTP/1.1 ")
+        stream = _Body(self, connection, request, status, headers, read, persistent=persistent)
         return httpx.Response(
             status,
             headers=headers,
@@ -265,6 +269,8 @@ class _Body(httpx.AsyncByteStream):
         status: int,
         headers: list[tuple[bytes, bytes]],
         read: float | None,
+        *,
+        persistent: bool = True,
     ) -> None:
         self._transport = transport
         self._connection = connection
@@ -276,7 +282,7 @@ class _Body(httpx.AsyncByteStream):
         self._remaining = 0  # chunked: the current chunk's data still to come
         self._crlf = False  # chunked: the CRLF after a chunk's data is still to come
         fields = {name.lower(): value for name, value in headers}
-        self._keep_alive = b"close" not in fields.get(b"connection", b"").lower()
+        self._keep_alive = persistent and b"close" not in fields.get(b"connection", b"").lower()
         self._chunked = b"chunked" in fields.get(b"transfer-encoding", b"").lower()
         length = fields.get(b"content-length")
         self._length: int | None = int(length) if length is not None and length.isdigit() else None
@@ -318,7 +324,8 @@ class _Body(httpx.AsyncByteStream):
             raise httpx.ReadTimeout("timed out reading the response", request=self._request) from error
         except anyio.EndOfStream:
             return b""
-        except (OSError, anyio.BrokenResourceError) as error:
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as error:
+            # ClosedResourceError: the client was closed (aclose()) under this read
             raise httpx.ReadError(str(error) or type(error).__name__, request=self._request) from error
 
     def _cut(self) -> httpx.RemoteProtocolError:
