@@ -4,6 +4,8 @@ come out the same (status, body, or the class of the error)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 from typing import Any
 
 import anyio
@@ -18,7 +20,7 @@ from tests.providers import test_native_responses as responses_case
 from tests.providers.native import both
 from tests.providers.test_anthropic_messages import ending
 from tests.providers.test_http11 import HEAD_CHUNKED, read_request, serving
-from tests.providers.test_native_chat import groq_model, openai_model
+from tests.providers.test_native_chat import COMPLETION, groq_model, openai_model
 from tests.providers.test_openai_chat import text_stream
 from tests.providers.test_openai_responses import text_body
 
@@ -246,3 +248,44 @@ async def test_closing_the_client_under_a_stream_in_flight_is_a_read_error() -> 
                     await anyio.sleep(0.05)  # the reader waits on the socket
                     await http.aclose()
         assert seen == [httpx.ReadError], name
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_gzip_content_encoding_on_plain_http_reads_the_same(
+    server: LoopbackServer, stream: bool
+) -> None:
+    if stream:
+        plain = b"".join(sse(text_stream("Hel", "lo")))
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+    else:
+        plain = json.dumps(COMPLETION).encode()
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    packed = gzip.compress(plain)
+    pieces = [packed[start : start + 7] for start in range(0, len(packed), 7)]  # split anywhere
+    model = openai_model(server, stream=stream)
+    sdk, _ = await both(server, lambda: [Reply(pieces=pieces, headers=headers)], model=model)
+    assert sdk.response is not None
+    assert sdk.response["text"] == ("Hello" if stream else "Checking.")
+
+
+async def test_a_request_the_server_took_and_never_answered_is_not_sent_again() -> None:
+    """A pooled connection that looked open took the request, then closed without an answer: the
+    server may have acted on it, so it is not re-sent behind the caller's back (httpx does not
+    either: lionflow's retry policy decides)."""
+    requests: list[bytes] = []
+
+    async def handler(stream: anyio.abc.SocketStream, number: int) -> None:
+        while head := await read_request(stream):
+            requests.append(head.split(b"\r\n", 1)[0])
+            if len(requests) == 2:
+                return  # took the second request, crashed before answering
+            await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    for name, transport in _transports().items():
+        requests.clear()
+        async with serving(handler) as served, httpx.AsyncClient(transport=transport) as http:
+            with anyio.fail_after(10):
+                await http.post(served.url + "/1", content=b"{}")
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await http.post(served.url + "/2", content=b"{}")
+        assert requests == [b"POST /1 HTTP/1.1", b"POST /2 HTTP/1.1"], name

@@ -11,8 +11,10 @@ events it holds.
 HTTP/2 is negotiated) to httpx's own transport. It keeps idle connections per origin for reuse,
 applies httpx's four timeouts (connect, write, read per socket read, pool is moot: no limit), and
 raises httpx's own exceptions with the request attached, so that what callers see is what httpx
-would raise. A reused connection the server closed while idle is replaced once, before any byte
-of the response arrived.
+would raise. An idle connection with something to read (the server closed it, or wrote to it) is
+not reused, and a reused one that refuses the request's bytes is replaced; one that took the
+request is never sent it again (the server may have acted on it): as with httpx, the caller's
+retry policy decides.
 """
 
 from __future__ import annotations
@@ -83,13 +85,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             except _Stale:
                 await self._discard(connection)
         connection = await self._connect(request, origin, timeouts)
-        try:
-            return await self._exchange(connection, request, head, timeouts, reused=False)
-        except _Stale as stale:  # a new connection closed before it answered
-            await self._discard(connection)
-            raise httpx.RemoteProtocolError(
-                "the server closed the connection without sending a response", request=request
-            ) from stale.__cause__
+        return await self._exchange(connection, request, head, timeouts, reused=False)
 
     @staticmethod
     def _request_head(request: httpx.Request) -> bytes:
@@ -123,8 +119,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self, connection: _Connection, request: httpx.Request, head: bytes, timeouts: Any, *, reused: bool
     ) -> httpx.Response:
         """Send the request on `connection` and read the response's head. `_Stale` when a reused
-        connection turns out closed before any byte came back (the caller tries a new one); any
-        other failure closes the connection."""
+        connection refused the request (the caller tries a new one); any other failure closes
+        the connection."""
         buffer = b""
         try:
             try:
@@ -137,7 +133,6 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     raise _Stale from error
                 raise httpx.WriteError(str(error) or type(error).__name__, request=request) from error
             read = _seconds(timeouts, "read")
-            answered = False  # whether any byte came back (an informational response counts)
             while True:
                 try:
                     while (end := buffer.find(b"\r\n\r\n")) < 0:
@@ -150,8 +145,6 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 except anyio.ClosedResourceError as error:  # the client was closed under this wait
                     raise httpx.ReadError("the connection was closed", request=request) from error
                 except (anyio.EndOfStream, OSError, anyio.BrokenResourceError) as error:
-                    if reused and not buffer and not answered:
-                        raise _Stale from error
                     message = (  # httpcore's wording for the first
                         "Server disconnected without sending a response."
                         if not buffer
@@ -163,7 +156,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     break
                 # An informational response (100 Continue, 103 Early Hints): the real one follows,
                 # as h11 (httpx's stack) reads it.
-                buffer, answered = buffer[end + 4 :], True
+                buffer = buffer[end + 4 :]
         except _Stale:
             raise
         except BaseException:
@@ -198,7 +191,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
 
 class _Stale(Exception):
-    """A reused connection turned out closed before the response began: try a new one."""
+    """A reused connection refused the request's bytes: try a new one."""
 
 
 def _parse_head(head: bytes, request: httpx.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
