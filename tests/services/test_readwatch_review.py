@@ -8,6 +8,7 @@ the interrupt and waits again is interrupted again; a timeout fires whatever the
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -21,6 +22,9 @@ from lionflow.services.call import ModelCall
 from lionflow.services.providers.scripted import ScriptedProvider
 from lionflow.testing import ScriptedModel
 from tests.helpers import no_task_left
+from tests.loopback import LoopbackServer, Reply
+from tests.providers.helpers import HI, ProviderCase
+from tests.providers.test_common_behaviour import CASES
 
 pytestmark = pytest.mark.anyio
 
@@ -323,3 +327,74 @@ async def test_without_trios_internals_timeouts_and_stops_still_work(
     assert model.open_streams == 0
     response = await ScriptedModel(responses=[TEXT], chunk_size=1, timeout=Timeout(idle=5)).invoke("go")
     assert response.text == TEXT
+
+
+async def test_a_call_read_by_several_tasks_in_turn_times_out_in_the_last_and_leaves_counts_balanced() -> (
+    None
+):
+    # Each chunk is read by a task of its own; the read that stalls is the fourth task's: the timeout
+    # reaches that task only, and no task is left cancelled (asyncio: its cancel count is 0).
+    model = _model(_WaitsOnEvent, Timeout(idle=0.1))
+    call = model.invoke("go")
+    seen: list[str] = []
+    outcomes: list[str] = []
+
+    async def read_one() -> None:
+        try:
+            seen.append((await call.__anext__()).data)
+            outcomes.append("chunk")
+        except ProviderTimeout as error:
+            outcomes.append(error.phase)
+        if sniffio.current_async_library() == "asyncio":
+            import asyncio
+
+            task = asyncio.current_task()
+            assert task is not None
+            assert task.cancelling() == 0
+        with anyio.move_on_after(0.01) as again:  # still cancellable as before
+            await anyio.sleep(1)
+        assert again.cancelled_caught
+
+    with anyio.fail_after(5):
+        for _ in range(4):
+            async with anyio.create_task_group() as group:
+                group.start_soon(read_one)
+    assert seen == list(TEXT[:3])
+    assert outcomes == ["chunk", "chunk", "chunk", "idle"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_a_consumer_cancel_as_the_idle_timer_fires_on_the_real_sdks(
+    case: ProviderCase, server: LoopbackServer
+) -> None:
+    # The SDK's read waits for a piece that comes far later (its own socket timeout around it); the
+    # consumer's scope runs out at the moment the idle limit does. Either may win, as with a scope
+    # per read, but the scope catches a cancellation or the call raises the timeout, never both
+    # lost; the upstream sees the close; the task is left cancellable.
+    pieces = case.text_body(*[f"word{i} " for i in range(6)])
+    server.add(Reply(pieces=pieces, delay=[0.0] * (len(pieces) - 1) + [30.0]))  # the last piece stalls
+    model = case.loopback_model(server, timeout=Timeout(idle=0.2))
+    timed_out = False
+    try:
+        with anyio.fail_after(10):
+            with anyio.CancelScope() as scope:
+                call = model.invoke(HI)
+                try:
+                    async for _ in call:
+                        if scope.deadline == math.inf:  # the idle limit runs from the last chunk
+                            scope.deadline = anyio.current_time() + 0.2
+                except ProviderTimeout as error:
+                    timed_out = error.phase == "idle"
+    finally:
+        await model.aclose()
+    assert timed_out or scope.cancelled_caught
+    assert await anyio.to_thread.run_sync(server.requests[-1].disconnected.wait, 2)
+    with anyio.move_on_after(0.01) as again:
+        await anyio.sleep(1)
+    assert again.cancelled_caught
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
