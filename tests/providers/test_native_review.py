@@ -10,10 +10,12 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import httpx
 import pytest
 
 from lionflow.services.providers._http11 import Http11Transport
+from lionflow.services.providers._sse import SseDecoder
 from tests.loopback import LoopbackServer, Reply, anthropic_sse, sse
 from tests.providers import test_native_anthropic as anthropic_case
 from tests.providers import test_native_responses as responses_case
@@ -289,3 +291,17 @@ async def test_a_request_the_server_took_and_never_answered_is_not_sent_again() 
                 with pytest.raises(httpx.RemoteProtocolError):
                     await http.post(served.url + "/2", content=b"{}")
         assert requests == [b"POST /1 HTTP/1.1", b"POST /2 HTTP/1.1"], name
+
+
+async def test_a_line_of_megabytes_over_many_reads_is_not_copied_per_read() -> None:
+    """A 16 MB event (a Responses ``response.completed`` repeats the whole output) arriving 4 KiB a
+    read: each byte is joined once (as the SDKs' line decoder does), not once per read. The bound
+    turns the quadratic copying (tens of seconds) into a failure, and is far above the linear cost."""
+    line = b'data: "' + b"x" * (16 << 20) + b'"\n\n'
+    decoder = SseDecoder(sdk_dispatch=True)
+    events = []
+    with anyio.fail_after(5):
+        for start in range(0, len(line), 4096):
+            events += decoder.feed(line[start : start + 4096])
+            await anyio.lowlevel.checkpoint()
+    assert [len(event.data) for event in events] == [(16 << 20) + 2]

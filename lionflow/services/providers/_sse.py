@@ -57,7 +57,9 @@ class SseDecoder:
         self._retry_set = False  # a `retry` line since the last blank line (what the SDKs dispatch on)
         self._names: dict[bytes, str] = {}  # `event:` lines seen, and the names they give
         self._started = False  # whether the stream's first bytes (and a byte order mark) went by
-        self._partial = b""  # an unterminated line from the previous feed
+        # An unterminated line from the previous feeds, in the pieces they brought: joined once its
+        # end arrives (a line of megabytes over many reads is copied once, not once per read).
+        self._partial: list[bytes] = []
         self._skip_lf = False  # the previous feed ended in CR: an LF that starts the next is its CRLF
         self._data: list[bytes] = []
         self._event: str | None = None
@@ -77,10 +79,10 @@ class SseDecoder:
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """The events that `chunk`, appended to what came before, completes."""
         if not self._started:
-            chunk = self._partial + chunk
-            self._partial = b""
+            chunk = b"".join([*self._partial, chunk])
+            self._partial = []
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
-                self._partial = chunk  # perhaps a byte order mark, split
+                self._partial = [chunk]  # perhaps a byte order mark, split
                 return []
             self._started = True
             chunk = chunk.removeprefix(_BOM)
@@ -89,14 +91,18 @@ class SseDecoder:
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
         if self._partial:
-            chunk = self._partial + chunk
-            self._partial = b""
+            if b"\n" not in chunk and b"\r" not in chunk:  # the line goes on
+                self._partial.append(chunk)
+                return []
+            self._partial.append(chunk)
+            chunk = b"".join(self._partial)
+            self._partial = []
         if not chunk:
             return []
         lines = chunk.splitlines()
         last = chunk[-1:]
         if last not in _LINE_ENDS:
-            self._partial = lines.pop()
+            self._partial = [lines.pop()]
         elif last == b"\r":
             self._skip_lf = True
         events: list[SseEvent] = []
@@ -158,8 +164,8 @@ class SseDecoder:
         blank line. The specification drops such an event; the official SDKs (and so lionflow,
         which must read what they read) dispatch it."""
         if self._partial:
-            partial, self._partial = self._partial, b""
-            self.feed(partial + b"\n")
+            partial, self._partial = self._partial, []
+            self.feed(b"".join(partial) + b"\n")
         if not self._data:
             return []
         event = SseEvent(self._event, b"\n".join(self._data), self._id, self._retry)
