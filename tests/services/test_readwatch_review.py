@@ -114,11 +114,12 @@ async def test_a_stop_ends_a_read_that_waits_again_after_the_first_interrupt(
     assert call.response.finish_reason == "cancelled"
 
 
-async def test_an_asyncio_cancel_from_outside_that_comes_with_a_stop_is_not_swallowed() -> None:
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_asyncio_cancel_from_outside_that_comes_with_a_stop_is_not_swallowed(
+    anyio_backend: str,
+) -> None:
     # The consumer's task is cancelled from outside, and the call stopped, in one step, in either
     # order: the consumer must see its cancellation, and its cancel count must say so.
-    if sniffio.current_async_library() != "asyncio":
-        pytest.skip("raw asyncio cancellation")
     import asyncio
 
     for cancel_first in (True, False):
@@ -287,24 +288,22 @@ async def test_a_thousand_calls_with_timeouts_leave_no_timer_behind() -> None:
     assert _timers() <= before
 
 
-async def test_this_trio_has_what_the_read_watch_uses() -> None:
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_this_trio_has_what_the_read_watch_uses(anyio_backend: str) -> None:
     # The trio watch aborts a parked wait through trio's private Task parts; a trio without them
     # must be noticed here (the driver then falls back to a scope per read, slower).
-    if sniffio.current_async_library() != "trio":
-        pytest.skip("trio's internals")
     from lionflow.services.policy import trio_interrupts
 
     assert trio_interrupts()
 
 
 @pytest.mark.parametrize("stop", [False, True])
+@pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_without_trios_internals_timeouts_and_stops_still_work(
-    stop: bool, monkeypatch: pytest.MonkeyPatch
+    stop: bool, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
 ) -> None:
     # A trio that lacks the private parts (simulated: the check says so) gets a scope per read:
     # a timeout and a stop from another task still end a waiting read, and nothing fails.
-    if sniffio.current_async_library() != "trio":
-        pytest.skip("trio's internals")
     from lionflow.services import policy
 
     monkeypatch.setattr(policy, "trio_interrupts", lambda: False)

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
-import sniffio
 
 from lionflow import Chunk, Timeout
 from lionflow.errors import ProviderTimeout
@@ -168,12 +167,13 @@ async def test_a_consumer_cancelled_while_the_read_waits_is_cancelled_not_timed_
     assert again.cancelled_caught
 
 
-async def test_asyncio_cancellation_counts_are_left_balanced_after_a_timeout_and_a_stop() -> None:
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_asyncio_cancellation_counts_are_left_balanced_after_a_timeout_and_a_stop(
+    anyio_backend: str,
+) -> None:
     # asyncio.timeout() and TaskGroup tell their own cancellation by the task's cancel count; an
     # interrupt that cancelled the task without taking it back would turn the next timeout into a
     # bare CancelledError.
-    if sniffio.current_async_library() != "asyncio":
-        pytest.skip("asyncio's cancel counts")
     import asyncio
 
     task = asyncio.current_task()
