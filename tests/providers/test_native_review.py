@@ -74,6 +74,9 @@ async def _both(wire: bytes) -> dict[str, tuple[str, object]]:
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ncontent-length: abc\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        # heads as h11 reads them: bare LF line ends, an obsolete line fold
+        b"HTTP/1.1 200 OK\ncontent-length: 2\n\nok",
+        b"HTTP/1.1 200 OK\r\nx-long: a\r\n b\r\ncontent-length:\r\n\t2\r\n\r\nok",
         # what holds: leading zeros, upper-case hex, extensions
         HEAD_CHUNKED + b"0002\r\nok\r\n0A;x=1\r\n0123456789\r\n000\r\n\r\n",
     ],
@@ -87,6 +90,8 @@ async def _both(wire: bytes) -> dict[str, tuple[str, object]]:
         "gzip-chunked",
         "bad-length",
         "two-lengths",
+        "bare-lf",
+        "folded",
         "lenient-ok",
     ],
 )

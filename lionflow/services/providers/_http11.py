@@ -19,6 +19,7 @@ retry policy decides.
 
 from __future__ import annotations
 
+import re
 import select
 from typing import Any
 
@@ -31,6 +32,7 @@ _READ = 65536
 _MAX_HEAD = 65536
 _NO_BODY_STATUSES = frozenset({204, 304})
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_HEAD_END = re.compile(rb"\n\r?\n")  # as h11 finds it: lines may end in a bare LF
 
 
 class _Connection:
@@ -135,7 +137,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             read = _seconds(timeouts, "read")
             while True:
                 try:
-                    while (end := buffer.find(b"\r\n\r\n")) < 0:
+                    while (found := _HEAD_END.search(buffer)) is None:
                         if len(buffer) > _MAX_HEAD:
                             raise httpx.RemoteProtocolError("the response head is too long", request=request)
                         with anyio.fail_after(read):
@@ -151,18 +153,19 @@ class Http11Transport(httpx.AsyncBaseTransport):
                         else "the server closed the connection in the middle of the response head"
                     )
                     raise httpx.RemoteProtocolError(message, request=request) from error
+                end, rest = found.start(), found.end()
                 status, reason, headers = _parse_head(buffer[:end], request)
                 if not 100 <= status < 200 or status == 101:
                     break
                 # An informational response (100 Continue, 103 Early Hints): the real one follows,
                 # as h11 (httpx's stack) reads it.
-                buffer = buffer[end + 4 :]
+                buffer = buffer[rest:]
         except _Stale:
             raise
         except BaseException:
             await self._discard(connection)
             raise
-        connection.buffer = buffer[end + 4 :]
+        connection.buffer = buffer[rest:]
         # An HTTP/1.0 answer ends its connection, keep-alive header or not, as h11 reads it.
         persistent = buffer.startswith(b"HTTP/1.1 ")
         stream = _Body(self, connection, request, status, headers, read, persistent=persistent)
@@ -195,12 +198,15 @@ class _Stale(Exception):
 
 
 def _parse_head(head: bytes, request: httpx.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    lines = head.split(b"\r\n")
+    lines = [line.removesuffix(b"\r") for line in head.split(b"\n")]
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise httpx.RemoteProtocolError(f"not an HTTP/1.1 status line: {lines[0][:80]!r}", request=request)
     headers: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
+        if line[:1] in (b" ", b"\t") and headers:  # an obsolete line fold, joined as h11 joins it
+            name, value = headers.pop()
+            line = name + b":" + value + b" " + line.lstrip(b" \t")
         name, colon, value = line.partition(b":")
         if not colon or not name or name != name.strip():
             raise httpx.RemoteProtocolError(f"a malformed header line: {line[:80]!r}", request=request)
