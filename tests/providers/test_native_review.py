@@ -4,8 +4,10 @@ come out the same (status, body, or the class of the error)."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
+import warnings
 from typing import Any
 
 import anyio
@@ -14,10 +16,12 @@ import anyio.lowlevel
 import httpx
 import pytest
 
+from lionflow import iModel
 from lionflow.services.providers._http11 import Http11Transport
 from lionflow.services.providers._sse import SseDecoder
 from tests.loopback import LoopbackServer, Reply, anthropic_sse, sse
 from tests.providers import test_native_anthropic as anthropic_case
+from tests.providers import test_native_gemini as gemini_case
 from tests.providers import test_native_responses as responses_case
 from tests.providers.native import both
 from tests.providers.test_anthropic_messages import ending
@@ -310,3 +314,30 @@ async def test_a_line_of_megabytes_over_many_reads_is_not_copied_per_read() -> N
             events += decoder.feed(line[start : start + 4096])
             await anyio.lowlevel.checkpoint()
     assert [len(event.data) for event in events] == [(16 << 20) + 2]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "responses", "gemini"])
+async def test_a_stream_left_early_leaves_no_generator_to_warn(server: LoopbackServer, provider: str) -> None:
+    """Leaving a native stream after its first chunk closes everything it read with: nothing is
+    left for the garbage collector to warn about (trio warns of an unclosed async generator)."""
+    models = {
+        "openai": (openai_model(server), sse(text_stream("a", "b", "c"))),
+        "anthropic": (
+            anthropic_case.model(server),
+            anthropic_sse([*anthropic_case.text_events("a", "b"), *ending()]),
+        ),
+        "responses": (responses_case.model(server), text_body("a", "b", "c")),
+        "gemini": (gemini_case.model_of(server), gemini_case.SHAPES["text"]),
+    }
+    model, body = models[provider]
+    server.add(Reply(pieces=body, delay=[0.0] * 2 + [2.0] * (len(body) - 2)))
+    lion = iModel(**(model | {"transport": "native"}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with anyio.fail_after(10):
+            async for _ in lion.invoke(messages="hi"):
+                break
+            await lion.aclose()
+        gc.collect()
+        await anyio.lowlevel.checkpoint()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

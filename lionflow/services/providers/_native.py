@@ -241,17 +241,25 @@ class EventReader:
     """The SSE events of a streamed response, a batch per network read (not an async generator per
     event: a delta costs a list item, not a suspension)."""
 
-    __slots__ = ("_bytes", "_decoder", "_done", "_request", "flush_at_end")
+    __slots__ = ("_bytes", "_decoder", "_done", "_request", "_response", "flush_at_end")
 
     def __init__(self, response: httpx.Response, *, flush_at_end: bool = False) -> None:
         self._request = response.request
+        self._response = response
         # Without a content encoding, the bytes are read from the transport's stream itself: the
         # layers httpx adds on the way (decoders, re-chunking, counting) cost more per read than
         # the event they carry. httpx's exception mapping is in that stream, so errors are the same.
         encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
         stream: Any = response.stream
+        # httpx's client wraps the transport's stream in one whose __aiter__ is an async generator;
+        # lionflow's HTTP/1.1 body is an iterator object itself, read without that generator.
+        inner: Any = getattr(stream, "_stream", None)
         self._bytes: AsyncIterator[bytes] = (
-            response.aiter_bytes() if encoded or not hasattr(stream, "__aiter__") else stream.__aiter__()
+            response.aiter_bytes()
+            if encoded or not hasattr(stream, "__aiter__")
+            else inner
+            if hasattr(inner, "__anext__")
+            else stream.__aiter__()
         )
         self._decoder = SseDecoder(sdk_dispatch=True)  # every reader here is a Stainless SDK's twin
         self._done = False
@@ -275,6 +283,11 @@ class EventReader:
         return self._decoder.feed(data)
 
     async def aclose(self) -> None:
-        aclose = getattr(self._bytes, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        """Close the reads (an async generator left unclosed warns when collected, under trio)
+        and the response (its connection goes back to the pool, or is closed if unfinished)."""
+        try:
+            aclose = getattr(self._bytes, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._response.aclose()

@@ -150,9 +150,8 @@ class NativeAnthropicProvider(AnthropicProvider):
             if not request.stream:
                 message = json.loads(response.content)
                 return ChunkStream(listed(self._message_chunks(message, answer_tool)))
-        return ChunkStream(
-            self._native_events(EventReader(response), response, answer_tool), close=response.aclose
-        )
+        reader = EventReader(response)
+        return ChunkStream(self._native_events(reader, response, answer_tool), close=reader.aclose)
 
     async def _status_error(self, response: httpx.Response) -> ProviderError:
         """The error of a response with an error status, worded as the SDK words it."""

@@ -108,7 +108,7 @@ class NativeChat(SdkProvider):
                     await response.aclose()
                 return ChunkStream(listed(mapper.completion_chunks(completion)))
         reader = EventReader(response)
-        return ChunkStream(self._chunks(reader, mapper), close=response.aclose)
+        return ChunkStream(self._chunks(reader, mapper), close=reader.aclose)
 
     async def _chunks(self, reader: EventReader, mapper: ChatChunkMapper) -> AsyncIterator[Chunk]:
         phase: TimeoutPhase = "first_chunk"

@@ -222,7 +222,10 @@ def _reads(response: httpx.Response) -> AsyncIterator[bytes]:
     stream: Any = response.stream
     if encoded or not hasattr(stream, "__aiter__"):
         return response.aiter_bytes()
-    reads: AsyncIterator[bytes] = stream.__aiter__()
+    # lionflow's HTTP/1.1 body (inside httpx's wrapper) is an iterator object: read without the
+    # wrapper's async generator, which warns when left unclosed (a stream cancelled, under trio)
+    inner: Any = getattr(stream, "_stream", None)
+    reads: AsyncIterator[bytes] = inner if hasattr(inner, "__anext__") else stream.__aiter__()
     return reads
 
 

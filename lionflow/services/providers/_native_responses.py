@@ -113,7 +113,7 @@ class NativeOpenAIResponsesProvider(OpenAIResponsesProvider):
                 raise response_failure(result, self.name, dict_field)
             return ChunkStream(listed(mapper.whole(result)))
         reader = EventReader(response)
-        return ChunkStream(self._stream(reader, mapper, response.request), close=response.aclose)
+        return ChunkStream(self._stream(reader, mapper, response.request), close=reader.aclose)
 
     async def _stream(
         self, reader: EventReader, mapper: ResponsesMapper, request: httpx.Request
