@@ -237,6 +237,18 @@ class ChatChunkMapper:
                 self._native_finish, self._finish_event = finish, completion
         return chunks + self.end()
 
+    def stream_end(self) -> list[Chunk]:
+        """`end()` of a stream that ended: StreamInterrupted when no finish_reason came. Every server
+        of this format sends one; a stream that ends without it was cut off (a proxy, or the server
+        closed it cleanly), and its text is not the whole answer."""
+        if not self.finished:
+            raise StreamInterrupted(
+                f"the {self.provider} stream ended without a finish reason; it was cut off",
+                provider=self.provider,
+                retryable=True,
+            )
+        return self.end()
+
     def end(self) -> list[Chunk]:
         """The usage chunk (when the provider reported usage) and the one finish chunk."""
         chunks: list[Chunk] = []
@@ -289,15 +301,7 @@ async def map_chunks(
             phase = "idle"
         for chunk in chunks:
             yield chunk
-    if not mapper.finished:
-        # Every server of this format sends a finish_reason; a stream that ends without one was cut
-        # off (a proxy or the server closed it cleanly), and its text is not the whole answer.
-        raise StreamInterrupted(
-            f"the {mapper.provider} stream ended without a finish reason; it was cut off",
-            provider=mapper.provider,
-            retryable=True,
-        )
-    for chunk in mapper.end():
+    for chunk in mapper.stream_end():
         yield chunk
 
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import anyio
 
-from lionflow.errors import ProviderError, StreamInterrupted, TimeoutPhase
+from lionflow.errors import ProviderError, TimeoutPhase
 from lionflow.services.chunk import Chunk
 from lionflow.services.providers._chat_completions import ChatChunkMapper, dict_field, event_error
 from lionflow.services.providers._errors import interrupted
@@ -144,14 +144,7 @@ class NativeChat(SdkProvider):
                 while await reader.batch() is not None:
                     pass
         await reader.aclose()
-        if not mapper.finished:
-            # As the SDK adapter: a stream without a finish_reason was cut off.
-            raise StreamInterrupted(
-                f"the {mapper.provider} stream ended without a finish reason; it was cut off",
-                provider=mapper.provider,
-                retryable=True,
-            )
-        for chunk in mapper.end():
+        for chunk in mapper.stream_end():
             yield chunk
 
 
