@@ -141,7 +141,7 @@ class ModelCall(Generic[T]):
             raise StreamClosed("this call was closed before it was read; call invoke() again")
         return self._state.response
 
-    async def partials(self: ModelCall[M]) -> AsyncIterator[M]:
+    async def partials(self: ModelCall[M], *, every_change: bool = False) -> AsyncIterator[M]:
         """Partially filled `response_format` objects while the JSON arrives, then the final one.
 
         ::
@@ -154,7 +154,9 @@ class ModelCall(Generic[T]):
         The call streams once: use either `partials()` or plain iteration, not both. A call stopped
         by `aclose()` ends the loop quietly after the last partial object: its truncated JSON is not
         validated. With ``reply_format="toon"`` the reply is TOON, read the same way
-        (`lionflow.toon.PartialTOON`).
+        (`lionflow.toon.PartialTOON`). A long string arriving faster than 60 deltas a second is shown
+        less often (`lionflow.structured.PartialObjects` says when); ``every_change=True`` shows
+        every change.
         """
         structure = self.request.expected
         if not (isinstance(structure, type) and issubclass(structure, BaseModel)):
@@ -162,7 +164,7 @@ class ModelCall(Generic[T]):
         model = cast("type[M]", structure)  # the class this call was typed with: its response_format
         try:
             async for partial in stream_partial(
-                self._until_stopped(), model, format=self.request.reply_format
+                self._until_stopped(), model, format=self.request.reply_format, every_change=every_change
             ):
                 yield partial
         except _Truncated:

@@ -60,16 +60,20 @@ class PartialJSON:
         # Open containers, outermost first: [container, is_object, pending key].
         self._stack: list[list[Any]] = []
         self._expect = _VALUE
-        self._offset = 0  # characters fed before the current delta
+        self.fed = 0  # characters fed so far
         self._pending = ""  # held-back input: a partial escape, number or literal
         # The string being read: its pieces, whether it is a key, and a held-back high surrogate.
         self._string: list[str] | None = None
         self._string_is_key = False
         self._surrogate = ""
         self.revision = 0  # bumps whenever `value` changes
-        # bumps whenever a value is added or a container closes, not when a string grows: while it
-        # stands still, the one thing changing is the string being written (`PartialBuilder` reads it)
+        # bumps whenever a value is added, a string value ends or a container closes, not when a
+        # string grows: while it stands still, the one thing changing is the string being written
+        # (`PartialBuilder` and `stream_partial` read it)
         self.structure = 0
+        # where the newest string value began (the offset of its first character): while it is being
+        # written, ``fed - string_start`` is about its length (escapes count as written)
+        self.string_start = 0
         self.end: int | None = None  # where the document ended: the offset just past its last character
         self.start: int | None = None  # where the document began: the offset of its first '{' or '['
 
@@ -125,12 +129,27 @@ class PartialJSON:
 
     def feed(self, text: str) -> None:
         """Parse `text`, the next delta. Raises `PartialJSONError` on invalid JSON."""
+        pieces = self._string
+        if (
+            pieces is not None
+            and not self._string_is_key
+            and not self._pending
+            and not self._surrogate
+            and '"' not in text
+            and "\\" not in text
+            and text.isprintable()  # (no control character; some others take the long way too)
+        ):
+            # the common delta: more plain characters of the string value being written
+            pieces.append(text)
+            self.fed += len(text)
+            self.revision += 1
+            return
         if self._pending:
-            start = self._offset - len(self._pending)
+            start = self.fed - len(self._pending)
             text, self._pending = self._pending + text, ""
         else:
-            start = self._offset
-        self._offset = start + len(text)
+            start = self.fed
+        self.fed = start + len(text)
         self._parse(text, start)
 
     def _error(self, message: str, position: int) -> PartialJSONError:
@@ -163,6 +182,7 @@ class PartialJSON:
                     i += 1
                 elif char == '"':
                     self._start_string(is_key=False)
+                    self.string_start = base + i + 1
                     i += 1
                 elif char in "{[":
                     self._open(char == "{")
@@ -333,6 +353,7 @@ class PartialJSON:
             self._store_string(final=True)
             self._surrogate = ""
             self.revision += 1
+            self.structure += 1
             self._after_value()
         self._string = None
 

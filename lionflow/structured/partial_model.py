@@ -15,7 +15,8 @@ while only a string grows, only the open path down to it is rebuilt (`lionflow.s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Literal, TypeVar
+from time import monotonic
+from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -27,48 +28,132 @@ from lionflow.structured.partial_json import PartialJSON
 
 M = TypeVar("M", bound=BaseModel)
 
+# A JSON string of _COALESCE_FROM characters or more, growing fast, is shown again once it has grown
+# by 1/2**_COALESCE_SHIFT of its length or once _COALESCE_SECONDS have passed (see `PartialObjects`).
+_COALESCE_FROM = 4096
+_COALESCE_SHIFT = 6
+_COALESCE_SECONDS = 1 / 60
+
+
+class PartialObjects(Generic[M]):
+    """Partial `model` instances from JSON (or TOON) text fed delta by delta: the synchronous core of
+    `stream_partial`, for a loop of your own::
+
+        objects = PartialObjects(Person)
+        for delta in deltas:
+            person = objects.feed(delta)    # a new partial Person, or None: nothing new to show
+            if person is not None:
+                print(person)
+        person = objects.close()            # strictly validated from the whole text
+
+    `feed` returns a new object whenever the value changed, with one exception that keeps the cost
+    linear: a long string growing fast is shown less often. Each object holds a new copy of the
+    string being written, so with an object per delta a string of L characters would cost L per
+    delta, quadratic over the reply. Once a string has 4,096 characters or more and the one change
+    since the last object is that string growing, the next object waits until the string has grown
+    by 1/64 of its length, or until 1/60 s has passed since the last object. So a reply arriving at a
+    model's pace is still shown delta by delta, and a fast source (a replay, a relay) coalesces; the
+    copying stays under 64 times the string's length. Any other change, the string's end and the
+    final object are shown at once. ``every_change=True`` returns an object for every change.
+
+    `close` returns the final object, strictly validated from the whole text (a
+    `pydantic.ValidationError` if it does not validate). ``format="toon"`` reads a TOON reply
+    instead (`lionflow.toon.PartialTOON`, whose objects are never coalesced): each partial object shows
+    what the complete lines say, plus a string still being written; a Markdown code fence around the
+    reply is dropped; `close` validates ``toon.decode`` of the whole text (a `ToonDecodeError` if it
+    is not TOON). Invalid JSON raises `PartialJSONError` from `feed`.
+    """
+
+    def __init__(
+        self, model: type[M], *, format: Literal["json", "toon"] = "json", every_change: bool = False
+    ) -> None:
+        if format not in ("json", "toon"):
+            raise ValueError(f"format must be 'json' or 'toon', not {format!r}")
+        self.model = model
+        self._builder: PartialBuilder[M] = PartialBuilder(model)
+        self._json: PartialJSON | None = None
+        self._fence: Any = None
+        self._parser: Any
+        if format == "toon":
+            from lionflow.toon import PartialTOON  # (only TOON replies need it)
+            from lionflow.toon._prompt import Unfence
+
+            self._parser = PartialTOON()
+            self._fence = Unfence()
+        else:
+            self._parser = self._json = PartialJSON()
+        self._text: list[str] = []
+        self._seen = -1
+        # a JSON string growing fast is coalesced (see the class docstring): at the last object,
+        # the parser's structure count, and the string length and the clock time to show it again
+        self._coalesce = self._json is not None and not every_change
+        self._shape = -1
+        self._next = 0
+        self._due = 0.0
+
+    def feed(self, text: str) -> M | None:
+        """Read the next delta: the new partial object, or None when there is nothing new to show."""
+        if self._fence is not None:
+            text = self._fence.feed(text)
+        if not text:
+            return None
+        parser = self._parser
+        if self._json is not None:
+            self._text.append(text)
+        parser.feed(text)
+        revision = parser.revision
+        if revision == self._seen:
+            return None
+        self._seen = revision
+        if self._coalesce:
+            # the same structure as at the last object: the one change is the string growing
+            if parser.structure == self._shape:
+                if parser.fed - parser.string_start < self._next and monotonic() < self._due:
+                    return None
+            else:
+                self._shape = parser.structure
+            length = parser.fed - parser.string_start
+            self._next = length + (length >> _COALESCE_SHIFT) if length >= _COALESCE_FROM else 0
+            self._due = monotonic() + _COALESCE_SECONDS
+        if parser.done:
+            return None  # the final object comes from `close`
+        return self._builder.build(parser)
+
+    def close(self) -> M:
+        """The final object, strictly validated from the whole text."""
+        if self._json is None:
+            self._parser.feed(self._fence.finish())
+            return self.model.model_validate(self._parser.close())
+        # the document as `json_document` finds it, from where the parser saw it begin and end
+        parser = self._json
+        whole = "".join(self._text)
+        if parser.start is not None:
+            whole = whole[parser.start : parser.end if parser.done else None]
+        return self.model.model_validate_json(whole)
+
 
 async def stream_partial(
-    source: Any, model: type[M], *, format: Literal["json", "toon"] = "json"
+    source: Any,
+    model: type[M],
+    *,
+    format: Literal["json", "toon"] = "json",
+    every_change: bool = False,
 ) -> AsyncIterator[M]:
     """Partial `model` instances from a stream of JSON text: any async iterable of strings or
     Chunks (text, or the arguments of a forced tool call), or a raw OpenAI SDK stream.
 
     Yields a new object whenever the value changed, then the final object, strictly validated from
-    the whole text (a `pydantic.ValidationError` if the text does not validate).
-
-    ``format="toon"`` reads a TOON reply instead (`lionflow.toon.PartialTOON`): each partial object
-    shows what the complete lines say, plus a string still being written; a Markdown code fence
-    around the reply is dropped; the final object is validated from ``toon.decode`` of the whole
-    text (a `ToonDecodeError` if it is not TOON).
+    the whole text (a `pydantic.ValidationError` if the text does not validate). A long string
+    growing fast is shown less often, which keeps the cost linear; ``every_change=True`` yields an
+    object for every change. `PartialObjects` has the rules, and ``format="toon"``.
     """
-    if format == "toon":
-        async for shown in _stream_partial_toon(source, model):
-            yield shown
-        return
-    if format != "json":
-        raise ValueError(f"format must be 'json' or 'toon', not {format!r}")
-    parser = PartialJSON()
-    builder = PartialBuilder(model)
-    text: list[str] = []
-    seen = -1
+    objects = PartialObjects(model, format=format, every_change=every_change)
     deltas = aiter(source)
     try:
-        while True:
-            try:
-                delta = await anext(deltas)
-            except StopAsyncIteration:
-                break
-            piece = _text_of(delta)
-            if not piece:
-                continue
-            text.append(piece)
-            parser.feed(piece)
-            if parser.revision != seen and not parser.done:
-                seen = parser.revision
-                partial = builder.build(parser)
-                if partial is not None:
-                    yield partial
+        async for delta in deltas:
+            partial = objects.feed(delta if type(delta) is str else _text_of(delta))
+            if partial is not None:
+                yield partial
     finally:
         # Stopped early (bad JSON, the caller left): the source is ours to close, not the garbage
         # collector's, which on trio would close it late and with a ResourceWarning.
@@ -76,40 +161,7 @@ async def stream_partial(
         if close is not None:
             with anyio.CancelScope(shield=True):
                 await close()
-    # the document as `json_document` finds it, from where this parser saw it begin and end
-    whole = "".join(text)
-    if parser.start is not None:
-        whole = whole[parser.start : parser.end if parser.done else None]
-    yield model.model_validate_json(whole)
-
-
-async def _stream_partial_toon(source: Any, model: type[M]) -> AsyncIterator[M]:
-    from lionflow.toon import PartialTOON  # (only TOON replies need it)
-    from lionflow.toon._prompt import Unfence
-
-    parser = PartialTOON()
-    builder = PartialBuilder(model)
-    fence = Unfence()
-    seen = -1
-    deltas = aiter(source)
-    try:
-        async for delta in deltas:
-            piece = fence.feed(_text_of(delta))
-            if not piece:
-                continue
-            parser.feed(piece)
-            if parser.revision != seen:
-                seen = parser.revision
-                partial = builder.build(parser)
-                if partial is not None:
-                    yield partial
-    finally:
-        close = getattr(deltas, "aclose", None)
-        if close is not None:
-            with anyio.CancelScope(shield=True):
-                await close()
-    parser.feed(fence.finish())
-    yield model.model_validate(parser.close())
+    yield objects.close()
 
 
 def _text_of(delta: Any) -> str:
