@@ -66,6 +66,7 @@ class PartialJSON:
         self._string: list[str] | None = None
         self._string_is_key = False
         self._surrogate = ""
+        self._plain = False  # a string value is being written, nothing held back: see `feed`
         self.revision = 0  # bumps whenever `value` changes
         # bumps whenever a value is added, a string value ends or a container closes, not when a
         # string grows: while it stands still, the one thing changing is the string being written
@@ -129,18 +130,12 @@ class PartialJSON:
 
     def feed(self, text: str) -> None:
         """Parse `text`, the next delta. Raises `PartialJSONError` on invalid JSON."""
-        pieces = self._string
-        if (
-            pieces is not None
-            and not self._string_is_key
-            and not self._pending
-            and not self._surrogate
-            and '"' not in text
-            and "\\" not in text
-            and text.isprintable()  # (no control character; some others take the long way too)
-        ):
-            # the common delta: more plain characters of the string value being written
-            pieces.append(text)
+        if not text:
+            return
+        if self._plain and '"' not in text and "\\" not in text and text.isprintable():
+            # the common delta: more plain characters of the string value being written (a control
+            # character, and a few printable-looking others, take the long way)
+            self._string.append(text)  # type: ignore[union-attr]
             self.fed += len(text)
             self.revision += 1
             return
@@ -150,7 +145,17 @@ class PartialJSON:
         else:
             start = self.fed
         self.fed = start + len(text)
-        self._parse(text, start)
+        try:
+            self._parse(text, start)
+        finally:
+            # whether the next delta may take the short way: a string value is being written, with
+            # no partial escape or high surrogate held back
+            self._plain = (
+                self._string is not None
+                and not self._string_is_key
+                and not self._pending
+                and not self._surrogate
+            )
 
     def _error(self, message: str, position: int) -> PartialJSONError:
         return PartialJSONError(message, position)

@@ -49,12 +49,13 @@ class PartialObjects(Generic[M]):
     `feed` returns a new object whenever the value changed, with one exception that keeps the cost
     linear: a long string growing fast is shown less often. Each object holds a new copy of the
     string being written, so with an object per delta a string of L characters would cost L per
-    delta, quadratic over the reply. Once a string has 4,096 characters or more and the one change
-    since the last object is that string growing, the next object waits until the string has grown
-    by 1/64 of its length, or until 1/60 s has passed since the last object. So a reply arriving at a
-    model's pace is still shown delta by delta, and a fast source (a replay, a relay) coalesces; the
-    copying stays under 64 times the string's length. Any other change, the string's end and the
-    final object are shown at once. ``every_change=True`` returns an object for every change.
+    delta, quadratic over the reply. Once a string's JSON text has 4,096 characters or more and the
+    one change since the last object is that string growing, the next object waits until the string
+    has grown by 1/64 of its length, or until 1/60 s has passed since the last object. Past its
+    first 4,096 characters, the string is then copied about 65 times its length in all. Any other
+    change, the string's end and the final object are shown at once; `flush` shows what was held
+    back (`stream_partial` calls it when its source ends or fails). ``every_change=True`` returns an
+    object for every change.
 
     `close` returns the final object, strictly validated from the whole text (a
     `pydantic.ValidationError` if it does not validate). ``format="toon"`` reads a TOON reply
@@ -90,6 +91,7 @@ class PartialObjects(Generic[M]):
         self._shape = -1
         self._next = 0
         self._due = 0.0
+        self._built = -1  # the parser's revision at the last build
 
     def feed(self, text: str) -> M | None:
         """Read the next delta: the new partial object, or None when there is nothing new to show."""
@@ -117,6 +119,17 @@ class PartialObjects(Generic[M]):
             self._due = monotonic() + _COALESCE_SECONDS
         if parser.done:
             return None  # the final object comes from `close`
+        self._built = revision
+        return self._builder.build(parser)
+
+    def flush(self) -> M | None:
+        """The object for a change `feed` held back (a long string's latest growth), or None when
+        there is none: for a stream that ends or fails before the document does."""
+        parser = self._parser
+        if self._json is None or parser.done or parser.revision == self._built:
+            return None
+        self._built = parser.revision
+        self._shape = -1  # (the next change shows at once)
         return self._builder.build(parser)
 
     def close(self) -> M:
@@ -144,13 +157,24 @@ async def stream_partial(
 
     Yields a new object whenever the value changed, then the final object, strictly validated from
     the whole text (a `pydantic.ValidationError` if the text does not validate). A long string
-    growing fast is shown less often, which keeps the cost linear; ``every_change=True`` yields an
+    growing fast is shown less often, which keeps the cost linear; what was held back is shown
+    with the next delta, or before the source's end or error. ``every_change=True`` yields an
     object for every change. `PartialObjects` has the rules, and ``format="toon"``.
     """
     objects = PartialObjects(model, format=format, every_change=every_change)
     deltas = aiter(source)
     try:
-        async for delta in deltas:
+        while True:
+            try:
+                delta = await anext(deltas)
+            except StopAsyncIteration:
+                break
+            except Exception:
+                # the source failed (a cut stream, a stopped call): first show all it gave
+                held = objects.flush()
+                if held is not None:
+                    yield held
+                raise
             partial = objects.feed(delta if type(delta) is str else _text_of(delta))
             if partial is not None:
                 yield partial
@@ -161,6 +185,9 @@ async def stream_partial(
         if close is not None:
             with anyio.CancelScope(shield=True):
                 await close()
+    held = objects.flush()  # a document cut off mid-string: all of it, before close() refuses it
+    if held is not None:
+        yield held
     yield objects.close()
 
 
