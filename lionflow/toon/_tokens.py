@@ -231,19 +231,24 @@ def _fields(text: str, position: int, delimiter: str, strict: bool) -> tuple[lis
     names: set[str] = set()
     while True:
         start = position
-        if position < len(text) and text[position] == '"':
-            name, position = parse_quoted(text, position)
+        # §12: spaces around a token are tolerated, so around a quoted name too (an unquoted one
+        # is trimmed below); a tab is not a space here, as in rows (§11.2 trims U+0020 only).
+        quote = _skip_spaces(text, position)
+        if quote < len(text) and text[quote] == '"':
+            name, position = parse_quoted(text, quote)
+            position = _skip_spaces(text, position)
         else:
-            while position < len(text) and text[position] not in "{}" and text[position] != delimiter:
-                position += 1
+            position = _unquoted_name_end(text, position, delimiter)
             name = text[start:position].strip(" ")
             if not name:
                 raise BadToken("empty field name in the field list", start)
-            if '"' in name or any(d in name for d in DELIMITERS):
+            bare = _QUOTED_SPAN.sub("", name) if '"' in name else name
+            if any(d in bare for d in DELIMITERS):
                 raise BadToken(f"field {name!r} holds another delimiter than the header's", start)
         group = None
         if position < len(text) and text[position] == "{":
             group, position = _fields(text, position, delimiter, strict)
+            position = _skip_spaces(text, position)
         if strict and name in names:
             raise BadToken(f"field {name!r} appears twice", start)
         names.add(name)
@@ -256,6 +261,32 @@ def _fields(text: str, position: int, delimiter: str, strict: bool) -> tuple[lis
             return fields, position + 1
         else:
             raise BadToken(f"unexpected {text[position]!r} in the field list", position)
+
+
+def _unquoted_name_end(text: str, position: int, delimiter: str) -> int:
+    """Where the unquoted field name at `position` ends: at a brace or the delimiter outside quotes.
+    An unquoted key is the token as written (§7.4), so `name"x,y"` is one name, as for a key before
+    a ':' (`find_unquoted`) and as `toons` and the TS reference read it."""
+    while position < len(text):
+        char = text[position]
+        if char == '"':
+            span = _QUOTED_SPAN.match(text, position)
+            assert span is not None
+            if not span.group().endswith('"') or span.end() - position < 2:
+                raise BadToken("unterminated string: the closing quote is missing", position)
+            position = span.end()
+        elif char in "{}" or char == delimiter:
+            return position
+        else:
+            position += 1
+    return position
+
+
+def _skip_spaces(text: str, position: int) -> int:
+    """The index of the first character at or after `position` that is not U+0020."""
+    while position < len(text) and text[position] == " ":
+        position += 1
+    return position
 
 
 def count_leaves(fields: list[Field]) -> int:

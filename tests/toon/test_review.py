@@ -86,6 +86,66 @@ def test_decode_refuses_what_partial_toon_refuses_where_toons_is_lenient(text: s
     assert results == [results[1]] * 3, results
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[1]{ "","\u001f\u001f"}:\n null,null', [{"": None, "\x1f\x1f": None}]),  # found by hypothesis
+        ('[1]{"a" ,"b"}:\n 1,2', [{"a": 1, "b": 2}]),
+        ('[1]{"a", "b"}:\n 1,2', [{"a": 1, "b": 2}]),
+        ('[1]{"a","b"  }:\n 1,2', [{"a": 1, "b": 2}]),
+        ('[1|]{ "a" | b }:\n 1|2', [{"a": 1, "b": 2}]),
+        ('[1\t]{"a" \t "b"}:\n 1\t2', [{"a": 1, "b": 2}]),
+        ('"k"[1]{ "a" }:\n 1', {"k": [{"a": 1}]}),
+        ('[1]:\n - "k"[1]{ "a" }:\n   1', [{"k": [{"a": 1}]}]),
+        ('[1]{ "a" {b} }:\n 1', [{"a": {"b": 1}}]),
+        ('[1]{a{ "b" },c}:\n 1,2', [{"a": {"b": 1}, "c": 2}]),
+        ("[1]{a{b} ,c}:\n 1,2", [{"a": {"b": 1}, "c": 2}]),
+        ("[1]{ a , b }:\n 1,2", [{"a": 1, "b": 2}]),  # unquoted names were already trimmed
+    ],
+)
+def test_s12_spaces_around_a_quoted_field_name_are_tolerated(text: str, expected: Any) -> None:
+    # §12: surrounding whitespace around tokens SHOULD be tolerated. The pure decoder trimmed the
+    # spaces around an unquoted field name (and around quoted cells in rows) but refused them
+    # around a quoted field name or after a nested group, while `toons` read them: decode()
+    # returned a value where PartialTOON.close() raised.
+    assert all(same(result, expected) for result in all_three(text, indent=1)), all_three(text, indent=1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['[1]{"a" "b"}:\n 1,2', '[1]{"a" b}:\n 1,2', '[1]{\t"a"}:\n 1', '[1]{"a"\t}:\n 1', "[1]{ }:\n 1"],
+)
+def test_s6_a_field_list_with_spaces_still_needs_its_delimiters(text: str) -> None:
+    # Tolerating spaces does not join two names, nor make a tab (not the active delimiter) a space.
+    results = all_three(text, indent=1)
+    assert results[1][0] == "error"
+    assert results == [results[1]] * 3, results
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '""[2:]{id,name"",ok}:\n "": 0,null,false\n "0": 1,null,true',
+            {"": {"": {"id": 0, 'name""': None, "ok": False}, "0": {"id": 1, 'name""': None, "ok": True}}},
+        ),  # found by hypothesis
+        ('[1]{name"x,y",ok}:\n 1,2', [{'name"x,y"': 1, "ok": 2}]),  # the quoted span hides the ','
+        ('[1|]{a"b"c|d}:\n 1|2', [{'a"b"c': 1, "d": 2}]),
+        ('[1]{a"}"{b}}:\n 1', [{'a"}"': {"b": 1}}]),
+    ],
+)
+def test_s7_4_an_unquoted_field_name_may_hold_a_quoted_span(text: str, expected: Any) -> None:
+    # §7.4 as we read it (see above): an unquoted key is the token as written, and `na""me: 1` and
+    # `k""[1]:` already read so; a quoted span inside it hides delimiters, as `find_unquoted` does
+    # for a key. The pure decoder refused a '"' in an unquoted field name; `toons` and the TS
+    # reference keep it, so decode() and PartialTOON.close() disagreed.
+    assert all(same(result, expected) for result in all_three(text, indent=1)), all_three(text, indent=1)
+
+
+def test_s6_a_quoted_span_does_not_hide_another_delimiter_in_an_unquoted_name() -> None:
+    assert all_three('[1]{a"x"|b}:\n 1') == [("error", 1, 5)] * 3  # '|' outside the span, header says ','
+
+
 @pytest.mark.parametrize("text", ["a: " + "7" * 5000, "[2]: 1," + "7" * 5000, "t[1]{a}:\n  " + "7" * 5000])
 def test_s4_an_integer_too_long_for_python_is_an_out_of_range_toon_error(text: str) -> None:
     # Python refuses int() of more than 4300 digits with a bare ValueError (no line, no column);
@@ -97,6 +157,7 @@ def test_s4_an_integer_too_long_for_python_is_an_out_of_range_toon_error(text: s
 
 _NOISE = list('\n \t-:#[]{},|"\\\r1')
 _NOISE += ["  ", "- ", "\n\n", "\n  \n", "[2]:", "[1]{a}:", "{x[1]{a}:}", "\t[1]"]
+_NOISE += [' "', '" ', " ,", " }", "{ "]  # spaces next to quotes and field-list punctuation (§12)
 _edits = st.lists(
     st.tuples(
         st.floats(min_value=0, max_value=1), st.sampled_from(["insert", "delete"]), st.sampled_from(_NOISE)
