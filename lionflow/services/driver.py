@@ -35,10 +35,11 @@ from lionflow.guards.guarded import GuardedStream
 from lionflow.guards.handler import StreamingHandler
 from lionflow.guards.output import InputGuard, OutputGuard
 from lionflow.services.chunk import Chunk
-from lionflow.services.policy import Interrupted, RateLimiter, ReadWatch, RetryPolicy, Timeout, read_watch
+from lionflow.services.policy import RateLimiter, RetryPolicy, Timeout
 from lionflow.services.providers._structured import parse_list
 from lionflow.services.providers.base import ChunkStream, ModelRequest, Provider
 from lionflow.services.response import Response, ResponseAssembler
+from lionflow.services.watch import Interrupted, ReadWatch, read_watch
 from lionflow.structured.items import list_item_type
 from lionflow.structured.partial_model import json_document
 

@@ -292,7 +292,7 @@ async def test_a_thousand_calls_with_timeouts_leave_no_timer_behind() -> None:
 async def test_this_trio_has_what_the_read_watch_uses(anyio_backend: str) -> None:
     # The trio watch aborts a parked wait through trio's private Task parts; a trio without them
     # must be noticed here (the driver then falls back to a scope per read, slower).
-    from lionflow.services.policy import trio_interrupts
+    from lionflow.services.watch import trio_interrupts
 
     assert trio_interrupts()
 
@@ -304,9 +304,9 @@ async def test_without_trios_internals_timeouts_and_stops_still_work(
 ) -> None:
     # A trio that lacks the private parts (simulated: the check says so) gets a scope per read:
     # a timeout and a stop from another task still end a waiting read, and nothing fails.
-    from lionflow.services import policy
+    from lionflow.services import watch
 
-    monkeypatch.setattr(policy, "trio_interrupts", lambda: False)
+    monkeypatch.setattr(watch, "trio_interrupts", lambda: False)
     model = _model(_WaitsOnEvent, None if stop else Timeout(idle=0.1, total=30))
     call = model.invoke("go")
     with anyio.fail_after(5):
