@@ -42,14 +42,9 @@ from lionflow.services.chunk import Chunk
 from lionflow.services.providers._errors import interrupted, sdk_timeout
 from lionflow.services.providers._native import MALFORMED, NativeClient, decode
 from lionflow.services.providers.base import ChunkStream, ModelRequest
-from lionflow.services.providers.gemini_genai import (
-    FieldReader,
-    GeminiMapper,
-    GeminiProvider,
-    _sends_at_once,
-    _single,
-)
+from lionflow.services.providers.gemini_genai import GeminiProvider, _sends_at_once, _single
 from lionflow.services.providers.gemini_genai_request import convert_messages, generate_config, wire_request
+from lionflow.services.providers.gemini_genai_response import FieldReader, GeminiMapper
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 
