@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from lionflow import ModelCall, Response, Session
 from lionflow.operations import Turn, communicate
-from lionflow.structured import stream_partial
+from lionflow.structured import PartialObjects, stream_partial
 from lionflow.testing import ScriptedModel
 
 pytestmark = pytest.mark.anyio
@@ -80,3 +80,13 @@ async def test_stream_partial_yields_the_model() -> None:
     people = [person.model_copy() async for person in stream_partial(pieces(), Person)]
     assert_type(people, list[Person])
     assert people[-1] == Person(name="Bilbo Baggins", age=111)
+
+
+def test_partial_objects_feeds_and_closes_to_the_model() -> None:
+    objects = PartialObjects(Person)
+    shown = [objects.feed(BILBO[start : start + 4]) for start in range(0, len(BILBO), 4)]
+    assert_type(shown, list[Person | None])
+    final = objects.close()
+    assert_type(final, Person)
+    assert final == Person(name="Bilbo Baggins", age=111)
+    assert Person(name="Bilbo ") in shown  # a partial object, as the deltas left it
