@@ -12,7 +12,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lionflow.serve._context import client_params
-from lionflow.serve._errors import APIError, from_validation
+from lionflow.serve._errors import APIError, from_validation, refuse_non_json_numbers
 from lionflow.services.imodel import iModel
 
 
@@ -162,6 +162,8 @@ def _tool_choice(choice: _ToolChoice) -> str | dict[str, Any]:
 def parse(body: bytes) -> MessagesRequest:
     """The request, or an `APIError` (400) naming what is wrong."""
     try:
-        return MessagesRequest.model_validate_json(body)
+        request = MessagesRequest.model_validate_json(body)
     except ValidationError as exc:
         raise from_validation(exc) from None
+    refuse_non_json_numbers(body)
+    return request

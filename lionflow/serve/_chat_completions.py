@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lionflow.serve._context import ServeContext, client_params, error_response
-from lionflow.serve._errors import APIError, from_validation
+from lionflow.serve._errors import APIError, from_validation, refuse_non_json_numbers
 from lionflow.serve._hub import Ended, EventSink, called, relay
 from lionflow.serve._record import ended_by, once
 from lionflow.services.chunk import Chunk, Usage
@@ -92,6 +92,7 @@ def parse(body: bytes) -> ChatRequest:
         request = ChatRequest.model_validate_json(body)
     except ValidationError as exc:
         raise from_validation(exc) from None
+    refuse_non_json_numbers(body)
     if request.n is not None and request.n != 1:
         raise APIError(400, "n must be 1: this server returns one choice per request", param="n")
     request.params()  # refuses what the fields hold before anything is sent

@@ -12,6 +12,7 @@ import logging
 import math
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 
 from lionflow.errors import (
@@ -56,6 +57,16 @@ def from_validation(error: ValidationError) -> APIError:
     first = error.errors()[0]
     param = ".".join(str(part) for part in first["loc"]) or None
     return APIError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param)
+
+
+def refuse_non_json_numbers(body: bytes) -> None:
+    """A 400 if `body`, read by pydantic, held NaN, Infinity or -Infinity. Pydantic's JSON reader
+    takes them (into `Any` fields and fields passed on); JSON has no such numbers, and a provider's
+    SDK refuses to send them on: passed, they were the server's 500."""
+    try:
+        pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:  # the body read with them allowed: so it is one of them
+        raise APIError(400, f"the body is not JSON: NaN and Infinity are not JSON numbers ({exc})") from None
 
 
 def from_lionflow(error: LionflowError) -> APIError:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lionflow.serve._context import client_params
-from lionflow.serve._errors import APIError, from_validation
+from lionflow.serve._errors import APIError, from_validation, refuse_non_json_numbers
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 
@@ -184,6 +184,7 @@ def parse(body: bytes) -> ResponsesRequest:
         request = ResponsesRequest.model_validate_json(body)
     except ValidationError as exc:
         raise from_validation(exc) from None
+    refuse_non_json_numbers(body)
     if request.conversation is not None:
         raise _bad("conversation", "this server has no Conversations API: continue with previous_response_id")
     if request.background and request.store is False:

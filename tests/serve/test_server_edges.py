@@ -219,6 +219,33 @@ async def test_a_field_of_the_wrong_type_is_a_400_not_a_500(
 
 @anyio_test
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # found by test_fuzzed_request_bodies_are_never_a_500_nor_a_hang (--hypothesis-seed=5)
+        (PATH, {"model": "up", "messages": HI, "stream": False, "logprobs": float("inf")}),
+        (PATH, {"model": "up", "messages": HI, "stream": True, "metadata": {"a": float("nan")}}),
+        (PATH, {"model": "up", "messages": [{"role": "user", "content": "hi", "x": -float("inf")}]}),
+        ("/v1/responses", {"model": "up", "input": "hi", "unknown_field": float("inf")}),
+        ("/v1/messages", {"model": "up", "max_tokens": 5, "messages": HI, "metadata": {"a": float("nan")}}),
+    ],
+    ids=["logprobs", "streamed-metadata", "in-a-message", "responses", "messages"],
+)
+async def test_nan_and_infinity_in_a_body_are_a_400_not_a_500(
+    serve: Serve, server: LoopbackServer, path: str, body: dict[str, Any]
+) -> None:
+    # json.dumps writes them as NaN and Infinity, which pydantic's reader takes; JSON has no such
+    # numbers, and the SDK refuses to send them on (a 500 when the server passed them).
+    server.default = _upstream_reply()
+    base_url = serve(create_app([_upstream(server, max_retries=0)]))
+    async with httpx.AsyncClient(timeout=10) as http:
+        reply = await http.post(base_url + path, content=json.dumps(body).encode())
+    assert reply.status_code == 400, reply.text
+    assert "NaN" in reply.json()["error"]["message"]
+    assert server.requests == []  # refused before anything went upstream
+
+
+@anyio_test
+@pytest.mark.parametrize(
     ("field", "what"),
     [
         ({"extra_body": {"model": "o1-pro"}}, "the upstream model"),
