@@ -28,7 +28,7 @@ def adapter_apis() -> list[str]:
         path.stem
         for path in _ADAPTERS.glob("*.py")
         if not path.stem.startswith("_")
-        and not path.stem.endswith("_request")
+        and not path.stem.endswith(("_request", "_response"))  # an adapter's request/response halves
         and path.stem not in _NOT_ADAPTERS
     )
 
