@@ -70,7 +70,7 @@ class PartialJSON:
         self.revision = 0  # bumps whenever `value` changes
         # bumps whenever a value is added, a string value ends or a container closes, not when a
         # string grows: while it stands still, the one thing changing is the string being written
-        # (`PartialBuilder` and `stream_partial` read it)
+        # (`PartialBuilder` and `PartialObjects` read it)
         self.structure = 0
         # where the newest string value began (the offset of its first character): while it is being
         # written, ``fed - string_start`` is about its length (escapes count as written)
@@ -96,6 +96,13 @@ class PartialJSON:
     def in_string(self) -> bool:
         """Whether a string value is being written (it is the newest value of the innermost container)."""
         return self._string is not None and not self._string_is_key
+
+    @property
+    def plain(self) -> bool:
+        """Whether a string value is being written with nothing held back (no partial escape, no
+        high surrogate waiting for its low half): a delta without ``"``, ``\\`` or unprintable
+        characters then only grows it."""
+        return self._plain
 
     @property
     def path_depth(self) -> int:

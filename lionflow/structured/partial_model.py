@@ -30,7 +30,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # A JSON string of _COALESCE_FROM characters or more, growing fast, is shown again once it has grown
 # by 1/2**_COALESCE_SHIFT of its length or once _COALESCE_SECONDS have passed (see `PartialObjects`).
-_COALESCE_FROM = 4096
+_COALESCE_FROM = 1024
 _COALESCE_SHIFT = 6
 _COALESCE_SECONDS = 1 / 60
 
@@ -49,10 +49,10 @@ class PartialObjects(Generic[M]):
     `feed` returns a new object whenever the value changed, with one exception that keeps the cost
     linear: a long string growing fast is shown less often. Each object holds a new copy of the
     string being written, so with an object per delta a string of L characters would cost L per
-    delta, quadratic over the reply. Once a string's JSON text has 4,096 characters or more and the
+    delta, quadratic over the reply. Once a string's JSON text has 1,024 characters or more and the
     one change since the last object is that string growing, the next object waits until the string
     has grown by 1/64 of its length, or until 1/60 s has passed since the last object. Past its
-    first 4,096 characters, the string is then copied about 65 times its length in all. Any other
+    first 1,024 characters, the string is then copied about 65 times its length in all. Any other
     change, the string's end and the final object are shown at once; `flush` shows what was held
     back (`stream_partial` calls it when its source ends or fails). ``every_change=True`` returns an
     object for every change.
@@ -92,9 +92,30 @@ class PartialObjects(Generic[M]):
         self._next = 0
         self._due = 0.0
         self._built = -1  # the parser's revision at the last build
+        # While a held-back string grows by plain characters, its deltas wait here, unparsed, until
+        # `_room` more characters have come or the clock passes `_due` (see `feed`).
+        self._holding = False
+        self._held: list[str] = []
+        self._hold = self._held.append
+        self._room = 0
 
     def feed(self, text: str) -> M | None:
         """Read the next delta: the new partial object, or None when there is nothing new to show."""
+        if self._holding:
+            # A long string is growing and its next object waits: a delta of plain characters only
+            # waits with it, without being parsed (nearly every delta, so the cost per delta stays
+            # a few operations however long the string). The parser reads what waited in one piece.
+            if '"' not in text and "\\" not in text and text.isprintable():
+                self._hold(text)
+                room = self._room - len(text)
+                if room > 0 and monotonic() < self._due:
+                    self._room = room
+                    return None
+                text = "".join(self._held)
+                self._held.clear()
+                self._holding = False
+            else:
+                self._release()  # (first, so that text before an error in `text` is kept)
         if self._fence is not None:
             text = self._fence.feed(text)
         if not text:
@@ -108,13 +129,15 @@ class PartialObjects(Generic[M]):
             return None
         self._seen = revision
         if self._coalesce:
+            length = parser.fed - parser.string_start
             # the same structure as at the last object: the one change is the string growing
             if parser.structure == self._shape:
-                if parser.fed - parser.string_start < self._next and monotonic() < self._due:
+                if length < self._next and monotonic() < self._due:
+                    self._holding = parser.plain
+                    self._room = self._next - length
                     return None
             else:
                 self._shape = parser.structure
-            length = parser.fed - parser.string_start
             self._next = length + (length >> _COALESCE_SHIFT) if length >= _COALESCE_FROM else 0
             self._due = monotonic() + _COALESCE_SECONDS
         if parser.done:
@@ -122,9 +145,19 @@ class PartialObjects(Generic[M]):
         self._built = revision
         return self._builder.build(parser)
 
+    def _release(self) -> None:
+        """Parse the deltas that waited with a held-back string."""
+        if self._holding:
+            self._holding = False
+            text = "".join(self._held)
+            self._held.clear()
+            self._text.append(text)
+            self._parser.feed(text)
+
     def flush(self) -> M | None:
         """The object for a change `feed` held back (a long string's latest growth), or None when
         there is none: for a stream that ends or fails before the document does."""
+        self._release()
         parser = self._parser
         if self._json is None or parser.done or parser.revision == self._built:
             return None
@@ -134,6 +167,7 @@ class PartialObjects(Generic[M]):
 
     def close(self) -> M:
         """The final object, strictly validated from the whole text."""
+        self._release()
         if self._json is None:
             self._parser.feed(self._fence.finish())
             return self.model.model_validate(self._parser.close())
@@ -162,22 +196,20 @@ async def stream_partial(
     object for every change. `PartialObjects` has the rules, and ``format="toon"``.
     """
     objects = PartialObjects(model, format=format, every_change=every_change)
+    feed = objects.feed
     deltas = aiter(source)
     try:
-        while True:
-            try:
-                delta = await anext(deltas)
-            except StopAsyncIteration:
-                break
-            except Exception:
-                # the source failed (a cut stream, a stopped call): first show all it gave
-                held = objects.flush()
-                if held is not None:
-                    yield held
-                raise
-            partial = objects.feed(delta if type(delta) is str else _text_of(delta))
+        async for delta in deltas:
+            partial = feed(delta if type(delta) is str else _text_of(delta))
             if partial is not None:
                 yield partial
+    except Exception:
+        # the source failed (a cut stream, a stopped call) or its text is not JSON: first show all
+        # that was read before it
+        held = objects.flush()
+        if held is not None:
+            yield held
+        raise
     finally:
         # Stopped early (bad JSON, the caller left): the source is ours to close, not the garbage
         # collector's, which on trio would close it late and with a ResourceWarning.

@@ -1,7 +1,7 @@
 """`PartialObjects`, and how often a long string growing fast is shown (`stream_partial`, `partials()`).
 
 Each partial object holds a new copy of the string being written, so one per delta makes a string of
-L characters cost about L**2 / (2 * delta size) characters copied. Past 4,096 characters, a string
+L characters cost about L**2 / (2 * delta size) characters copied. Past 1,024 characters, a string
 growing fast is shown again once it has grown by 1/64 (or after 1/60 s): copying stays linear.
 """
 
@@ -17,7 +17,7 @@ import anyio
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from lionflow.structured import PartialJSONError, PartialObjects, stream_partial
+from lionflow.structured import PartialJSONError, PartialObjects, partial_model, stream_partial
 from lionflow.testing import ScriptedModel
 
 pytestmark = pytest.mark.anyio
@@ -67,16 +67,16 @@ async def test_a_long_string_streamed_fast_is_copied_a_linear_number_of_characte
     elapsed = time.monotonic() - started
     assert lengths[-1] == len(text)
     assert lengths == sorted(lengths)
-    # Up to 4,096 characters every change shows (at most a character's worth each delta); past
+    # Up to 1,024 characters every change shows (at most a character's worth each delta); past
     # it, an object per 1/64 of growth; and the clock's objects, one per 1/60 s at most.
     clock = math.ceil(elapsed * 60) + 1
-    bound = 4096 * 4096 + 66 * len(text) + (clock + 2) * len(text)
+    bound = 1024 * 1024 + 66 * len(text) + (clock + 2) * len(text)
     assert sum(lengths) <= bound
     # one per delta would have copied some 10**10 characters
     assert sum(lengths) < sum(len(text[: i * 2]) for i in range(len(pieces) // 2)) / 20
 
 
-async def test_past_4096_characters_a_string_grows_by_at_most_a_64th_between_objects() -> None:
+async def test_past_1024_characters_a_string_grows_by_at_most_a_64th_between_objects() -> None:
     text, _, pieces = _essay(200_000, seed=2)
     last = 0
     seen = 0
@@ -191,3 +191,69 @@ def test_a_toon_reply_is_shown_at_every_change() -> None:
     grown = [objects.feed("z") for _ in range(20)]
     assert all(shown is not None for shown in grown)
     assert objects.close() == Essay(title="t", text="y" * 6000 + "z" * 20)
+
+
+# -- deltas that wait with a held-back string, unparsed until it is shown again -------------------
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """`PartialObjects`' clock, set by the test: ``clock[0]`` is the time it reads."""
+    now = [0.0]
+    monkeypatch.setattr(partial_model, "monotonic", lambda: now[0])
+    return now
+
+
+def _holding(objects: PartialObjects[Essay]) -> str:
+    """Feed the start of an essay and 3,000 characters of its text fast (so that its next object
+    waits); the text so far."""
+    objects.feed('{"title": "t", "text": "')
+    for _ in range(1500):
+        objects.feed("ab")
+    return "ab" * 1500
+
+
+def test_what_waited_shows_once_the_clock_passes_a_60th_of_a_second(clock: list[float]) -> None:
+    objects = PartialObjects(Essay)
+    text = _holding(objects)
+    assert objects.feed("cd") is None  # waiting: grown by less than 1/64 within the 60th
+    clock[0] += 1 / 60
+    shown = objects.feed("ef")
+    assert shown is not None
+    assert shown.text == text + "cdef"
+
+
+def test_escapes_and_the_end_of_a_string_after_waiting_deltas_read_as_written(clock: list[float]) -> None:
+    objects = PartialObjects(Essay)
+    text = _holding(objects)
+    for delta in ["x", "\\n", "y", "\\u00e9", "z", "\\ud83e", "\\udd81"]:
+        objects.feed(delta)
+    ended = objects.feed('", "words": 2')
+    assert ended is not None  # at once: the string has ended
+    assert ended.text == text + "x\ny\u00e9z\U0001f981"
+    assert objects.feed(', "tags": ["a"]}') is None  # the document is complete: `close` has it
+    assert objects.close() == Essay(title="t", text=ended.text, words=2, tags=["a"])
+
+
+def test_an_empty_delta_while_waiting_changes_nothing(clock: list[float]) -> None:
+    objects = PartialObjects(Essay)
+    text = _holding(objects)
+    assert objects.feed("") is None
+    flushed = objects.flush()
+    assert flushed is not None
+    assert flushed.text == text
+    assert objects.flush() is None
+
+
+async def test_bad_text_after_waiting_deltas_is_refused_at_its_position_after_what_came_before(
+    clock: list[float],
+) -> None:
+    document = '{"text": "' + "ab" * 3000 + "x"
+    pieces = [document[:10]] + ["ab"] * 3000 + ["x\x01y"]
+    shown: list[Essay] = []
+    with pytest.raises(PartialJSONError) as refused:
+        async for essay in stream_partial(_fast(pieces), Essay):
+            shown.append(essay)
+    assert refused.value.position == len(document)  # the control character
+    # the growth that waited is shown before the error
+    assert shown[-1].text == "ab" * 3000

@@ -144,13 +144,13 @@ def test_an_empty_delta_inside_a_string_changes_nothing() -> None:
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_a_string_under_4096_characters_of_json_written_with_escapes_is_shown_at_every_change() -> None:
+def test_a_string_under_1024_characters_of_json_written_with_escapes_is_shown_at_every_change() -> None:
     objects = PartialObjects(Essay)
     objects.feed('{"text": "')
-    shown = [objects.feed("\\u00e9") for _ in range(600)]  # 600 characters, 3,600 of JSON
+    shown = [objects.feed("\\u00e9") for _ in range(170)]  # 170 characters, 1,020 of JSON
     assert all(essay is not None for essay in shown)
     assert shown[-1] is not None
-    assert shown[-1].text == "é" * 600
+    assert shown[-1].text == "é" * 170
 
 
 @pytest.mark.usefixtures("frozen_clock")
@@ -163,8 +163,8 @@ def test_copying_a_long_string_fed_fast_stays_about_65_times_its_length() -> Non
         essay = objects.feed("x")
         if essay is not None:
             copied += len(essay.text)
-    # the first 4,096 characters at every delta, then an object per 1/64 of growth (as documented)
-    assert copied < 4096 * 4097 // 2 + 66 * length
+    # the first 1,024 characters at every delta, then an object per 1/64 of growth (as documented)
+    assert copied < 1024 * 1025 // 2 + 66 * length
 
 
 # -- checked and found right ---------------------------------------------------------------------
