@@ -18,11 +18,12 @@ Layout rules, with the SPEC.md sections they come from:
 
 from __future__ import annotations
 
+from itertools import chain, compress
 from typing import Any
 
 from lionflow.errors import ConfigurationError
 from lionflow.toon._normalize import SCALARS, Number, Walk, normalize, path_text
-from lionflow.toon._numbers import format_float, format_floats
+from lionflow.toon._numbers import format_float, format_floats, halfway
 from lionflow.toon._quote import DELIMITERS, column_is_bare, format_key, value_quoter
 
 _DICT = {dict}
@@ -53,7 +54,7 @@ def _encode(value: object, indent: int, delimiter: str, *, compiled: bool) -> st
     walk = Walk()
     tree = normalize(value, walk)
     text = None
-    if compiled and indent >= 2 and not walk.numbers:
+    if compiled and indent >= 2 and not walk.numbers and not _holds_halfway(tree, walk):
         text = _compiled(tree, indent, delimiter)
     if text is None:
         text = _write(tree, " " * indent, delimiter)
@@ -71,7 +72,9 @@ def _compiled(tree: object, indent: int, delimiter: str) -> str | None:
 
     toons writes exactly our canonical layout for JSON data (tests/toon/test_encode.py checks the two
     writers agree on random values), about ten times faster; it is not asked to write a Decimal's
-    exact digits (`walk.numbers`) or an indent of 1, which it refuses. Should it refuse a value, the
+    exact digits (`walk.numbers`), a float halfway between its two shortest decimals, which it rounds
+    up where Python and JavaScript round to even (`_holds_halfway`), or an indent of 1, which it
+    refuses. Should it refuse a value, the
     pure-Python writer answers instead (and raises the error worth reading).
     """
     global _toons_dumps
@@ -89,6 +92,26 @@ def _compiled(tree: object, indent: int, delimiter: str) -> str | None:
     except Exception:
         return None
     return text
+
+
+def _holds_halfway(tree: object, walk: Walk) -> bool:
+    """Whether a float in `tree` lies halfway between its two shortest decimals (`halfway`), which
+    `toons` would round otherwise than `format_float`. The values of the containers holding floats
+    (`Walk.floats`) are sifted in C: only a float with at most 25 binary places, which few are, is
+    looked at in Python."""
+    if type(tree) is float:
+        return halfway(tree)
+    if not walk.floats:
+        return False
+    values = list(chain.from_iterable(walk.floats))
+    floats: list[float] = list(compress(values, map(_FLOAT.__contains__, map(type, values))))  # type: ignore[arg-type]
+    return any(map(halfway, compress(floats, map(float.is_integer, map(_PLACES.__mul__, floats)))))
+
+
+_FLOAT = frozenset({float})
+# (a float times 2**25 is a whole number when it has at most 25 binary places; NaN and the
+# infinities are not, and neither is a float so large that the product overflows: those are whole)
+_PLACES = 2.0**25
 
 
 def _write(tree: object, step: str, delimiter: str) -> str:

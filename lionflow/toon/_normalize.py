@@ -23,7 +23,7 @@ import dataclasses
 import datetime
 import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from itertools import chain
 from typing import Any
@@ -47,6 +47,7 @@ SCALARS = frozenset({str, int, float, bool, type(None), Number})
 """The types of the normalized tree that are written as one token."""
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+_WHOLE = _PLAIN - {float}  # (a container of these needs no look at how its floats round)
 _STR = frozenset({str})
 _DICT = {dict}
 
@@ -61,14 +62,16 @@ class _Failure(Exception):
 
 
 class Walk:
-    """What one normalization saw: the containers on the current path (to find cycles), and whether
-    it wrote a Number (a Decimal), which only lionflow's own writer knows to write bare."""
+    """What one normalization saw: the containers on the current path (to find cycles), whether it
+    wrote a Number (a Decimal), which only lionflow's own writer knows to write bare, and the values
+    of every container holding a float (`floats`, for the encoder's check of how they round)."""
 
-    __slots__ = ("active", "numbers")
+    __slots__ = ("active", "floats", "numbers")
 
     def __init__(self) -> None:
         self.active: set[int] = set()
         self.numbers = False
+        self.floats: list[Iterable[object]] = []
 
 
 def normalize(value: object, walk: Walk) -> object:
@@ -110,14 +113,20 @@ def _normalize(value: object, walk: Walk, depth: int) -> object:
     converted = _convert(value)
     if type(converted) is Number:
         walk.numbers = True
+    elif type(converted) is float:
+        walk.floats.append((converted,))
     return _normalize(converted, walk, depth)
 
 
 def _object(value: dict[Any, Any], walk: Walk, depth: int) -> dict[str, object]:
     if not _STR.issuperset(map(type, value)):
         return _object(_rekeyed(value), walk, depth)
-    if _PLAIN.issuperset(map(type, value.values())):
-        return value  # only plain scalars: nothing to convert, nothing to recurse into
+    if _WHOLE.issuperset(map(type, value.values())):
+        return value  # only plain scalars and no float: nothing to convert, nothing to recurse into
+    if float in map(type, value.values()):
+        walk.floats.append(value.values())
+        if _PLAIN.issuperset(map(type, value.values())):
+            return value
     if depth >= MAX_DEPTH:
         raise _Failure(ConfigurationError(f"TOON encoding nests deeper than {MAX_DEPTH} levels"))
     marker = id(value)
@@ -170,15 +179,19 @@ def _rekeyed(value: dict[Any, Any]) -> dict[str, object]:
 
 def _array(value: list[Any], walk: Walk, depth: int) -> list[object]:
     types = set(map(type, value))
+    if float in types:
+        walk.floats.append(value)
     if _PLAIN.issuperset(types):
         return value
     if types == _DICT:
         # Rows of a table: check every key and value of every row in C before walking them in Python.
         rows: list[dict[Any, Any]] = value
-        if _STR.issuperset(map(type, chain.from_iterable(rows))) and _PLAIN.issuperset(
-            map(type, chain.from_iterable(map(dict.values, rows)))
-        ):
-            return value
+        if _STR.issuperset(map(type, chain.from_iterable(rows))):
+            cells = set(map(type, chain.from_iterable(map(dict.values, rows))))
+            if _PLAIN.issuperset(cells):
+                if float in cells:
+                    walk.floats.append(chain.from_iterable(map(dict.values, rows)))
+                return value
     if depth >= MAX_DEPTH:
         raise _Failure(ConfigurationError(f"TOON encoding nests deeper than {MAX_DEPTH} levels"))
     marker = id(value)

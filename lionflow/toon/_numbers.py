@@ -12,6 +12,7 @@ A Decimal keeps its exact digits; only one beyond 10**±400 keeps an exponent (`
 from __future__ import annotations
 
 from decimal import Decimal
+from math import isfinite
 
 # A Decimal this far from 1 keeps an exponent rather than be written out in thousands of digits.
 _DECIMAL_DIGITS_LIMIT = 400
@@ -29,6 +30,22 @@ def format_float(number: float) -> str:
             return "null"
         return text
     return _plain(Decimal(text))
+
+
+def halfway(number: float) -> bool:
+    """Whether `number` lies exactly halfway between the two shortest decimals that read back as it
+    (`562949953421312.25`: `.2` or `.3`). Python's repr and JavaScript round such a half to even;
+    `toons` rounds it up, so a document holding one is left to the pure-Python writer."""
+    if not isfinite(number):
+        return False
+    numerator, denominator = number.as_integer_ratio()
+    # A fraction of 2**-f has f exact decimal places, the last a 5: with more than 25 of them the
+    # exact value has more than 18 digits, over one past the shortest (at most 17), and no tie.
+    if denominator == 1 or denominator > 1 << 25:
+        return False
+    exact = len(str(abs(numerator) * 5 ** (denominator.bit_length() - 1)))
+    shortest = len(repr(number).lstrip("-").partition("e")[0].replace(".", "").lstrip("0"))
+    return exact == shortest + 1
 
 
 def format_floats(numbers: list[float]) -> list[str]:
