@@ -169,7 +169,8 @@ class PartialObjects(Generic[M]):
         """The final object, strictly validated from the whole text."""
         self._release()
         if self._json is None:
-            self._parser.feed(self._fence.finish())
+            if not self._parser.done:  # (closed already: the same object again, as for JSON)
+                self._parser.feed(self._fence.finish())
             return self.model.model_validate(self._parser.close())
         # the document as `json_document` finds it, from where the parser saw it begin and end
         parser = self._json

@@ -257,3 +257,11 @@ async def test_bad_text_after_waiting_deltas_is_refused_at_its_position_after_wh
     assert refused.value.position == len(document)  # the control character
     # the growth that waited is shown before the error
     assert shown[-1].text == "ab" * 3000
+
+
+def test_close_twice_gives_the_final_object_again_for_json_and_toon() -> None:
+    for format, text in [("json", '{"title": "t", "text": "abc"}'), ("toon", "title: t\ntext: abc")]:
+        objects = PartialObjects(Essay, format=format)  # type: ignore[arg-type]
+        objects.feed(text)
+        first = objects.close()
+        assert objects.close() == first == Essay(title="t", text="abc"), format
