@@ -200,7 +200,7 @@ async def stream_partial(
     feed = objects.feed
     deltas = aiter(source)
     try:
-        async for delta in deltas:
+        async for delta in _Iterating(deltas):
             partial = feed(delta if type(delta) is str else _text_of(delta))
             if partial is not None:
                 yield partial
@@ -222,6 +222,19 @@ async def stream_partial(
     if held is not None:
         yield held
     yield objects.close()
+
+
+class _Iterating:
+    """`iterator` for `async for`, which asks for ``__aiter__`` and takes what it returns: an async
+    iterator needs only ``__anext__``, as `aiter` and a plain ``async for`` over its source accept."""
+
+    __slots__ = ("iterator",)
+
+    def __init__(self, iterator: AsyncIterator[Any]) -> None:
+        self.iterator = iterator
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self.iterator
 
 
 def _text_of(delta: Any) -> str:

@@ -97,11 +97,6 @@ class _Source:
         return _Deltas(self._deltas)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream_partial loops `async for` over aiter(source), which needs the iterator's own "
-    "__aiter__; the anext() loop before it (and `async for` over the source) did not",
-)
 async def test_an_async_iterable_whose_iterator_has_only_anext_is_read() -> None:
     deltas = ['{"title": "t", ', '"text": "ab', 'c"}']
     async for direct in _Source(deltas):  # Python's own `async for` takes it
