@@ -297,6 +297,10 @@ class PartialJSON:
                 if self._surrogate:
                     pieces.append(self._surrogate)
                     self._surrogate = ""
+                if stop > i:  # the value keeps the text before it, however the deltas were split
+                    pieces.append(text[i:stop])
+                    if not self._string_is_key:
+                        self.revision += 1
                 raise self._error("control character in a string", base + stop)
             end = n if stop < 0 else stop
             if end > i:

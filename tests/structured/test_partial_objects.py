@@ -255,8 +255,8 @@ async def test_bad_text_after_waiting_deltas_is_refused_at_its_position_after_wh
         async for essay in stream_partial(_fast(pieces), Essay):
             shown.append(essay)
     assert refused.value.position == len(document)  # the control character
-    # the growth that waited is shown before the error
-    assert shown[-1].text == "ab" * 3000
+    # the growth that waited, and the "x" before the bad character, is shown before the error
+    assert shown[-1].text == "ab" * 3000 + "x"
 
 
 def test_close_twice_gives_the_final_object_again_for_json_and_toon() -> None:

@@ -382,3 +382,14 @@ def test_a_control_character_in_a_string_is_refused_where_it_stands(pieces: list
     with pytest.raises(PartialJSONError, match=f"position {position}"):
         for piece in pieces:
             parser.feed(piece)
+
+
+@pytest.mark.parametrize("pieces", [['{"a": "ab', "ce\nf"], ['{"a": "abc', "e\nf"], ['{"a": "abce\nf']])
+def test_the_text_before_a_control_character_is_kept_however_the_deltas_were_split(
+    pieces: list[str],
+) -> None:
+    parser = PartialJSON()
+    with pytest.raises(PartialJSONError, match="position 11"):
+        for piece in pieces:
+            parser.feed(piece)
+    assert parser.value == {"a": "abce"}  # the value keeps all the valid text before the error
