@@ -260,7 +260,8 @@ async def test_a_reconnect_within_the_grace_keeps_the_upstream_stream_open_to_it
         with anyio.fail_after(10):
             rest = await http.get(f"{url}{CHAT}/{completion_id}", headers=headers)
     (upstream,) = server.requests
-    assert upstream.completed.is_set()
+    # (the server's thread marks the reply complete just after its last write, which may be read first)
+    assert await anyio.to_thread.run_sync(upstream.completed.wait, 5)
     assert not upstream.disconnected.is_set()
     assert _text(first + split(rest.content)) == "".join(f"w{n} " for n in range(40))
 
