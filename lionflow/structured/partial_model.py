@@ -54,8 +54,8 @@ class PartialObjects(Generic[M]):
     has grown by 1/64 of its length, or until 1/60 s has passed since the last object. Past its
     first 1,024 characters, the string is then copied about 65 times its length in all. Any other
     change, the string's end and the final object are shown at once; `flush` shows what was held
-    back (`stream_partial` calls it when its source ends or fails). ``every_change=True`` returns an
-    object for every change.
+    back (`stream_partial` calls it when its source ends or fails, or its text turns out not to be
+    JSON). ``every_change=True`` returns an object for every change.
 
     `close` returns the final object, strictly validated from the whole text (a
     `pydantic.ValidationError` if it does not validate). ``format="toon"`` reads a TOON reply

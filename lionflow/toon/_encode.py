@@ -74,8 +74,8 @@ def _compiled(tree: object, indent: int, delimiter: str) -> str | None:
     writers agree on random values), about ten times faster; it is not asked to write a Decimal's
     exact digits (`walk.numbers`), a float halfway between its two shortest decimals, which it rounds
     up where Python and JavaScript round to even (`_holds_halfway`), or an indent of 1, which it
-    refuses. Should it refuse a value, the
-    pure-Python writer answers instead (and raises the error worth reading).
+    refuses. Should it refuse a value, the pure-Python writer answers instead (and raises the error
+    worth reading).
     """
     global _toons_dumps
     if _toons_dumps is _UNSET:
