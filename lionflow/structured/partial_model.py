@@ -14,12 +14,15 @@ while only a string grows, only the open path down to it is rebuilt (`lionflow.s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from time import monotonic
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 from pydantic import BaseModel
+
+from lionflow.errors import PartialJSONError
 
 # re-exported from where they were defined before (lionflow.structured and tests import them here)
 from lionflow.structured._builder import PartialBuilder as PartialBuilder
@@ -30,8 +33,8 @@ M = TypeVar("M", bound=BaseModel)
 
 # A JSON string of _COALESCE_FROM characters or more, growing fast, is shown again once it has grown
 # by 1/2**_COALESCE_SHIFT of its length or once _COALESCE_SECONDS have passed (see `PartialObjects`).
-_COALESCE_FROM = 1024
-_COALESCE_SHIFT = 6
+_COALESCE_FROM = 256
+_COALESCE_SHIFT = 5
 _COALESCE_SECONDS = 1 / 60
 
 
@@ -49,10 +52,10 @@ class PartialObjects(Generic[M]):
     `feed` returns a new object whenever the value changed, with one exception that keeps the cost
     linear: a long string growing fast is shown less often. Each object holds a new copy of the
     string being written, so with an object per delta a string of L characters would cost L per
-    delta, quadratic over the reply. Once a string's JSON text has 1,024 characters or more and the
+    delta, quadratic over the reply. Once a string's JSON text has 256 characters or more and the
     one change since the last object is that string growing, the next object waits until the string
-    has grown by 1/64 of its length, or until 1/60 s has passed since the last object. Past its
-    first 1,024 characters, the string is then copied about 65 times its length in all. Any other
+    has grown by 1/32 of its length, or until 1/60 s has passed since the last object. Past its
+    first 256 characters, the string is then copied about 33 times its length in all. Any other
     change, the string's end and the final object are shown at once; `flush` shows what was held
     back (`stream_partial` calls it when its source ends or fails, or its text turns out not to be
     JSON). ``every_change=True`` returns an object for every change.
@@ -62,7 +65,9 @@ class PartialObjects(Generic[M]):
     instead (`lionflow.toon.PartialTOON`, whose objects are never coalesced): each partial object shows
     what the complete lines say, plus a string still being written; a Markdown code fence around the
     reply is dropped; `close` validates ``toon.decode`` of the whole text (a `ToonDecodeError` if it
-    is not TOON). Invalid JSON raises `PartialJSONError` from `feed`.
+    is not TOON). Invalid JSON raises `PartialJSONError` from `feed`, or from `flush` for text that
+    waited with a long string (a control character inside it is refused when that text is read, at
+    most 1/60 s after it came, or when the string's next object is due or the stream ends).
     """
 
     def __init__(
@@ -92,30 +97,14 @@ class PartialObjects(Generic[M]):
         self._next = 0
         self._due = 0.0
         self._built = -1  # the parser's revision at the last build
-        # While a held-back string grows by plain characters, its deltas wait here, unparsed, until
-        # `_room` more characters have come or the clock passes `_due` (see `feed`).
-        self._holding = False
-        self._held: list[str] = []
-        self._hold = self._held.append
-        self._room = 0
+        # the deltas that wait, unparsed, with a held-back string (see `_wait`), or None
+        self._held: list[str] | None = None
+        self._stop: Callable[[], None] = _nothing  # leaves the function waiting no room
 
     def feed(self, text: str) -> M | None:
         """Read the next delta: the new partial object, or None when there is nothing new to show."""
-        if self._holding:
-            # A long string is growing and its next object waits: a delta of plain characters only
-            # waits with it, without being parsed (nearly every delta, so the cost per delta stays
-            # a few operations however long the string). The parser reads what waited in one piece.
-            if '"' not in text and "\\" not in text and text.isprintable():
-                self._hold(text)
-                room = self._room - len(text)
-                if room > 0 and monotonic() < self._due:
-                    self._room = room
-                    return None
-                text = "".join(self._held)
-                self._held.clear()
-                self._holding = False
-            else:
-                self._release()  # (first, so that text before an error in `text` is kept)
+        if self._held is not None:  # (a `feed` kept from before the wait began: it reads what waited)
+            self._release()
         if self._fence is not None:
             text = self._fence.feed(text)
         if not text:
@@ -133,8 +122,9 @@ class PartialObjects(Generic[M]):
             # the same structure as at the last object: the one change is the string growing
             if parser.structure == self._shape:
                 if length < self._next and monotonic() < self._due:
-                    self._holding = parser.plain
-                    self._room = self._next - length
+                    if parser.plain:
+                        # the next deltas wait unparsed: `_wait`'s function stands in for this method
+                        self.feed = self._wait(self._next - length)  # type: ignore[method-assign,assignment]
                     return None
             else:
                 self._shape = parser.structure
@@ -145,18 +135,65 @@ class PartialObjects(Generic[M]):
         self._built = revision
         return self._builder.build(parser)
 
+    def _wait(self, room: int) -> Callable[[str], M | None]:
+        """`feed` while a long string is growing and its next object waits: a delta without a quote
+        only waits with it, unparsed, until `room` more characters have come or the clock passes the
+        time to show it. That is nearly every delta of such a string, so its cost stays a few
+        operations however long the string is (a function of its own, as a method's attribute
+        lookups would double them). The parser then reads what waited in one piece: escapes, and a
+        control character, which it refuses, as when they came one by one. A quote may end the
+        string, which shows at once: what waited is read first, then the delta with the quote.
+
+        The function may be kept (``feed = objects.feed``) and called after its wait has ended (a
+        flush, or the method called meanwhile): `_release` then leaves it no room, so its next
+        delta goes past the wait to the method, in order after any deltas that wait by then."""
+        held: list[str] = []
+        hold = held.append
+        due = self._due
+
+        def feed(text: str) -> M | None:
+            nonlocal room
+            if '"' not in text:
+                hold(text)
+                room -= len(text)
+                if room > 0 and monotonic() < due:
+                    return None
+                if self._held is held:
+                    self._unwait()
+                    text = "".join(held)
+                held.clear()  # (its wait ended before: `text` is the one delta in it)
+            elif self._held is held:
+                self._release()  # (first, so that text before an error in `text` is kept)
+            return PartialObjects.feed(self, text)
+
+        def stop() -> None:
+            nonlocal room
+            room = 0
+
+        self._held, self._stop = held, stop
+        return feed
+
+    def _unwait(self) -> None:
+        """End the wait of `_wait`'s function: the method answers `feed` again."""
+        self._stop()
+        self._held = None
+        del self.feed
+
     def _release(self) -> None:
         """Parse the deltas that waited with a held-back string."""
-        if self._holding:
-            self._holding = False
-            text = "".join(self._held)
-            self._held.clear()
+        held = self._held
+        if held is not None:
+            self._unwait()
+            text = "".join(held)
+            held.clear()
             self._text.append(text)
             self._parser.feed(text)
 
     def flush(self) -> M | None:
         """The object for a change `feed` held back (a long string's latest growth), or None when
-        there is none: for a stream that ends or fails before the document does."""
+        there is none: for a stream that ends or fails before the document does. Raises
+        `PartialJSONError` if the text that waited is not JSON; call it again for what came before
+        the error."""
         self._release()
         parser = self._parser
         if self._json is None or parser.done or parser.revision == self._built:
@@ -167,7 +204,8 @@ class PartialObjects(Generic[M]):
 
     def close(self) -> M:
         """The final object, strictly validated from the whole text."""
-        self._release()
+        with suppress(PartialJSONError):  # (text that waited is not JSON: the whole is refused below)
+            self._release()
         if self._json is None:
             if not self._parser.done:  # (closed already: the same object again, as for JSON)
                 self._parser.feed(self._fence.finish())
@@ -178,6 +216,10 @@ class PartialObjects(Generic[M]):
         if parser.start is not None:
             whole = whole[parser.start : parser.end if parser.done else None]
         return self.model.model_validate_json(whole)
+
+
+def _nothing() -> None:
+    pass
 
 
 async def stream_partial(
@@ -197,17 +239,25 @@ async def stream_partial(
     object for every change. `PartialObjects` has the rules, and ``format="toon"``.
     """
     objects = PartialObjects(model, format=format, every_change=every_change)
-    feed = objects.feed
     deltas = aiter(source)
     try:
         async for delta in _Iterating(deltas):
-            partial = feed(delta if type(delta) is str else _text_of(delta))
+            # (`objects.feed` is looked up each time: it changes while a long string's object waits)
+            partial = objects.feed(delta if type(delta) is str else _text_of(delta))
             if partial is not None:
                 yield partial
+        held = objects.flush()  # a document cut off mid-string: all of it, before close() refuses it
     except Exception:
         # the source failed (a cut stream, a stopped call) or its text is not JSON: first show all
         # that was read before it
-        held = objects.flush()
+        try:
+            held = objects.flush()
+        except PartialJSONError:
+            # text that waited is not JSON: what came before it, then that error (it came first)
+            held = objects.flush()
+            if held is not None:
+                yield held
+            raise
         if held is not None:
             yield held
         raise
@@ -218,7 +268,6 @@ async def stream_partial(
         if close is not None:
             with anyio.CancelScope(shield=True):
                 await close()
-    held = objects.flush()  # a document cut off mid-string: all of it, before close() refuses it
     if held is not None:
         yield held
     yield objects.close()

@@ -1,8 +1,8 @@
 """`PartialObjects`, and how often a long string growing fast is shown (`stream_partial`, `partials()`).
 
 Each partial object holds a new copy of the string being written, so one per delta makes a string of
-L characters cost about L**2 / (2 * delta size) characters copied. Past 1,024 characters, a string
-growing fast is shown again once it has grown by 1/64 (or after 1/60 s): copying stays linear.
+L characters cost about L**2 / (2 * delta size) characters copied. Past 256 characters, a string
+growing fast is shown again once it has grown by 1/32 (or after 1/60 s): copying stays linear.
 """
 
 from __future__ import annotations
@@ -67,23 +67,23 @@ async def test_a_long_string_streamed_fast_is_copied_a_linear_number_of_characte
     elapsed = time.monotonic() - started
     assert lengths[-1] == len(text)
     assert lengths == sorted(lengths)
-    # Up to 1,024 characters every change shows (at most a character's worth each delta); past
-    # it, an object per 1/64 of growth; and the clock's objects, one per 1/60 s at most.
+    # Up to 256 characters every change shows (at most a character's worth each delta); past it,
+    # an object per 1/32 of growth; and the clock's objects, one per 1/60 s at most.
     clock = math.ceil(elapsed * 60) + 1
-    bound = 1024 * 1024 + 66 * len(text) + (clock + 2) * len(text)
+    bound = 256 * 256 + 34 * len(text) + (clock + 2) * len(text)
     assert sum(lengths) <= bound
     # one per delta would have copied some 10**10 characters
     assert sum(lengths) < sum(len(text[: i * 2]) for i in range(len(pieces) // 2)) / 20
 
 
-async def test_past_1024_characters_a_string_grows_by_at_most_a_64th_between_objects() -> None:
+async def test_past_256_characters_a_string_grows_by_at_most_a_32nd_between_objects() -> None:
     text, _, pieces = _essay(200_000, seed=2)
     last = 0
     seen = 0
     async for essay in stream_partial(_fast(pieces), Essay):
         length = len(essay.text)
-        # what the last object showed, and at most one delta (4 characters) beyond the 64th
-        assert length - last <= max(last // 64, 4) + 4, (last, length)
+        # what the last object showed, and at most one delta (4 characters) beyond the 32nd
+        assert length - last <= max(last // 32, 4) + 4, (last, length)
         last = length
         seen += 1
     assert last == len(text)
@@ -216,7 +216,7 @@ def _holding(objects: PartialObjects[Essay]) -> str:
 def test_what_waited_shows_once_the_clock_passes_a_60th_of_a_second(clock: list[float]) -> None:
     objects = PartialObjects(Essay)
     text = _holding(objects)
-    assert objects.feed("cd") is None  # waiting: grown by less than 1/64 within the 60th
+    assert objects.feed("cd") is None  # waiting: grown by less than 1/32 within the 60th
     clock[0] += 1 / 60
     shown = objects.feed("ef")
     assert shown is not None
@@ -257,6 +257,54 @@ async def test_bad_text_after_waiting_deltas_is_refused_at_its_position_after_wh
     assert refused.value.position == len(document)  # the control character
     # the growth that waited, and the "x" before the bad character, is shown before the error
     assert shown[-1].text == "ab" * 3000 + "x"
+
+
+async def test_bad_text_waiting_when_the_source_fails_is_the_error_after_what_came_before(
+    clock: list[float],
+) -> None:
+    async def failing() -> AsyncIterator[str]:
+        yield '{"text": "' + "ab" * 3000
+        yield "x"
+        yield "y\x01z"  # waits with the rest: a control character, refused once it is read
+        raise RuntimeError("connection reset")
+
+    shown: list[Essay] = []
+    with pytest.raises(PartialJSONError) as refused:
+        async for essay in stream_partial(failing(), Essay):
+            shown.append(essay)
+    # the bad character came first, so it is the error; the source's error is its context
+    assert isinstance(refused.value.__context__, RuntimeError)
+    assert refused.value.position == len('{"text": "') + 6000 + 2
+    assert shown[-1].text == "ab" * 3000 + "xy"
+
+
+def test_feed_kept_in_a_variable_reads_every_delta_in_order(clock: list[float]) -> None:
+    # `feed` taken once, before any delta (a loop's usual shortcut), while deltas wait
+    objects = PartialObjects(Essay)
+    feed = objects.feed
+    feed('{"title": "t", "text": "')
+    for _ in range(1500):
+        feed("ab")
+    assert feed("cd") is None  # waits
+    shown = feed("ef")
+    assert shown is None or shown.text == "ab" * 1500 + "cdef"
+    feed('"}')
+    assert objects.close() == Essay(title="t", text="ab" * 1500 + "cdef")
+
+
+def test_feed_kept_while_deltas_wait_still_reads_every_delta_after_a_flush(clock: list[float]) -> None:
+    objects = PartialObjects(Essay)
+    text = _holding(objects)
+    feed = objects.feed  # taken while deltas wait
+    assert feed("cd") is None
+    flushed = objects.flush()  # the wait ends
+    assert flushed is not None
+    assert flushed.text == text + "cd"
+    assert feed("ef") is not None  # the kept `feed` still reads (the change after a flush shows)
+    assert objects.feed("gh") is None  # waits again
+    assert feed("ij") is None  # the old one, while a new wait holds "gh": after it
+    feed('"}')
+    assert objects.close() == Essay(title="t", text=text + "cdefghij")
 
 
 def test_close_twice_gives_the_final_object_again_for_json_and_toon() -> None:

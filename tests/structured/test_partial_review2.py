@@ -2,7 +2,7 @@
 
 It found: text held back never shown when a stream is stopped or cut off mid-string, an empty
 delta bumping `revision`, and docs that promised more than the rule gives (the threshold counts JSON
-text; copying is about 65 times the string, not 64; the last delta of a burst waits for the next);
+text; copying is about 33 times the string, not 32; the last delta of a burst waits for the next);
 each is a test here now. The others pin behaviour checked and found right: the fast path parses as
 the long way does, and coalescing hides nothing but a string growing.
 
@@ -43,7 +43,7 @@ def _generator(objects: AsyncIterator[Essay]) -> AsyncGenerator[Essay, None]:
 
 @pytest.fixture
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`PartialObjects`' clock stands still: only "grown by 1/64" shows a long string again."""
+    """`PartialObjects`' clock stands still: only "grown by 1/32" shows a long string again."""
     monkeypatch.setattr(partial_model, "monotonic", lambda: 0.0, raising=False)
 
 
@@ -55,7 +55,7 @@ async def test_text_held_back_before_a_pause_is_shown_with_the_next_delta() -> N
     # shows what arrived before the pause)
     async def pausing() -> AsyncIterator[str]:
         yield PREFIX + "x" * 6000
-        yield "ab"  # at once: under 1/64 of growth, and (on any but a stalled machine) held back
+        yield "ab"  # at once: under 1/32 of growth, and (on any but a stalled machine) held back
         await anyio.sleep(0.05)  # the model thinks
         yield "cd"  # over 1/60 s since the last object: shown, with what was held back
         yield "ef"  # at once again: held back, then shown by the end
@@ -115,7 +115,7 @@ async def test_a_call_stopped_mid_string_shows_all_the_text_it_received() -> Non
 
 @pytest.mark.usefixtures("frozen_clock")
 async def test_a_reply_cut_off_mid_string_shows_all_its_text_before_the_error() -> None:
-    received = "y" * 5000 + "z" * 70  # 70 more characters: under 1/64 of 5,000
+    received = "y" * 5000 + "z" * 70  # 70 more characters: under 1/32 of 5,000
 
     async def cut_off() -> AsyncIterator[str]:
         yield PREFIX + "y" * 5000
@@ -144,17 +144,17 @@ def test_an_empty_delta_inside_a_string_changes_nothing() -> None:
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_a_string_under_1024_characters_of_json_written_with_escapes_is_shown_at_every_change() -> None:
+def test_a_string_under_256_characters_of_json_written_with_escapes_is_shown_at_every_change() -> None:
     objects = PartialObjects(Essay)
     objects.feed('{"text": "')
-    shown = [objects.feed("\\u00e9") for _ in range(170)]  # 170 characters, 1,020 of JSON
+    shown = [objects.feed("\\u00e9") for _ in range(42)]  # 42 characters, 252 of JSON
     assert all(essay is not None for essay in shown)
     assert shown[-1] is not None
-    assert shown[-1].text == "é" * 170
+    assert shown[-1].text == "é" * 42
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_copying_a_long_string_fed_fast_stays_about_65_times_its_length() -> None:
+def test_copying_a_long_string_fed_fast_stays_about_33_times_its_length() -> None:
     length = 200_000
     objects = PartialObjects(Essay)
     objects.feed('{"text": "')
@@ -163,8 +163,8 @@ def test_copying_a_long_string_fed_fast_stays_about_65_times_its_length() -> Non
         essay = objects.feed("x")
         if essay is not None:
             copied += len(essay.text)
-    # the first 1,024 characters at every delta, then an object per 1/64 of growth (as documented)
-    assert copied < 1024 * 1025 // 2 + 66 * length
+    # the first 256 characters at every delta, then an object per 1/32 of growth (as documented)
+    assert copied < 256 * 257 // 2 + 34 * length
 
 
 # -- checked and found right ---------------------------------------------------------------------

@@ -177,7 +177,7 @@ def _check(seed: int, monkeypatch: pytest.MonkeyPatch) -> int:
     held = False
     for delta in _split(rng, text):
         fed += len(delta)
-        holding = objects._holding  # (white box: to check these closely, and that there are some)
+        holding = objects._held is not None  # (white box: to check these closely, and that there are some)
         waited += holding
         held = held or holding  # deltas waited since the last object
         structure, revision = parser.structure, parser.revision
@@ -283,16 +283,37 @@ def test_escapes_surrogates_and_unprintable_characters_split_among_waiting_delta
     assert flushed.text == text + "x\U0001f981y\u2028\xa0\nz\x7f\u00e9"
 
 
-def test_a_control_character_after_waiting_deltas_is_refused_at_its_position(clock: list[float]) -> None:
+def test_a_control_character_in_waiting_deltas_is_refused_at_its_position_once_they_are_read(
+    clock: list[float],
+) -> None:
+    # read by a flush (a stream's end or failure)
     objects = PartialObjects(Essay)
     text = _waiting(objects) + "cd"
     assert objects.feed("cd") is None
+    assert objects.feed("e\nf") is None  # it waits with the rest, unread
     with pytest.raises(PartialJSONError) as refused:
-        objects.feed("e\nf")
+        objects.flush()
     assert refused.value.position == len(PREFIX + text) + 1
     flushed = objects.flush()  # what waited before it is kept, and the "e" of its own delta
     assert flushed is not None
     assert flushed.text == text + "e"
+    # read when the next object is due (1/60 s later): refused by that delta's feed
+    objects = PartialObjects(Essay)
+    text = _waiting(objects)
+    assert objects.feed("e\x01f") is None
+    clock[0] += 1 / 50
+    with pytest.raises(PartialJSONError) as refused:
+        objects.feed("g")
+    assert refused.value.position == len(PREFIX + text) + 1
+    # read before a quote, which may end the string: refused before the quote is read
+    objects = PartialObjects(Essay)
+    text = _waiting(objects)
+    assert objects.feed("e\x1ff") is None
+    with pytest.raises(PartialJSONError) as refused:
+        objects.feed('g"}')
+    assert refused.value.position == len(PREFIX + text) + 1
+    with pytest.raises(ValidationError):
+        objects.close()  # the whole text, refused as JSON
 
 
 # -- checked and found right: stream_partial while deltas wait ------------------------------------
