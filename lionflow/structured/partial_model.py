@@ -104,7 +104,7 @@ class PartialObjects(Generic[M]):
     def feed(self, text: str) -> M | None:
         """Read the next delta: the new partial object, or None when there is nothing new to show."""
         if self._held is not None:  # (a `feed` kept from before the wait began: it reads what waited)
-            self._release()
+            self._release_before(text)
         if self._fence is not None:
             text = self._fence.feed(text)
         if not text:
@@ -122,8 +122,9 @@ class PartialObjects(Generic[M]):
             # the same structure as at the last object: the one change is the string growing
             if parser.structure == self._shape:
                 if length < self._next and monotonic() < self._due:
-                    if parser.plain:
+                    if parser.plain and type(self).feed is PartialObjects.feed:
                         # the next deltas wait unparsed: `_wait`'s function stands in for this method
+                        # (not for a subclass's own `feed`, which sees every delta)
                         self.feed = self._wait(self._next - length)  # type: ignore[method-assign,assignment]
                     return None
             else:
@@ -163,7 +164,7 @@ class PartialObjects(Generic[M]):
                     text = "".join(held)
                 held.clear()  # (its wait ended before: `text` is the one delta in it)
             elif self._held is held:
-                self._release()  # (first, so that text before an error in `text` is kept)
+                self._release_before(text)  # (first, so that text before an error in `text` is kept)
             return PartialObjects.feed(self, text)
 
         def stop() -> None:
@@ -178,6 +179,15 @@ class PartialObjects(Generic[M]):
         self._stop()
         self._held = None
         del self.feed
+
+    def _release_before(self, text: str) -> None:
+        """Parse what waited, before the delta `text`; if it is not JSON, `text` is still kept for
+        `close`, which validates all the text fed (as when no delta waits)."""
+        try:
+            self._release()
+        except PartialJSONError:
+            self._text.append(text)
+            raise
 
     def _release(self) -> None:
         """Parse the deltas that waited with a held-back string."""
