@@ -11,7 +11,7 @@ to 4 characters:
 - nested: objects nested 6 deep (a recursive model), a small tree after another;
 - string: one huge string field. Each object shows a new `str` of the whole field (strings cannot
   grow in place): re-parse copies the field once per delta, quadratic in the field's length, while
-  lionflow, past 256 characters, shows the growing string again once it has grown by 1/32 (or
+  lionflow, past 256 characters, shows the growing string again once it has grown by 1/16 (or
   after 1/60 s), so its copying stays linear (`PartialObjects`); the "objects" column counts them;
 - prose: items that are nothing but 20-word strings, so that nearly every delta grows one (a stress
   case beyond issue 19's four: two new model instances per delta are most of lionflow's cost here).

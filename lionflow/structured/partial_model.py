@@ -34,7 +34,7 @@ M = TypeVar("M", bound=BaseModel)
 # A JSON string of _COALESCE_FROM characters or more, growing fast, is shown again once it has grown
 # by 1/2**_COALESCE_SHIFT of its length or once _COALESCE_SECONDS have passed (see `PartialObjects`).
 _COALESCE_FROM = 256
-_COALESCE_SHIFT = 5
+_COALESCE_SHIFT = 4
 _COALESCE_SECONDS = 1 / 60
 
 
@@ -54,8 +54,8 @@ class PartialObjects(Generic[M]):
     string being written, so with an object per delta a string of L characters would cost L per
     delta, quadratic over the reply. Once a string's JSON text has 256 characters or more and the
     one change since the last object is that string growing, the next object waits until the string
-    has grown by 1/32 of its length, or until 1/60 s has passed since the last object. Past its
-    first 256 characters, the string is then copied about 33 times its length in all. Any other
+    has grown by 1/16 of its length, or until 1/60 s has passed since the last object. Past its
+    first 256 characters, the string is then copied about 17 times its length in all. Any other
     change, the string's end and the final object are shown at once; `flush` shows what was held
     back (`stream_partial` calls it when its source ends or fails, or its text turns out not to be
     JSON). ``every_change=True`` returns an object for every change.

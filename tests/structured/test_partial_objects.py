@@ -2,7 +2,7 @@
 
 Each partial object holds a new copy of the string being written, so one per delta makes a string of
 L characters cost about L**2 / (2 * delta size) characters copied. Past 256 characters, a string
-growing fast is shown again once it has grown by 1/32 (or after 1/60 s): copying stays linear.
+growing fast is shown again once it has grown by 1/16 (or after 1/60 s): copying stays linear.
 """
 
 from __future__ import annotations
@@ -68,22 +68,22 @@ async def test_a_long_string_streamed_fast_is_copied_a_linear_number_of_characte
     assert lengths[-1] == len(text)
     assert lengths == sorted(lengths)
     # Up to 256 characters every change shows (at most a character's worth each delta); past it,
-    # an object per 1/32 of growth; and the clock's objects, one per 1/60 s at most.
+    # an object per 1/16 of growth; and the clock's objects, one per 1/60 s at most.
     clock = math.ceil(elapsed * 60) + 1
-    bound = 256 * 256 + 34 * len(text) + (clock + 2) * len(text)
+    bound = 256 * 256 + 18 * len(text) + (clock + 2) * len(text)
     assert sum(lengths) <= bound
     # one per delta would have copied some 10**10 characters
     assert sum(lengths) < sum(len(text[: i * 2]) for i in range(len(pieces) // 2)) / 20
 
 
-async def test_past_256_characters_a_string_grows_by_at_most_a_32nd_between_objects() -> None:
+async def test_past_256_characters_a_string_grows_by_at_most_a_16th_between_objects() -> None:
     text, _, pieces = _essay(200_000, seed=2)
     last = 0
     seen = 0
     async for essay in stream_partial(_fast(pieces), Essay):
         length = len(essay.text)
-        # what the last object showed, and at most one delta (4 characters) beyond the 32nd
-        assert length - last <= max(last // 32, 4) + 4, (last, length)
+        # what the last object showed, and at most one delta (4 characters) beyond the 16th
+        assert length - last <= max(last // 16, 4) + 4, (last, length)
         last = length
         seen += 1
     assert last == len(text)
@@ -216,7 +216,7 @@ def _holding(objects: PartialObjects[Essay]) -> str:
 def test_what_waited_shows_once_the_clock_passes_a_60th_of_a_second(clock: list[float]) -> None:
     objects = PartialObjects(Essay)
     text = _holding(objects)
-    assert objects.feed("cd") is None  # waiting: grown by less than 1/32 within the 60th
+    assert objects.feed("cd") is None  # waiting: grown by less than 1/16 within the 60th
     clock[0] += 1 / 60
     shown = objects.feed("ef")
     assert shown is not None
